@@ -1,0 +1,87 @@
+// A tour of Processing on the seeds' own examples. Run it with `swift run Tour`.
+//
+// Each process below is a Codable type; its lifecycle hooks run in a child process (this
+// program's binary, re-executed), and the parent talks to it through its handle.
+import Processing
+
+// MARK: 1. A counter that runs 10 times (seed 000's first example)
+
+struct Counter: Skprocess {
+    var counter = 0
+    var processConfig = ProcessConfig(runs: 10)
+
+    mutating func run() async throws { counter += 1 }
+    func result() async throws -> Int { counter }
+}
+
+// MARK: 2. A command loop: the parent tells, the child answers (seed 001)
+
+struct CommandLoop: Skprocess {
+    var command: String?
+    var printed = 0
+
+    mutating func prerun() async throws {
+        command = try await listen(String.self, timeout: .seconds(5))
+    }
+
+    mutating func run() async throws {
+        switch command {
+        case "stop": stop()
+        case "print": printed += 1; print("  child: hello (\(printed))")
+        default: throw UnknownCommand(command: command)
+        }
+    }
+
+    mutating func postrun() async throws {
+        command = nil
+        try await tell("command received")
+    }
+
+    func result() async throws -> Int { printed }
+}
+
+struct UnknownCommand: Error, Codable { var command: String? }
+
+// MARK: 3. A process that stops itself
+
+struct Countdown: Skprocess {
+    var from = 5
+    var seen: [Int] = []
+
+    mutating func run() async throws {
+        seen.append(from - currentRun)
+        if from - currentRun == 1 { stop() }  // finishes this run, then onFinish and result
+    }
+
+    func result() async throws -> [Int] { seen }
+}
+
+// MARK: 4. A crash does not take the parent with it
+
+struct Crasher: Skprocess {
+    mutating func run() async throws { fatalError("the child gives up") }
+}
+
+print("1. Counter with runs = 10")
+let counter = try await Counter().start()
+print("   result:", try await counter.result())
+
+print("2. Command loop")
+let loop = try await CommandLoop().start()
+for _ in 0..<3 {
+    try await loop.tell("print")
+    let answer = try await loop.listen(String.self, timeout: .seconds(5))
+    print("  parent heard:", answer ?? "nothing")
+}
+try await loop.tell("stop")
+print("   printed:", try await loop.result())
+
+print("3. A process that stops itself")
+print("   seen:", try await Countdown().start().result())
+
+print("4. A crashing child")
+do {
+    _ = try await Crasher().start().result()
+} catch let error as ProcessCrashError {
+    print("   caught:", error.cause)
+}

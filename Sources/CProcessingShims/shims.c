@@ -1,0 +1,105 @@
+#define _GNU_SOURCE
+#include "CProcessingShims.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+static int worker_control_fd = -1;
+
+int processing_worker_control_fd(void) { return worker_control_fd; }
+
+int processing_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int processing_pidfd_send_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+int processing_pidfd_reap(int pidfd, int *code, int *status) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG) != 0) return -1;
+    if (info.si_pid == 0) return 0;
+    *code = info.si_code;
+    *status = info.si_status;
+    return 1;
+}
+
+int processing_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+}
+
+void *processing_image_base(const void *address) {
+    Dl_info info;
+    if (dladdr(address, &info) == 0) return NULL;
+    return info.dli_fbase;
+}
+
+int processing_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal); }
+
+// MARK: - Worker entry
+
+/// Implemented in Swift (`@_cdecl`); never returns.
+extern void processing_worker_main(void);
+
+typedef void (*init_function)(int, char **, char **);
+extern init_function __init_array_start[] __attribute__((weak));
+extern init_function __init_array_end[] __attribute__((weak));
+
+static void processing_worker_constructor(int argc, char **argv, char **envp);
+
+/// With --static-swift-stdlib the runtime's, Dispatch's and Foundation's constructors sit after
+/// ours in this image's .init_array (and swiftrt's metadata registration may too): run the rest
+/// of the array ourselves before entering Swift, since the worker never returns to the loader.
+static void run_remaining_initializers(int argc, char **argv, char **envp) {
+    if (__init_array_start == NULL || __init_array_end == NULL) return;
+    init_function *entry = __init_array_start;
+    for (; entry < __init_array_end; entry++) {
+        if (*entry == processing_worker_constructor) { entry++; break; }
+    }
+    for (; entry < __init_array_end; entry++) {
+        if (*entry != NULL && (uintptr_t)*entry != (uintptr_t)-1) (*entry)(argc, argv, envp);
+    }
+}
+
+__attribute__((constructor)) static void processing_worker_constructor(int argc, char **argv, char **envp) {
+    const char *marker = getenv(PROCESSING_WORKER_ENV);
+    if (marker == NULL) return;
+    int control = -1;
+    long parent = 0;
+    if (sscanf(marker, "%d:%ld", &control, &parent) != 2) {
+        fprintf(stderr, "Processing: %s is set to '%s', which is not a worker marker; unset it.\n",
+                PROCESSING_WORKER_ENV, marker);
+        _exit(70);
+    }
+    // Die with the parent (the spawning thread is permanent, see Spawner), and catch the
+    // case where the parent died before this line ran.
+    processing_set_parent_death_signal(SIGKILL);
+    if (parent != 0 && (long)getppid() != parent) _exit(71);
+    if (fcntl(control, F_GETFD) == -1) {
+        fprintf(stderr, "Processing: this process was started as a worker (%s is set) but has no control "
+                        "channel on fd %d; do not set %s yourself.\n", PROCESSING_WORKER_ENV, control,
+                PROCESSING_WORKER_ENV);
+        _exit(72);
+    }
+    // Nothing the user's code spawns later should become a worker by accident.
+    unsetenv(PROCESSING_WORKER_ENV);
+    worker_control_fd = control;
+    run_remaining_initializers(argc, argv, envp);
+    processing_worker_main();
+    _exit(0);
+}

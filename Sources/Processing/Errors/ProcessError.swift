@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sections of a process's lifecycle, in the order they run.
+public enum ProcessSection: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    case prerun, run, postrun, onFinish, result, error
+
+    public var description: String { rawValue }
+}
+
+/// Why a process failed. Every kind carries the run it failed in and, where the failure was
+/// an error thrown by your code, that error (`underlying`).
+///
+/// Catch the protocol for any failure (`catch let error as ProcessError`) or a kind for one
+/// section (`catch let error as RunError`).
+public protocol ProcessError: Error, Sendable, CustomStringConvertible {
+    /// The run the process was in when it failed (0-based).
+    var currentRun: Int { get }
+    /// The error your code threw, when there was one.
+    var underlying: RemoteError? { get }
+}
+
+/// A failure in one lifecycle hook: the hook threw `underlying` during run `currentRun`.
+public protocol SectionError: ProcessError {
+    /// The hook that threw.
+    static var section: ProcessSection { get }
+    /// Creates the error for a throw in `section` during run `currentRun`.
+    init(currentRun: Int, underlying: RemoteError?)
+}
+
+extension SectionError {
+    public var description: String {
+        let cause = underlying.map { ": \($0)" } ?? ""
+        return "\(Self.self): \(Self.section)() failed in run \(currentRun)\(cause)"
+    }
+}
+
+/// `prerun()` threw.
+public struct PreRunError: SectionError {
+    public static var section: ProcessSection { .prerun }
+    public let currentRun: Int
+    public let underlying: RemoteError?
+    public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
+}
+
+/// `run()` threw.
+public struct RunError: SectionError {
+    public static var section: ProcessSection { .run }
+    public let currentRun: Int
+    public let underlying: RemoteError?
+    public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
+}
+
+/// `postrun()` threw.
+public struct PostRunError: SectionError {
+    public static var section: ProcessSection { .postrun }
+    public let currentRun: Int
+    public let underlying: RemoteError?
+    public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
+}
+
+/// `onFinish()` threw.
+public struct OnFinishError: SectionError {
+    public static var section: ProcessSection { .onFinish }
+    public let currentRun: Int
+    public let underlying: RemoteError?
+    public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
+}
+
+/// `result()` threw.
+public struct ResultError: SectionError {
+    public static var section: ProcessSection { .result }
+    public let currentRun: Int
+    public let underlying: RemoteError?
+    public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
+}
+
+/// `error(_:)` threw something other than the `ProcessError` it was given.
+public struct ErrorHandlerError: SectionError {
+    public static var section: ProcessSection { .error }
+    public let currentRun: Int
+    public let underlying: RemoteError?
+    public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
+}
+
+/// A section ran longer than its `ProcessConfig.timeouts` allowed; the parent killed the child.
+public struct ProcessTimeoutError: ProcessError {
+    /// The section that overran.
+    public let section: ProcessSection
+    /// The limit it overran.
+    public let timeout: Duration
+    public let currentRun: Int
+    public var underlying: RemoteError? { nil }
+
+    public init(section: ProcessSection, timeout: Duration, currentRun: Int) {
+        (self.section, self.timeout, self.currentRun) = (section, timeout, currentRun)
+    }
+
+    public var description: String {
+        "ProcessTimeoutError: \(section)() ran past its timeout of \(timeout) in run \(currentRun); the process was killed"
+    }
+}
+
+/// Waiting for a result took longer than the time-out given to the operation.
+public struct ResultTimeoutError: ProcessError {
+    /// The time-out that passed.
+    public let timeout: Duration
+    public let currentRun: Int
+    public var underlying: RemoteError? { nil }
+
+    public init(timeout: Duration, currentRun: Int) { (self.timeout, self.currentRun) = (timeout, currentRun) }
+
+    public var description: String { "ResultTimeoutError: no result within \(timeout) (the process was in run \(currentRun))" }
+}
+
+/// The child process ended without a result: it crashed (a signal such as `SIGSEGV`, a
+/// `fatalError`'s `SIGILL`/`SIGTRAP`), was killed (by `kill()` or from outside), or exited.
+public struct ProcessCrashError: ProcessError {
+    /// How the child ended.
+    public enum Cause: Sendable, Equatable, CustomStringConvertible {
+        /// Killed by this signal number.
+        case signal(Int32)
+        /// Exited with this status without sending a result.
+        case exit(Int32)
+        /// Ended by `kill()` on its handle.
+        case killed
+
+        public var description: String {
+            switch self {
+            case .signal(let number): "killed by \(Syscall.signalName(number)) (signal \(number))"
+            case .exit(let status): "exited with status \(status) without a result"
+            case .killed: "ended by kill(); a killed process has no result"
+            }
+        }
+    }
+
+    /// How the child ended.
+    public let cause: Cause
+    /// The last lines the child wrote to stderr (a `fatalError` message, for instance).
+    public let stderrTail: String
+    /// The process type's name.
+    public let processName: String
+    public let currentRun: Int
+    public var underlying: RemoteError? { nil }
+
+    public init(cause: Cause, stderrTail: String, processName: String, currentRun: Int) {
+        (self.cause, self.stderrTail, self.processName, self.currentRun) = (cause, stderrTail, processName, currentRun)
+    }
+
+    /// The signal that ended the child, if a signal did.
+    public var signal: Int32? {
+        if case .signal(let number) = cause { return number }
+        return nil
+    }
+
+    public var description: String {
+        var text = "ProcessCrashError: \(processName) \(cause) during run \(currentRun)"
+        let lines = stderrTail.split(separator: "\n", omittingEmptySubsequences: true).suffix(5)
+        if !lines.isEmpty { text += "; its last stderr lines:\n" + lines.joined(separator: "\n") }
+        return text
+    }
+}

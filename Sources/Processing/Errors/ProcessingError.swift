@@ -1,0 +1,39 @@
+/// A problem with how the library was used, or with the machinery between processes: a type
+/// that cannot cross, a malformed frame, a channel that closed. Its `description` names the
+/// thing that went wrong and says how to fix it.
+public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatable, Codable {
+    /// What kind of problem this is.
+    public enum Code: String, Sendable, Codable {
+        /// A type cannot be found by name in a child (private, fileprivate or local).
+        case typeNotLocatable
+        /// A value could not be encoded to cross the process boundary.
+        case encodingFailed
+        /// A value could not be decoded on the other side.
+        case decodingFailed
+        /// `listen` asked for one type and the next message is of another.
+        case messageTypeMismatch
+        /// Bytes on a channel were not a valid frame.
+        case malformedFrame
+        /// The other process is gone, or the channel was closed.
+        case channelClosed
+        /// The worker process could not be started.
+        case spawnFailed
+        /// The operation needs a state the process is not in (not started, started twice).
+        case invalidState
+        /// A worker-only operation (`tell`, `listen`, `stop` on `self`) ran outside a worker.
+        case notInWorker
+    }
+
+    /// What kind of problem this is.
+    public let code: Code
+    /// What went wrong and how to fix it.
+    public let message: String
+
+    /// Creates an error with a code and a message that says what to do.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,270 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Why a channel stopped delivering frames.
+enum ChannelEnd: Sendable {
+    /// The peer closed the connection between frames.
+    case closed
+    /// The peer closed in the middle of a frame.
+    case truncated(String)
+    /// The bytes were not a valid frame.
+    case malformed(String)
+    /// Reading failed.
+    case failed(SystemError)
+
+    var description: String {
+        switch self {
+        case .closed: "the channel was closed"
+        case .truncated(let what): "the channel ended with \(what)"
+        case .malformed(let what): "a malformed frame arrived: \(what)"
+        case .failed(let error): "reading the channel failed: \(error)"
+        }
+    }
+}
+
+/// A control channel: length-prefixed frames over one nonblocking Unix socket.
+///
+/// Reads happen on `Reactor.queue` only (a read source drains the socket until `EAGAIN` and
+/// hands each complete frame to `onFrame`). Writes happen on the caller's thread under the
+/// `writer` lock: a nonblocking `send` that usually completes at once; what the kernel does not
+/// take waits in `pending` for the write source, and the sender waits until its frame is out
+/// (backpressure, no unbounded buffer).
+final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; write state: `writer` Mutex
+    let fd: Int32
+    private let onFrame: @Sendable (Frame) -> Void
+    private let onEnd: @Sendable (ChannelEnd) -> Void
+
+    private let readSource: DispatchSourceRead
+    private var reader = FrameReader()
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    private var readEnded = false
+    private var readSuspended = false
+    private var closed = false
+    private var cancelledSources = 0
+    private var onFDClosed: (() -> Void)?
+
+    private struct PendingWrite {
+        let ticket: UInt64
+        let bytes: [UInt8]
+        var offset: Int
+    }
+
+    private struct WriterState {
+        var pending: [PendingWrite] = []
+        var nextTicket: UInt64 = 1
+        var completedThrough: UInt64 = 0
+        var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        var failure: ProcessingError?
+        var writeSourceActive = false
+    }
+
+    private let writer = Mutex(WriterState())
+    private let writeSource: DispatchSourceWrite
+
+    /// Takes ownership of `fd` (made nonblocking here); call `start()` to begin reading.
+    init(fd: Int32, onFrame: @escaping @Sendable (Frame) -> Void, onEnd: @escaping @Sendable (ChannelEnd) -> Void) throws {
+        try Syscall.setNonBlocking(fd)
+        Syscall.setSocketBuffers(fd, bytes: 1 << 20)
+        self.fd = fd
+        self.onFrame = onFrame
+        self.onEnd = onEnd
+        readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: Reactor.queue)
+        writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: Reactor.queue)
+        readSource.setEventHandler { [self] in readAvailable() }
+        writeSource.setEventHandler { [self] in writeReady() }
+        // The handlers hold the channel until the sources are cancelled (`close()`), which
+        // releases them. The fd is closed once both sources are gone (closing it under a
+        // live source is a bug).
+        let sourceCancelled: @Sendable () -> Void = { [self] in
+            cancelledSources += 1
+            if cancelledSources == 2 {
+                Syscall.close(fd)
+                onFDClosed?()
+                onFDClosed = nil
+            }
+        }
+        readSource.setCancelHandler(handler: sourceCancelled)
+        writeSource.setCancelHandler(handler: sourceCancelled)
+    }
+
+    deinit { scratch.deallocate() }
+
+    func start() { readSource.activate() }
+
+    // MARK: Writing
+
+    /// Sends one encoded frame (see `Frame.encode`). Returns once the kernel has all of it.
+    func send(_ bytes: [UInt8]) async throws {
+        let ticket: UInt64? = try writer.withLock { state in
+            if let failure = state.failure { throw failure }
+            var offset = 0
+            if state.pending.isEmpty {
+                offset = try write(bytes, from: 0, state: &state)
+                if offset == bytes.count { return nil }
+            }
+            let ticket = state.nextTicket
+            state.nextTicket += 1
+            state.pending.append(PendingWrite(ticket: ticket, bytes: bytes, offset: offset))
+            if !state.writeSourceActive {
+                state.writeSourceActive = true
+                writeSource.resume()
+            }
+            return ticket
+        }
+        guard let ticket else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            writer.withLock { state in
+                if state.completedThrough >= ticket {
+                    continuation.resume()
+                } else if let failure = state.failure {
+                    continuation.resume(throwing: failure)
+                } else {
+                    state.waiters.append((ticket, continuation))
+                }
+            }
+        }
+    }
+
+    /// Writes as much of `bytes` as the socket takes now; returns the new offset.
+    private func write(_ bytes: [UInt8], from start: Int, state: inout WriterState) throws(ProcessingError) -> Int {
+        var offset = start
+        while offset < bytes.count {
+            let result: IOResult
+            do {
+                result = try bytes.withUnsafeBytes { buffer throws(SystemError) in
+                    try Syscall.send(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+                }
+            } catch {
+                let failure = ProcessingError(.channelClosed, "the other process is gone (\(error))")
+                state.failure = failure
+                throw failure
+            }
+            guard case .transferred(let count) = result else { break }
+            offset += count
+        }
+        return offset
+    }
+
+    /// The write source fired: push out pending frames, wake the senders whose frames are out.
+    private func writeReady() {
+        let resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = writer.withLock { state in
+            do {
+                while var first = state.pending.first {
+                    first.offset = try write(first.bytes, from: first.offset, state: &state)
+                    if first.offset < first.bytes.count {
+                        state.pending[0] = first
+                        break
+                    }
+                    state.completedThrough = first.ticket
+                    state.pending.removeFirst()
+                }
+            } catch {
+                state.pending.removeAll()
+            }
+            if state.pending.isEmpty && state.writeSourceActive {
+                state.writeSourceActive = false
+                writeSource.suspend()
+            }
+            var resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = []
+            state.waiters.removeAll { waiter in
+                if waiter.ticket <= state.completedThrough {
+                    resumed.append((waiter.continuation, nil))
+                } else if let failure = state.failure {
+                    resumed.append((waiter.continuation, failure))
+                } else {
+                    return false
+                }
+                return true
+            }
+            return resumed
+        }
+        for (continuation, error) in resumed {
+            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads everything available now. Runs on `Reactor.queue` (also called to drain the
+    /// channel once its child has exited, so no frame written before the exit is lost).
+    func readAvailable() {
+        dispatchPrecondition(condition: .onQueue(Reactor.queue))
+        guard !readEnded else { return }
+        do {
+            while !readEnded {
+                var outcome = IOResult.wouldBlock
+                var frames: [Frame] = []
+                if reader.missingBodyBytes >= scratch.count {
+                    // A large frame: read straight into its buffer.
+                    if let frame = try reader.fillBody({ buffer in
+                        outcome = try Syscall.read(fd, into: buffer)
+                        if case .transferred(let count) = outcome { return count }
+                        return 0
+                    }) {
+                        frames.append(frame)
+                    }
+                } else {
+                    outcome = try Syscall.read(fd, into: scratch)
+                    if case .transferred(let count) = outcome {
+                        try reader.consume(UnsafeRawBufferPointer(rebasing: scratch[..<count]), into: &frames)
+                    }
+                }
+                for frame in frames { onFrame(frame) }
+                switch outcome {
+                case .transferred: continue
+                case .wouldBlock: return
+                case .endOfFile:
+                    endReading(reader.isAtFrameBoundary ? .closed : .truncated(reader.partialDescription))
+                }
+            }
+        } catch let error as MalformedFrame {
+            endReading(.malformed(error.description))
+        } catch let error as SystemError {
+            endReading(error.errno == ECONNRESET ? .closed : .failed(error))
+        } catch {
+            endReading(.failed(SystemError(call: "read", errno: EIO)))
+        }
+    }
+
+    private func endReading(_ end: ChannelEnd) {
+        guard !readEnded else { return }
+        readEnded = true
+        if !closed {
+            readSource.suspend()
+            readSuspended = true
+        }
+        onEnd(end)
+    }
+
+    // MARK: Closing
+
+    /// Stops reading and writing and closes the fd (once the sources are gone), then calls
+    /// `onFDClosed`. Pending senders fail with `ProcessingError.channelClosed`. Runs on `Reactor.queue`.
+    func close(reason: String = "the channel was closed", onFDClosed: (() -> Void)? = nil) {
+        dispatchPrecondition(condition: .onQueue(Reactor.queue))
+        guard !closed else { return }
+        closed = true
+        self.onFDClosed = onFDClosed
+        readEnded = true
+        let waiters = writer.withLock { state in
+            if state.failure == nil { state.failure = ProcessingError(.channelClosed, reason) }
+            state.pending.removeAll()
+            // A suspended or never-activated source must be resumed before it is released.
+            if !state.writeSourceActive {
+                state.writeSourceActive = true
+                writeSource.resume()
+            }
+            defer { state.waiters.removeAll() }
+            return state.waiters.map(\.continuation)
+        }
+        writeSource.cancel()
+        if readSuspended { readSource.resume() }
+        readSource.activate()
+        readSource.cancel()
+        let failure = ProcessingError(.channelClosed, reason)
+        for continuation in waiters { continuation.resume(throwing: failure) }
+    }
+}

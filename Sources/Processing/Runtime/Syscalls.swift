@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CProcessingShims
+
+/// A failed system call: which call, and the errno it left.
+struct SystemError: Error, CustomStringConvertible, Sendable {
+    let call: String
+    let errno: Int32
+
+    var description: String { "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+}
+
+/// How a reaped child ended.
+enum ExitStatus: Sendable, Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+}
+
+/// The outcome of a nonblocking read or write.
+enum IOResult: Equatable {
+    case transferred(Int)
+    case wouldBlock
+    case endOfFile
+}
+
+/// Every system call the library makes, in one place (as swift-system's `Syscalls.swift`).
+/// Each retries `EINTR` and turns `-1` into a thrown `SystemError`.
+enum Syscall {
+    private static func check(_ call: String, _ body: () -> Int32) throws(SystemError) -> Int32 {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            if Glibc.errno == EINTR { continue }
+            throw SystemError(call: call, errno: Glibc.errno)
+        }
+    }
+
+    /// A close-on-exec Unix stream socket pair.
+    static func socketPair() throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    /// A close-on-exec pipe: (read end, write end).
+    static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check("pipe2") { processing_pipe2_cloexec(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    /// Duplicates `fd` to a close-on-exec descriptor numbered at least `minimum`.
+    static func duplicate(_ fd: Int32, atLeast minimum: Int32) throws(SystemError) -> Int32 {
+        try check("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, minimum) }
+    }
+
+    static func setNonBlocking(_ fd: Int32) throws(SystemError) {
+        let flags = try check("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        _ = try check("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    static func setSocketBuffers(_ fd: Int32, bytes: Int32) {
+        var size = bytes
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    static func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
+
+    /// Closes `fd`; `EINTR` from close must not be retried on Linux (the fd is gone either way).
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// A nonblocking read. Returns `.wouldBlock` on `EAGAIN`, `.endOfFile` on 0.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if count > 0 { return .transferred(count) }
+            if count == 0 { return .endOfFile }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "read", errno: code)
+            }
+        }
+    }
+
+    /// A nonblocking socket send that cannot raise SIGPIPE.
+    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let count = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+            if count >= 0 { return .transferred(count) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "send", errno: code)
+            }
+        }
+    }
+
+    /// Writes all of `buffer` to a blocking fd (used to forward a child's stderr).
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < buffer.count {
+            let count = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if count > 0 { offset += count; continue }
+            if count == -1 && Glibc.errno == EINTR { continue }
+            return  // a closed or full stderr must not stop the reactor
+        }
+    }
+
+    static func pidfdOpen(_ pid: pid_t) throws(SystemError) -> Int32 {
+        try check("pidfd_open") { processing_pidfd_open(pid) }
+    }
+
+    /// Signals through the pidfd (no pid-reuse race). `ESRCH` (already exited) is not an error.
+    static func pidfdSignal(_ pidfd: Int32, _ signal: Int32) {
+        _ = processing_pidfd_send_signal(pidfd, signal)
+    }
+
+    /// Signals a process group (a killed child's descendants go with it).
+    static func signalGroup(_ group: pid_t, _ signal: Int32) { _ = Glibc.kill(-group, signal) }
+
+    /// Reaps the child behind `pidfd` if it has exited.
+    static func reap(_ pidfd: Int32) throws(SystemError) -> ExitStatus? {
+        var code: Int32 = 0
+        var status: Int32 = 0
+        let reaped = try check("waitid(P_PIDFD)") { processing_pidfd_reap(pidfd, &code, &status) }
+        guard reaped == 1 else { return nil }
+        return code == CLD_EXITED ? .exited(status) : .signaled(status)
+    }
+
+    /// The running executable's path (`/proc/self/exe` resolved), so workers re-execute this binary.
+    static func executablePath() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return "/proc/self/exe" }
+        return buffer.withUnsafeBufferPointer { pointer in
+            String(decoding: UnsafeRawBufferPointer(start: pointer.baseAddress, count: count), as: UTF8.self)
+        }
+    }
+
+    /// Flushes stdio and leaves without running atexit handlers or destructors (a worker's exit).
+    static func exitImmediately(_ code: Int32) -> Never {
+        fflush(nil)
+        _exit(code)
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP",
+            SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1",
+            SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+}

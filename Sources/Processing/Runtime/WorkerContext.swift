@@ -1,0 +1,119 @@
+import Foundation
+import Synchronization
+
+/// The child's end of a process: its channel to the parent, the messages the parent told it,
+/// the stop flag and the run counter. One per worker process.
+final class WorkerContext: Sendable {
+    private static let shared = Mutex<WorkerContext?>(nil)
+
+    /// The context of this worker process, or nil in an ordinary process.
+    static var active: WorkerContext? { shared.withLock { $0 } }
+
+    /// The active context, or an error saying the operation only works inside a child.
+    static func require(_ operation: String) throws(ProcessingError) -> WorkerContext {
+        guard let context = active else {
+            throw ProcessingError(.notInWorker, """
+                \(operation) on a process value works only inside its lifecycle hooks, which run in the \
+                child; in the parent, call \(operation) on the ProcessHandle that start() returned
+                """)
+        }
+        return context
+    }
+
+    static func warnOutsideWorker(_ operation: String) {
+        FileHandle.standardError.write(Data("""
+            Processing: \(operation) on a process value works only inside its lifecycle hooks (in the child); \
+            in the parent, use the ProcessHandle. Ignored.\n
+            """.utf8))
+    }
+
+    let mailbox = Mailbox()
+    private let stopFlag = Atomic<Bool>(false)
+    private let run = Atomic<Int>(0)
+    private let starts = Mutex<(request: StartRequest?, waiter: CheckedContinuation<StartRequest, Never>?)>((nil, nil))
+    private let channelBox = Mutex<Channel?>(nil)
+
+    var channel: Channel { channelBox.withLock { $0! } }
+    var stopRequested: Bool { stopFlag.load(ordering: .acquiring) }
+    var currentRun: Int { run.load(ordering: .relaxed) }
+
+    /// Starts serving the control channel on `fd` and makes this the active context.
+    static func start(fd: Int32) throws {
+        let context = WorkerContext()
+        let channel = try Channel(fd: fd, onFrame: { [context] frame in context.received(frame) }, onEnd: { end in
+            // The parent is gone or broke the protocol: a worker has no one left to work for.
+            if case .closed = end { Syscall.exitImmediately(0) }
+            FileHandle.standardError.write(Data("Processing worker: \(end.description); exiting.\n".utf8))
+            Syscall.exitImmediately(3)
+        })
+        context.channelBox.withLock { $0 = channel }
+        shared.withLock { $0 = context }
+        channel.start()
+    }
+
+    func requestStop() {
+        stopFlag.store(true, ordering: .releasing)
+    }
+
+    func setCurrentRun(_ value: Int) { run.store(value, ordering: .relaxed) }
+
+    func tell<T: Encodable>(_ value: T) async throws {
+        try await channel.send(Message.frame(value))
+    }
+
+    /// The process the parent asked for (waits for the `.start` frame).
+    func nextStartRequest() async -> StartRequest {
+        await withCheckedContinuation { continuation in
+            let request: StartRequest? = starts.withLock { state in
+                if let request = state.request {
+                    state.request = nil
+                    return request
+                }
+                state.waiter = continuation
+                return nil
+            }
+            if let request { continuation.resume(returning: request) }
+        }
+    }
+
+    /// Sends the last frame and leaves. Nothing runs after this in the worker.
+    func finish(_ frame: [UInt8]) async -> Never {
+        do {
+            try await channel.send(frame)
+        } catch {
+            Syscall.exitImmediately(4)
+        }
+        Syscall.exitImmediately(0)
+    }
+
+    /// A frame from the parent (on `Reactor.queue`).
+    private func received(_ frame: Frame) {
+        switch frame.kind {
+        case .message:
+            do {
+                mailbox.deliver(try Message(payload: frame.payload))
+            } catch {
+                FileHandle.standardError.write(Data("Processing worker: \(error)\n".utf8))
+            }
+        case .stop:
+            requestStop()
+            mailbox.interruptWaiters()
+        case .start:
+            guard let request = try? BinaryDecoder().decode(StartRequest.self, from: frame.payload) else {
+                FileHandle.standardError.write(Data("Processing worker: the start request did not decode; exiting.\n".utf8))
+                Syscall.exitImmediately(3)
+            }
+            let waiter = starts.withLock { state in
+                guard let waiter = state.waiter else {
+                    state.request = request
+                    return nil as CheckedContinuation<StartRequest, Never>?
+                }
+                state.waiter = nil
+                return waiter
+            }
+            waiter?.resume(returning: request)
+        case .progress, .result, .failure:
+            FileHandle.standardError.write(Data("Processing worker: ignored a \(frame.kind) frame meant for a parent\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,28 @@
+/// Types by name: how a child finds the type the parent means.
+///
+/// `_typeByName(_mangledTypeName(T.self))` finds public and internal types, nested and
+/// generic ones, in executables and test targets alike; it returns nil for `private`,
+/// `fileprivate` and function-local types even in the same process. So the parent checks
+/// before spawning, and refuses with an error that says what to change.
+enum TypeName {
+    static func mangled(_ type: Any.Type) -> String? { _mangledTypeName(type) }
+
+    static func lookUp(_ mangledName: String) -> Any.Type? { _typeByName(mangledName) }
+
+    /// A readable name for a mangled one (the type's own name where it can be found here).
+    static func readable(_ mangledName: String) -> String {
+        lookUp(mangledName).map { String(reflecting: $0) } ?? mangledName
+    }
+
+    /// The mangled name of `type`, after checking that a child can find it by that name.
+    static func locatable(_ type: Any.Type, role: String) throws(ProcessingError) -> String {
+        guard let name = mangled(type), let found = lookUp(name), found == type else {
+            throw ProcessingError(.typeNotLocatable, """
+                \(String(reflecting: type)) cannot be used as \(role): a child process finds types by name, and \
+                private, fileprivate and function-local types have none it can look up. Declare it internal \
+                or public, at file scope or nested in such a type.
+                """)
+        }
+        return name
+    }
+}

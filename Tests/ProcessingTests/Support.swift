@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+@testable import Processing
+
+/// An error with a Codable value, so tests can check it crosses intact.
+struct TestFailure: Error, Codable, Equatable {
+    var code: Int
+}
+
+/// The seeds' first example: counts its runs.
+struct Counter: Skprocess {
+    var counter = 0
+    var processConfig = ProcessConfig(runs: 10)
+    mutating func run() async throws { counter += 1 }
+    func result() async throws -> Int { counter }
+}
+
+/// Runs until stopped, sleeping a little each run; reports whether `onFinish` ran.
+struct Sleeper: Skprocess {
+    var runsDone = 0
+    var finished = false
+    var tellEachRun = false
+    var processConfig = ProcessConfig(runs: nil)
+    mutating func run() async throws {
+        if tellEachRun { try await tell(runsDone) }
+        try await Task.sleep(for: .milliseconds(5))
+        runsDone += 1
+    }
+    mutating func onFinish() async throws { finished = true }
+    func result() async throws -> SleeperReport { SleeperReport(runsDone: runsDone, finished: finished) }
+}
+
+struct SleeperReport: Codable, Sendable, Equatable {
+    var runsDone: Int
+    var finished: Bool
+}
+
+/// Child processes of this process, found through /proc (zombies included).
+func childProcessIDs() -> [pid_t] {
+    let me = getpid()
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { entry -> pid_t? in
+        guard let pid = pid_t(entry),
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": state, ppid, ...
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, let parent = pid_t(fields[1]), parent == me else { return nil }
+        return pid
+    }
+}
+
+/// How many fds this process has open.
+func openFileDescriptorCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
+}
+
+/// Expects `body` to throw an error of type `E`, and returns it.
+func expectError<E, T>(_ expected: E.Type, sourceLocation: SourceLocation = #_sourceLocation,
+                              _ body: () async throws -> T) async -> E? {
+    do {
+        let value = try await body()
+        Issue.record("expected \(E.self), got the value \(value)", sourceLocation: sourceLocation)
+    } catch let error as E {
+        return error
+    } catch {
+        Issue.record("expected \(E.self), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
+}
