@@ -22,6 +22,9 @@ let package = Package(
                 "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCShims", "-l_FoundationCollections",
                 "-lswiftSynchronization", "-lswiftDispatch", "-ldispatch", "-lBlocksRuntime",
                 "-Xlinker", "--end-group",
+                // lld: gold repeats glibc's link-time warning about the mktemp call inside the
+                // toolchain's static Foundation, which is not this package's to fix.
+                "-use-ld=lld",
             ])]),
         .testTarget(name: "ProcessingTests", dependencies: ["Processing"]),
     ]

@@ -35,6 +35,7 @@ struct Source: Skprocess {
     var processConfig = ProcessConfig(runs: 1)
     mutating func run() async throws {
         let blob = Data(repeating: 7, count: size)
+        try await tell(0)
         for _ in 0..<count { try await tell(blob) }
     }
 }
@@ -55,43 +56,86 @@ func seconds(_ duration: Duration) -> Double {
 
 let clock = ContinuousClock()
 
-// spawn_roundtrip: start → result of a trivial process.
-_ = try await Trivial().start().result()  // warm-up
-var spawnTimes: [Double] = []
-for _ in 0..<20 {
-    let elapsed = try await clock.measure { _ = try await Trivial().start().result() }
-    spawnTimes.append(seconds(elapsed) * 1e3)
-}
-report("spawn_roundtrip", "median", median(spawnTimes), "ms")
+// Each benchmark is a global (nonisolated) function: top-level code runs on the main actor,
+// and measuring from there would add a main-thread hop to every await.
 
-// message_roundtrip: tell/listen ping-pong.
-let echo = try await Echo().start()
-for value in 0..<100 { try await echo.tell(value); _ = try await echo.listen(Int.self) }  // warm-up
-var roundTrips: [Double] = []
-for value in 0..<1000 {
-    let elapsed = try await clock.measure {
-        try await echo.tell(value)
-        _ = try await echo.listen(Int.self)
+/// spawn_roundtrip: start → result of a trivial process (ms each).
+func spawnRoundTrips(_ count: Int) async throws -> [Double] {
+    _ = try await Trivial().start().result()  // warm-up
+    var times: [Double] = []
+    for _ in 0..<count {
+        let elapsed = try await clock.measure { _ = try await Trivial().start().result() }
+        times.append(seconds(elapsed) * 1e3)
     }
-    roundTrips.append(seconds(elapsed) * 1e6)
+    return times
 }
-try await echo.tell(-1)
-try await echo.wait()
-report("message_roundtrip", "median", median(roundTrips), "us")
 
-// message_throughput: 200 × 1 MiB one way, parent → child and child → parent.
-let blob = Data(repeating: 1, count: 1 << 20)
-let sink = try await Sink(count: 200).start()
-let toChild = try await clock.measure {
-    for _ in 0..<200 { try await sink.tell(blob) }
-    _ = try await sink.listen(Int.self)
+/// message_roundtrip: tell/listen ping-pong (µs each).
+func messageRoundTrips(_ count: Int) async throws -> [Double] {
+    let echo = try await Echo().start()
+    for value in 0..<100 { try await echo.tell(value); _ = try await echo.listen(Int.self) }  // warm-up
+    var times: [Double] = []
+    for value in 0..<count {
+        let elapsed = try await clock.measure {
+            try await echo.tell(value)
+            _ = try await echo.listen(Int.self)
+        }
+        times.append(seconds(elapsed) * 1e6)
+    }
+    try await echo.tell(-1)
+    try await echo.wait()
+    return times
 }
-_ = try await sink.result()
-report("message_throughput", "parent_to_child", 200 * Double(1 << 20) / 1e6 / seconds(toChild), "MB/s")
 
-let source = try await Source(count: 200, size: 1 << 20).start()
-let toParent = try await clock.measure {
-    for _ in 0..<200 { _ = try await source.listen(Data.self) }
+/// The machine's own floor for a round trip, measured in the same run: two threads doing
+/// blocking reads and writes on a socketpair (the kernel's cost plus two wake-ups).
+func socketPairRoundTrips(_ count: Int) -> [Double] {
+    var fds: [Int32] = [0, 0]
+    socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds)
+    let (near, far) = (fds[0], fds[1])
+    let echo = Thread {
+        var byte: UInt8 = 0
+        while read(far, &byte, 1) == 1 { _ = write(far, &byte, 1) }
+    }
+    echo.start()
+    var times: [Double] = []
+    var byte: UInt8 = 1
+    for index in 0..<(count + 100) {
+        let start = clock.now
+        _ = write(near, &byte, 1)
+        _ = read(near, &byte, 1)
+        if index >= 100 { times.append(seconds(clock.now - start) * 1e6) }
+    }
+    close(near)
+    return times
 }
-_ = try await source.result()
-report("message_throughput", "child_to_parent", 200 * Double(1 << 20) / 1e6 / seconds(toParent), "MB/s")
+
+/// message_throughput: `count` × `size` bytes one way (MB/s), parent → child, then child → parent.
+func messageThroughput(count: Int, size: Int) async throws -> (toChild: Double, toParent: Double) {
+    let blob = Data(repeating: 1, count: size)
+    let megabytes = Double(count * size) / 1e6
+    let sink = try await Sink(count: count).start()
+    let toChild = try await clock.measure {
+        for _ in 0..<count { try await sink.tell(blob) }
+        _ = try await sink.listen(Int.self)
+    }
+    _ = try await sink.result()
+
+    let source = try await Source(count: count, size: size).start()
+    _ = try await source.listen(Int.self)  // the child is up and about to send
+    let toParent = try await clock.measure {
+        for _ in 0..<count { _ = try await source.listen(Data.self) }
+    }
+    _ = try await source.result()
+    return (megabytes / seconds(toChild), megabytes / seconds(toParent))
+}
+
+report("spawn_roundtrip", "median", median(try await spawnRoundTrips(20)), "ms")
+let roundTrip = median(try await messageRoundTrips(1000))
+let floor = median(socketPairRoundTrips(1000))
+report("message_roundtrip", "median", roundTrip, "us")
+report("message_roundtrip", "socketpair_threads_median", floor, "us")
+report("message_roundtrip", "ratio_to_socketpair", roundTrip / floor, "x")
+let throughput = try await messageThroughput(count: 200, size: 1 << 20)
+report("message_throughput", "parent_to_child", throughput.toChild, "MB/s")
+report("message_throughput", "child_to_parent", throughput.toParent, "MB/s")

@@ -38,13 +38,23 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
     private let onEnd: @Sendable (ChannelEnd) -> Void
 
     private let readSource: DispatchSourceRead
-    private var reader = FrameReader()
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-    private var readEnded = false
-    private var readSuspended = false
-    private var closed = false
+    /// Reading state. Reads happen on the reactor's read source and when a child's exit
+    /// drains its channel; this lock serialises them, and frames are delivered under it,
+    /// which keeps them in order.
+    private let reading: Mutex<ReadState>
+    // Touched only by the sources' cancel handlers, which run on `Reactor.queue`.
     private var cancelledSources = 0
     private var onFDClosed: (() -> Void)?
+
+    private struct ReadState: ~Copyable {
+        var reader = FrameReader()
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        var ended = false
+        var suspended = false
+        var closed = false
+
+        deinit { scratch.deallocate() }
+    }
 
     private struct PendingWrite {
         let ticket: UInt64
@@ -71,9 +81,10 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
         self.fd = fd
         self.onFrame = onFrame
         self.onEnd = onEnd
+        reading = Mutex(ReadState())
         readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: Reactor.queue)
         writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: Reactor.queue)
-        readSource.setEventHandler { [self] in readAvailable() }
+        readSource.setEventHandler { [self] in _ = readAvailable() }
         writeSource.setEventHandler { [self] in writeReady() }
         // The handlers hold the channel until the sources are cancelled (`close()`), which
         // releases them. The fd is closed once both sources are gone (closing it under a
@@ -89,8 +100,6 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
         readSource.setCancelHandler(handler: sourceCancelled)
         writeSource.setCancelHandler(handler: sourceCancelled)
     }
-
-    deinit { scratch.deallocate() }
 
     func start() { readSource.activate() }
 
@@ -188,53 +197,59 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
 
     // MARK: Reading
 
-    /// Reads everything available now. Runs on `Reactor.queue` (also called to drain the
-    /// channel once its child has exited, so no frame written before the exit is lost).
-    func readAvailable() {
-        dispatchPrecondition(condition: .onQueue(Reactor.queue))
-        guard !readEnded else { return }
-        do {
-            while !readEnded {
-                var outcome = IOResult.wouldBlock
-                var frames: [Frame] = []
-                if reader.missingBodyBytes >= scratch.count {
-                    // A large frame: read straight into its buffer.
-                    if let frame = try reader.fillBody({ buffer in
-                        outcome = try Syscall.read(fd, into: buffer)
-                        if case .transferred(let count) = outcome { return count }
-                        return 0
-                    }) {
-                        frames.append(frame)
+    /// Reads everything available now and delivers the complete frames; returns whether any
+    /// frame arrived. Called by the read source, and to drain the channel once its child has
+    /// exited, so no frame written before the exit is lost.
+    @discardableResult
+    func readAvailable() -> Bool {
+        reading.withLock { state in
+            guard !state.ended else { return false }
+            var delivered = false
+            do {
+                while !state.ended {
+                    var outcome = IOResult.wouldBlock
+                    var frames: [Frame] = []
+                    if state.reader.missingBodyBytes >= state.scratch.count {
+                        // A large frame: read straight into its buffer.
+                        if let frame = try state.reader.fillBody({ buffer in
+                            outcome = try Syscall.read(fd, into: buffer)
+                            if case .transferred(let count) = outcome { return count }
+                            return 0
+                        }) {
+                            frames.append(frame)
+                        }
+                    } else {
+                        outcome = try Syscall.read(fd, into: state.scratch)
+                        if case .transferred(let count) = outcome {
+                            try state.reader.consume(UnsafeRawBufferPointer(rebasing: state.scratch[..<count]), into: &frames)
+                        }
                     }
-                } else {
-                    outcome = try Syscall.read(fd, into: scratch)
-                    if case .transferred(let count) = outcome {
-                        try reader.consume(UnsafeRawBufferPointer(rebasing: scratch[..<count]), into: &frames)
+                    for frame in frames { onFrame(frame) }
+                    delivered = delivered || !frames.isEmpty
+                    switch outcome {
+                    case .transferred: continue
+                    case .wouldBlock: return delivered
+                    case .endOfFile:
+                        endReading(&state, state.reader.isAtFrameBoundary ? .closed : .truncated(state.reader.partialDescription))
                     }
                 }
-                for frame in frames { onFrame(frame) }
-                switch outcome {
-                case .transferred: continue
-                case .wouldBlock: return
-                case .endOfFile:
-                    endReading(reader.isAtFrameBoundary ? .closed : .truncated(reader.partialDescription))
-                }
+            } catch let error as MalformedFrame {
+                endReading(&state, .malformed(error.description))
+            } catch let error as SystemError {
+                endReading(&state, error.errno == ECONNRESET ? .closed : .failed(error))
+            } catch {
+                endReading(&state, .failed(SystemError(call: "read", errno: EIO)))
             }
-        } catch let error as MalformedFrame {
-            endReading(.malformed(error.description))
-        } catch let error as SystemError {
-            endReading(error.errno == ECONNRESET ? .closed : .failed(error))
-        } catch {
-            endReading(.failed(SystemError(call: "read", errno: EIO)))
+            return delivered
         }
     }
 
-    private func endReading(_ end: ChannelEnd) {
-        guard !readEnded else { return }
-        readEnded = true
-        if !closed {
+    private func endReading(_ state: inout ReadState, _ end: ChannelEnd) {
+        guard !state.ended else { return }
+        state.ended = true
+        if !state.closed {
             readSource.suspend()
-            readSuspended = true
+            state.suspended = true
         }
         onEnd(end)
     }
@@ -245,10 +260,14 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
     /// `onFDClosed`. Pending senders fail with `ProcessingError.channelClosed`. Runs on `Reactor.queue`.
     func close(reason: String = "the channel was closed", onFDClosed: (() -> Void)? = nil) {
         dispatchPrecondition(condition: .onQueue(Reactor.queue))
-        guard !closed else { return }
-        closed = true
+        let wasSuspended: Bool? = reading.withLock { state in
+            guard !state.closed else { return nil }
+            state.closed = true
+            state.ended = true
+            return state.suspended
+        }
+        guard let wasSuspended else { return }
         self.onFDClosed = onFDClosed
-        readEnded = true
         let waiters = writer.withLock { state in
             if state.failure == nil { state.failure = ProcessingError(.channelClosed, reason) }
             state.pending.removeAll()
@@ -261,7 +280,7 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
             return state.waiters.map(\.continuation)
         }
         writeSource.cancel()
-        if readSuspended { readSource.resume() }
+        if wasSuspended { readSource.resume() }
         readSource.activate()
         readSource.cancel()
         let failure = ProcessingError(.channelClosed, reason)

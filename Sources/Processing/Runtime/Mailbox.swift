@@ -39,6 +39,7 @@ final class Mailbox: Sendable {
 
     private let state = Mutex(State())
 
+
     /// Queues a message, or hands it to the first waiting `listen`.
     func deliver(_ message: Message) {
         let waiter: Waiter? = state.withLock { state in
@@ -73,15 +74,7 @@ final class Mailbox: Sendable {
     /// The next message as a `T`; nil when `timeout` passes first.
     func receive<T: Decodable>(_ type: T.Type, timeout: Duration?) async throws -> T? {
         // The fast path: something is queued already.
-        let queued: Message? = try state.withLock { state in
-            if let first = state.first {
-                _ = try first.decode(as: T.self)  // refuses a mismatch without consuming
-                return state.takeFirst()
-            }
-            if let error = state.closedError { throw error }
-            return nil
-        }
-        if let queued { return try queued.decode(as: T.self) }
+        if let queued = try takeQueued(T.self) { return queued }
         if timeout == .zero { return nil }
 
         let id = state.withLock { state in
@@ -115,6 +108,20 @@ final class Mailbox: Sendable {
             throw message.mismatch(expected: T.self)
         }
         return try message.decode(as: T.self)
+    }
+
+    /// The first queued message as a `T` (consumed), nil if none; throws on a mismatch
+    /// (nothing consumed) or when the mailbox is closed and empty.
+    private func takeQueued<T: Decodable>(_ type: T.Type) throws -> T? {
+        let queued: Message? = try state.withLock { state in
+            if let first = state.first {
+                _ = try first.decode(as: T.self)  // refuses a mismatch without consuming
+                return state.takeFirst()
+            }
+            if let error = state.closedError { throw error }
+            return nil
+        }
+        return try queued?.decode(as: T.self)
     }
 
     private func putBack(_ message: Message) {
