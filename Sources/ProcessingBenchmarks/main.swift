@@ -130,6 +130,13 @@ func messageThroughput(count: Int, size: Int) async throws -> (toChild: Double, 
     return (megabytes / seconds(toChild), megabytes / seconds(toParent))
 }
 
+if CommandLine.arguments.dropFirst().first == "smoke" {
+    // CI: proves a statically linked worker starts and talks (this executable is linked
+    // with -static-stdlib in every configuration), without timing anything that matters.
+    report("smoke", "spawn_roundtrip", median(try await spawnRoundTrips(2)), "ms")
+    report("smoke", "message_roundtrip", median(try await messageRoundTrips(10)), "us")
+    exit(0)
+}
 report("spawn_roundtrip", "median", median(try await spawnRoundTrips(20)), "ms")
 let roundTrip = median(try await messageRoundTrips(1000))
 let floor = median(socketPairRoundTrips(1000))

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+@testable import Processing
+
+/// A middle process: starts a grandchild, tells the parent both pids, then waits to be killed.
+struct MiddleParent: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        let grandchild = try await PidTeller().start()
+        let grandchildPID = try await grandchild.listen(Int.self, timeout: .seconds(60))
+        try await tell([Int(getpid()), grandchildPID ?? -1])
+        try await Task.sleep(for: .seconds(600))
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+func isRunning(_ pid: Int) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(close, offsetBy: 2)]
+    return state != "Z" && state != "X"
+}
+
+@Suite("The worker runtime", .timeLimit(.minutes(2)))
+struct WorkerRuntimeTests {
+    @Test("a child exits when its parent is SIGKILLed (no orphan)")
+    func orphansDie() async throws {
+        let middle = try await MiddleParent().start()
+        let pids = try #require(try await middle.listen([Int].self, timeout: .seconds(60)))
+        let grandchild = pids[1]
+        #expect(grandchild > 0 && isRunning(grandchild))
+        #expect(kill(pid_t(pids[0]), SIGKILL) == 0)
+        let error = try #require(await expectError(ProcessCrashError.self) { try await middle.result() })
+        #expect(error.cause == .signal(SIGKILL))
+        // PR_SET_PDEATHSIG kills the grandchild at once; poll, bounded, for it to be gone.
+        var gone = false
+        for _ in 0..<1000 where !gone {
+            gone = !isRunning(grandchild)
+            if !gone { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(gone)
+    }
+
+    @Test("the worker marker without a control channel exits with a clear message")
+    func strayMarker() async throws {
+        let process = Foundation.Process()
+        process.executableURL = URL(fileURLWithPath: Syscall.executablePath())
+        var environment = ProcessInfo.processInfo.environment
+        environment["__SWIFT_PROCESSING_WORKER"] = "3:0"
+        process.environment = environment
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let output = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 72)
+        #expect(String(decoding: output, as: UTF8.self).contains("no control channel"))
+    }
+
+    @Test("a malformed worker marker exits with a clear message")
+    func malformedMarker() async throws {
+        let process = Foundation.Process()
+        process.executableURL = URL(fileURLWithPath: Syscall.executablePath())
+        var environment = ProcessInfo.processInfo.environment
+        environment["__SWIFT_PROCESSING_WORKER"] = "yes"
+        process.environment = environment
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let output = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 70)
+        #expect(String(decoding: output, as: UTF8.self).contains("not a worker marker"))
+    }
+}
