@@ -43,10 +43,24 @@ struct WorkerRuntimeTests {
 
     @Test("the worker marker without a control channel exits with a clear message")
     func strayMarker() async throws {
+        let (status, stderr) = try runThisBinary(workerMarker: "3:0")
+        #expect(status == 72)
+        #expect(stderr.contains("no control channel"))
+    }
+
+    @Test("a malformed worker marker exits with a clear message")
+    func malformedMarker() async throws {
+        let (status, stderr) = try runThisBinary(workerMarker: "yes")
+        #expect(status == 70)
+        #expect(stderr.contains("not a worker marker"))
+    }
+
+    /// Runs this test binary with the worker marker set (and no control channel) by hand.
+    private func runThisBinary(workerMarker: String) throws -> (status: Int32, stderr: String) {
         let process = Foundation.Process()
         process.executableURL = URL(fileURLWithPath: Syscall.executablePath())
         var environment = ProcessInfo.processInfo.environment
-        environment["__SWIFT_PROCESSING_WORKER"] = "3:0"
+        environment["__SWIFT_PROCESSING_WORKER"] = workerMarker
         process.environment = environment
         let stderr = Pipe()
         process.standardError = stderr
@@ -55,24 +69,6 @@ struct WorkerRuntimeTests {
         try process.run()
         let output = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        #expect(process.terminationStatus == 72)
-        #expect(String(decoding: output, as: UTF8.self).contains("no control channel"))
-    }
-
-    @Test("a malformed worker marker exits with a clear message")
-    func malformedMarker() async throws {
-        let process = Foundation.Process()
-        process.executableURL = URL(fileURLWithPath: Syscall.executablePath())
-        var environment = ProcessInfo.processInfo.environment
-        environment["__SWIFT_PROCESSING_WORKER"] = "yes"
-        process.environment = environment
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let output = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 70)
-        #expect(String(decoding: output, as: UTF8.self).contains("not a worker marker"))
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }

@@ -6,6 +6,7 @@ import Glibc
 public enum ProcessSection: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
     case prerun, run, postrun, onFinish, result, error
 
+    /// A readable account of the error or value.
     public var description: String { rawValue }
 }
 
@@ -30,6 +31,7 @@ public protocol SectionError: ProcessError {
 }
 
 extension SectionError {
+    /// A readable account of the error or value.
     public var description: String {
         let cause = underlying.map { ": \($0)" } ?? ""
         return "\(Self.self): \(Self.section)() failed in run \(currentRun)\(cause)"
@@ -38,49 +40,73 @@ extension SectionError {
 
 /// `prerun()` threw.
 public struct PreRunError: SectionError {
+    /// The hook this kind of error comes from.
     public static var section: ProcessSection { .prerun }
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// The error the hook threw.
     public let underlying: RemoteError?
+    /// Creates the error for a throw during run `currentRun`.
     public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
 }
 
 /// `run()` threw.
 public struct RunError: SectionError {
+    /// The hook this kind of error comes from.
     public static var section: ProcessSection { .run }
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// The error the hook threw.
     public let underlying: RemoteError?
+    /// Creates the error for a throw during run `currentRun`.
     public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
 }
 
 /// `postrun()` threw.
 public struct PostRunError: SectionError {
+    /// The hook this kind of error comes from.
     public static var section: ProcessSection { .postrun }
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// The error the hook threw.
     public let underlying: RemoteError?
+    /// Creates the error for a throw during run `currentRun`.
     public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
 }
 
 /// `onFinish()` threw.
 public struct OnFinishError: SectionError {
+    /// The hook this kind of error comes from.
     public static var section: ProcessSection { .onFinish }
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// The error the hook threw.
     public let underlying: RemoteError?
+    /// Creates the error for a throw during run `currentRun`.
     public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
 }
 
 /// `result()` threw.
 public struct ResultError: SectionError {
+    /// The hook this kind of error comes from.
     public static var section: ProcessSection { .result }
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// The error the hook threw.
     public let underlying: RemoteError?
+    /// Creates the error for a throw during run `currentRun`.
     public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
 }
 
 /// `error(_:)` threw something other than the `ProcessError` it was given.
 public struct ErrorHandlerError: SectionError {
+    /// The hook this kind of error comes from.
     public static var section: ProcessSection { .error }
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// The error the hook threw.
     public let underlying: RemoteError?
+    /// Creates the error for a throw during run `currentRun`.
     public init(currentRun: Int, underlying: RemoteError?) { (self.currentRun, self.underlying) = (currentRun, underlying) }
 }
 
@@ -90,13 +116,17 @@ public struct ProcessTimeoutError: ProcessError {
     public let section: ProcessSection
     /// The limit it overran.
     public let timeout: Duration
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// Always nil: this failure is not an error thrown by your code.
     public var underlying: RemoteError? { nil }
 
+    /// Creates the error for `section` overrunning `timeout` in run `currentRun`.
     public init(section: ProcessSection, timeout: Duration, currentRun: Int) {
         (self.section, self.timeout, self.currentRun) = (section, timeout, currentRun)
     }
 
+    /// A readable account of the error or value.
     public var description: String {
         "ProcessTimeoutError: \(section)() ran past its timeout of \(timeout) in run \(currentRun); the process was killed"
     }
@@ -106,11 +136,15 @@ public struct ProcessTimeoutError: ProcessError {
 public struct ResultTimeoutError: ProcessError {
     /// The time-out that passed.
     public let timeout: Duration
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// Always nil: this failure is not an error thrown by your code.
     public var underlying: RemoteError? { nil }
 
+    /// Creates the error for a wait that outlasted `timeout`.
     public init(timeout: Duration, currentRun: Int) { (self.timeout, self.currentRun) = (timeout, currentRun) }
 
+    /// A readable account of the error or value.
     public var description: String { "ResultTimeoutError: no result within \(timeout) (the process was in run \(currentRun))" }
 }
 
@@ -126,6 +160,7 @@ public struct ProcessCrashError: ProcessError {
         /// Ended by `kill()` on its handle.
         case killed
 
+        /// A readable account of the error or value.
         public var description: String {
             switch self {
             case .signal(let number): "killed by \(Syscall.signalName(number)) (signal \(number))"
@@ -141,9 +176,12 @@ public struct ProcessCrashError: ProcessError {
     public let stderrTail: String
     /// The process type's name.
     public let processName: String
+    /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// Always nil: this failure is not an error thrown by your code.
     public var underlying: RemoteError? { nil }
 
+    /// Creates the error for a child that ended without a result.
     public init(cause: Cause, stderrTail: String, processName: String, currentRun: Int) {
         (self.cause, self.stderrTail, self.processName, self.currentRun) = (cause, stderrTail, processName, currentRun)
     }
@@ -154,6 +192,7 @@ public struct ProcessCrashError: ProcessError {
         return nil
     }
 
+    /// A readable account of the error or value.
     public var description: String {
         var text = "ProcessCrashError: \(processName) \(cause) during run \(currentRun)"
         let lines = stderrTail.split(separator: "\n", omittingEmptySubsequences: true).suffix(5)

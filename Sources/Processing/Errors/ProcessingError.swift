@@ -35,5 +35,6 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         self.message = message
     }
 
+    /// A readable account of the error or value.
     public var description: String { message }
 }

@@ -11,6 +11,7 @@ public struct RemoteError: Error, Sendable, CustomStringConvertible {
     /// The error value itself, when its type is `Codable` and could be decoded here.
     public let value: (any Error)?
 
+    /// A readable account of the error or value.
     public var description: String { "\(typeName): \(errorDescription)" }
 
     /// Wraps an error thrown in this process (the child), keeping the value itself.

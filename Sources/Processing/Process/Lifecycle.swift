@@ -38,7 +38,7 @@ enum Lifecycle {
         }
         do {
             let frame = try Frame.encode(.result) { bytes in
-                Varint.append(UInt64(run), to: &bytes)
+                BinaryFormat.appendVarint(UInt64(run), to: &bytes)
                 try BinaryEncoder().encode(output, appendingTo: &bytes)
             }
             await context.finish(frame)

@@ -18,11 +18,17 @@ public struct ProcessConfig: Codable, Sendable, Equatable {
     /// Per-section time limits. A section that overruns is killed and reported as a
     /// `ProcessTimeoutError`, which counts against `lives`.
     public struct Timeouts: Codable, Sendable, Equatable {
+        /// The limit for each `prerun()`.
         public var prerun: Duration?
+        /// The limit for each `run()`.
         public var run: Duration?
+        /// The limit for each `postrun()`.
         public var postrun: Duration?
+        /// The limit for `onFinish()`.
         public var onFinish: Duration?
+        /// The limit for `result()`.
         public var result: Duration?
+        /// The limit for `error(_:)`.
         public var error: Duration?
 
         /// Creates time limits; all default to none.

@@ -187,12 +187,12 @@ final class ProcessCore: Sendable {
             }
         case .progress:
             var offset = 0
-            if let run = Varint.read(frame.payload, at: &offset) {
+            if let run = BinaryFormat.readVarint(frame.payload, at: &offset) {
                 state.withLock { $0.currentRun = Int(run) }
             }
         case .result:
             var offset = 0
-            guard let run = Varint.read(frame.payload, at: &offset) else {
+            guard let run = BinaryFormat.readVarint(frame.payload, at: &offset) else {
                 return protocolViolation("a result frame without its run count")
             }
             state.withLock { state in

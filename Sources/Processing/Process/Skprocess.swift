@@ -49,14 +49,20 @@ public struct NoResult: Codable, Sendable, Equatable {
 }
 
 extension Skprocess {
+    /// The default: run until stopped, once, with no time limits.
     public var processConfig: ProcessConfig { ProcessConfig() }
+    /// Does nothing by default.
     public mutating func prerun() async throws {}
+    /// Does nothing by default.
     public mutating func postrun() async throws {}
+    /// Does nothing by default.
     public mutating func onFinish() async throws {}
+    /// Rethrows `error` by default, so the handle's `result()` throws it.
     public mutating func error(_ error: any ProcessError) async throws -> Output { throw error }
 }
 
 extension Skprocess where Output == NoResult {
+    /// Returns `NoResult()` for a process that defines no result.
     public mutating func result() async throws -> NoResult { NoResult() }
 }
 

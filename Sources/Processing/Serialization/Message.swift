@@ -9,7 +9,7 @@ struct Message: Sendable {
         let typeName = try TypeName.locatable(T.self, role: "a message")
         do {
             return try Frame.encode(.message) { bytes in
-                Varint.append(UInt64(typeName.utf8.count), to: &bytes)
+                BinaryFormat.appendVarint(UInt64(typeName.utf8.count), to: &bytes)
                 bytes.append(contentsOf: typeName.utf8)
                 try BinaryEncoder().encode(value, appendingTo: &bytes)
             }
@@ -21,7 +21,7 @@ struct Message: Sendable {
     /// Reads a `.message` frame's payload.
     init(payload: [UInt8]) throws(ProcessingError) {
         var offset = 0
-        guard let length = Varint.read(payload, at: &offset), length <= UInt64(payload.count - offset) else {
+        guard let length = BinaryFormat.readVarint(payload, at: &offset), length <= UInt64(payload.count - offset) else {
             throw ProcessingError(.malformedFrame, "a message frame of \(payload.count) bytes has no valid type name")
         }
         let end = offset + Int(length)
@@ -47,27 +47,12 @@ struct Message: Sendable {
     }
 }
 
-/// LEB128 varints for the few hand-written frame fields.
-enum Varint {
-    static func append(_ value: UInt64, to bytes: inout [UInt8]) {
-        var value = value
-        while value >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
+extension BinaryFormat {
+    /// Reads a varint of the few hand-written frame fields (the coder's own reader,
+    /// bounds-checked); nil if it is truncated or too long.
+    static func readVarint(_ bytes: [UInt8], at offset: inout Int) -> UInt64? {
+        bytes.withUnsafeBytes { buffer in
+            try? BinaryReader(buffer: buffer).varint(at: &offset, limit: buffer.count)
         }
-        bytes.append(UInt8(value))
-    }
-
-    static func read(_ bytes: [UInt8], at offset: inout Int) -> UInt64? {
-        var value: UInt64 = 0
-        var shift: UInt64 = 0
-        while offset < bytes.count, shift < 64 {
-            let byte = bytes[offset]
-            offset += 1
-            value |= UInt64(byte & 0x7f) << shift
-            if byte & 0x80 == 0 { return value }
-            shift += 7
-        }
-        return nil
     }
 }
