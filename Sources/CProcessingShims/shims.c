@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -50,6 +52,29 @@ void *processing_image_base(const void *address) {
 }
 
 int processing_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal); }
+
+int processing_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int processing_epoll_control(int epfd, int op, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof event);
+    event.events = events;
+    event.data.u64 = token;
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+int processing_epoll_wait(int epfd, processing_event *events, int capacity, int timeout_ms) {
+    struct epoll_event raw[64];
+    if (capacity > 64) capacity = 64;
+    int count = epoll_wait(epfd, raw, capacity, timeout_ms);
+    for (int index = 0; index < count; index++) {
+        events[index].token = raw[index].data.u64;
+        events[index].events = raw[index].events;
+    }
+    return count;
+}
+
+int processing_eventfd_create(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 // MARK: - Worker entry
 

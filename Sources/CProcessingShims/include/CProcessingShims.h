@@ -27,4 +27,26 @@ void *processing_image_base(const void *address);
 /// Sets PR_SET_PDEATHSIG; returns 0 or -1.
 int processing_set_parent_death_signal(int signal);
 
+// MARK: - epoll (the reactor) and eventfd (waking it); the Glibc module shows neither.
+
+#include <stdint.h>
+
+/// One readiness event: the registration's token and the epoll event bits.
+typedef struct {
+    uint64_t token;
+    uint32_t events;
+} processing_event;
+
+#define PROCESSING_EVENT_READ 0x001   /* EPOLLIN */
+#define PROCESSING_EVENT_WRITE 0x004  /* EPOLLOUT */
+#define PROCESSING_EVENT_ERROR 0x008  /* EPOLLERR */
+#define PROCESSING_EVENT_HANGUP 0x010 /* EPOLLHUP */
+
+int processing_epoll_create(void);
+/// op: 1 add, 2 delete, 3 modify (EPOLL_CTL_*). Returns 0 or -1 with errno.
+int processing_epoll_control(int epfd, int op, int fd, uint32_t events, uint64_t token);
+/// epoll_wait into `events`; returns the count, or -1 with errno.
+int processing_epoll_wait(int epfd, processing_event *events, int capacity, int timeout_ms);
+int processing_eventfd_create(void);
+
 #endif

@@ -1,4 +1,3 @@
-import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,30 +26,24 @@ enum ChannelEnd: Sendable {
 
 /// A control channel: length-prefixed frames over one nonblocking Unix socket.
 ///
-/// Reads happen on `Reactor.queue` only (a read source drains the socket until `EAGAIN` and
-/// hands each complete frame to `onFrame`). Writes happen on the caller's thread under the
-/// `writer` lock: a nonblocking `send` that usually completes at once; what the kernel does not
-/// take waits in `pending` for the write source, and the sender waits until its frame is out
-/// (backpressure, no unbounded buffer).
-final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; write state: `writer` Mutex
+/// Reads happen on the reactor thread (it drains the socket until `EAGAIN` and hands each
+/// complete frame to `onFrame`). Writes happen on the caller's thread under the `writer`
+/// lock: a nonblocking `send` that usually completes at once; what the kernel does not take
+/// waits in `pending` until the reactor reports the socket writable, and the sender waits
+/// until its frame is out (backpressure, no unbounded buffer).
+final class Channel: @unchecked Sendable {  // read state: `reading` Mutex; write state: `writer` Mutex
     let fd: Int32
     private let onFrame: @Sendable (Frame) -> Void
     private let onEnd: @Sendable (ChannelEnd) -> Void
 
-    private let readSource: DispatchSourceRead
-    /// Reading state. Reads happen on the reactor's read source and when a child's exit
-    /// drains its channel; this lock serialises them, and frames are delivered under it,
-    /// which keeps them in order.
+    /// Reading state, touched on the reactor thread; the lock makes that checkable rather
+    /// than assumed, and frames are delivered under it, in order.
     private let reading: Mutex<ReadState>
-    // Touched only by the sources' cancel handlers, which run on `Reactor.queue`.
-    private var cancelledSources = 0
-    private var onFDClosed: (() -> Void)?
 
     private struct ReadState: ~Copyable {
         var reader = FrameReader()
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
         var ended = false
-        var suspended = false
         var closed = false
 
         deinit { scratch.deallocate() }
@@ -68,11 +61,13 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
         var completedThrough: UInt64 = 0
         var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
         var failure: ProcessingError?
-        var writeSourceActive = false
+        /// The reactor registration, once `start()` made it and until reading ends.
+        var registration: Reactor.Registration?
+        /// Whether the registration asks for writability (while `pending` is not empty).
+        var wantsWrite = false
     }
 
     private let writer = Mutex(WriterState())
-    private let writeSource: DispatchSourceWrite
 
     /// Takes ownership of `fd` (made nonblocking here); call `start()` to begin reading.
     init(fd: Int32, onFrame: @escaping @Sendable (Frame) -> Void, onEnd: @escaping @Sendable (ChannelEnd) -> Void) throws {
@@ -82,26 +77,27 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
         self.onFrame = onFrame
         self.onEnd = onEnd
         reading = Mutex(ReadState())
-        readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: Reactor.queue)
-        writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: Reactor.queue)
-        readSource.setEventHandler { [self] in _ = readAvailable() }
-        writeSource.setEventHandler { [self] in writeReady() }
-        // The handlers hold the channel until the sources are cancelled (`close()`), which
-        // releases them. The fd is closed once both sources are gone (closing it under a
-        // live source is a bug).
-        let sourceCancelled: @Sendable () -> Void = { [self] in
-            cancelledSources += 1
-            if cancelledSources == 2 {
-                Syscall.close(fd)
-                onFDClosed?()
-                onFDClosed = nil
-            }
-        }
-        readSource.setCancelHandler(handler: sourceCancelled)
-        writeSource.setCancelHandler(handler: sourceCancelled)
     }
 
-    func start() { readSource.activate() }
+    /// Registers with the reactor; frames start arriving on the reactor thread.
+    func start() {
+        Reactor.shared.execute { [self] in
+            let registration: Reactor.Registration
+            do {
+                registration = try Reactor.shared.register(fd, interest: .read) { [self] events in
+                    if events.readable { readAvailable() }
+                    if events.writable { writeReady() }
+                }
+            } catch {
+                endReading(.failed(error as? SystemError ?? SystemError(call: "epoll_ctl", errno: EIO)))
+                return
+            }
+            writer.withLock { state in
+                state.registration = registration
+                if state.wantsWrite { Reactor.shared.update(registration, interest: [.read, .write]) }
+            }
+        }
+    }
 
     // MARK: Writing
 
@@ -117,9 +113,11 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
             let ticket = state.nextTicket
             state.nextTicket += 1
             state.pending.append(PendingWrite(ticket: ticket, bytes: bytes, offset: offset))
-            if !state.writeSourceActive {
-                state.writeSourceActive = true
-                writeSource.resume()
+            if !state.wantsWrite {
+                state.wantsWrite = true
+                if let registration = state.registration {
+                    Reactor.shared.update(registration, interest: [.read, .write])
+                }
             }
             return ticket
         }
@@ -157,7 +155,7 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
         return offset
     }
 
-    /// The write source fired: push out pending frames, wake the senders whose frames are out.
+    /// The socket is writable: push out pending frames, wake the senders whose frames are out.
     private func writeReady() {
         let resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = writer.withLock { state in
             do {
@@ -173,9 +171,9 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
             } catch {
                 state.pending.removeAll()
             }
-            if state.pending.isEmpty && state.writeSourceActive {
-                state.writeSourceActive = false
-                writeSource.suspend()
+            if state.pending.isEmpty && state.wantsWrite {
+                state.wantsWrite = false
+                if let registration = state.registration { Reactor.shared.update(registration, interest: .read) }
             }
             var resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = []
             state.waiters.removeAll { waiter in
@@ -198,8 +196,8 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
     // MARK: Reading
 
     /// Reads everything available now and delivers the complete frames; returns whether any
-    /// frame arrived. Called by the read source, and to drain the channel once its child has
-    /// exited, so no frame written before the exit is lost.
+    /// frame arrived. Runs on the reactor thread: when the socket is readable, and to drain
+    /// the channel once its child has exited, so no frame written before the exit is lost.
     @discardableResult
     func readAvailable() -> Bool {
         reading.withLock { state in
@@ -247,42 +245,42 @@ final class Channel: @unchecked Sendable {  // read state: Reactor.queue only; w
     private func endReading(_ state: inout ReadState, _ end: ChannelEnd) {
         guard !state.ended else { return }
         state.ended = true
-        if !state.closed {
-            readSource.suspend()
-            state.suspended = true
-        }
+        stopWatching()
         onEnd(end)
+    }
+
+    private func endReading(_ end: ChannelEnd) {
+        reading.withLock { endReading(&$0, end) }
+    }
+
+    /// Leaves the reactor: an ended socket stays readable (EOF) and would be reported forever.
+    private func stopWatching() {
+        let registration = writer.withLock { state in
+            defer { state.registration = nil }
+            return state.registration
+        }
+        if let registration { Reactor.shared.deregister(registration) }
     }
 
     // MARK: Closing
 
-    /// Stops reading and writing and closes the fd (once the sources are gone), then calls
-    /// `onFDClosed`. Pending senders fail with `ProcessingError.channelClosed`. Runs on `Reactor.queue`.
-    func close(reason: String = "the channel was closed", onFDClosed: (() -> Void)? = nil) {
-        dispatchPrecondition(condition: .onQueue(Reactor.queue))
-        let wasSuspended: Bool? = reading.withLock { state in
-            guard !state.closed else { return nil }
-            state.closed = true
-            state.ended = true
-            return state.suspended
+    /// Stops reading and writing and closes the fd. Pending senders fail with
+    /// `ProcessingError.channelClosed`. Runs on the reactor thread.
+    func close(reason: String = "the channel was closed") {
+        precondition(Reactor.shared.isCurrent, "Channel.close runs on the reactor thread")
+        let alreadyClosed = reading.withLock { state in
+            defer { (state.closed, state.ended) = (true, true) }
+            return state.closed
         }
-        guard let wasSuspended else { return }
-        self.onFDClosed = onFDClosed
+        guard !alreadyClosed else { return }
+        stopWatching()
         let waiters = writer.withLock { state in
             if state.failure == nil { state.failure = ProcessingError(.channelClosed, reason) }
             state.pending.removeAll()
-            // A suspended or never-activated source must be resumed before it is released.
-            if !state.writeSourceActive {
-                state.writeSourceActive = true
-                writeSource.resume()
-            }
             defer { state.waiters.removeAll() }
             return state.waiters.map(\.continuation)
         }
-        writeSource.cancel()
-        if wasSuspended { readSource.resume() }
-        readSource.activate()
-        readSource.cancel()
+        Syscall.close(fd)
         let failure = ProcessingError(.channelClosed, reason)
         for continuation in waiters { continuation.resume(throwing: failure) }
     }

@@ -1,9 +1,8 @@
-import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// What happens to a child, as the reactor sees it (delivered on `Reactor.queue`).
+/// What happens to a child, as the reactor sees it (delivered on the reactor thread).
 enum ChildEvent: Sendable {
     case frame(Frame)
     /// The control channel ended before the child exited (a malformed frame, for instance).
@@ -13,28 +12,24 @@ enum ChildEvent: Sendable {
 }
 
 /// One worker process as the parent sees it: its control channel, its stderr pipe and the
-/// pidfd that reports its exit. Every callback runs on `Reactor.queue`; after `.exited` all of
-/// its fds are closed and the child is reaped.
-final class ChildProcess: @unchecked Sendable {  // mutable state: Reactor.queue only
+/// pidfd that reports its exit. Every callback runs on the reactor thread; by `.exited` all
+/// of its fds are closed and the child is reaped.
+final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor thread only
     let pid: pid_t
     let channel: Channel
     private let pidfd: Int32
     private let stderrFD: Int32
-    private let exitSource: DispatchSourceRead
-    private let stderrSource: DispatchSourceRead
+    private var exitRegistration: Reactor.Registration?
+    private var stderrRegistration: Reactor.Registration?
     private let onEvent: @Sendable (ChildEvent) -> Void
     private var stderrTail: [UInt8] = []
     private var stderrOpen = true
-    private(set) var reaped = false
-    private var exitStatus: ExitStatus?
-    /// The channel, the pidfd and the stderr pipe: `.exited` waits until all three are closed,
-    /// so whoever waits for a child knows its fds are gone too.
-    private var openResources = 3
+    private var reaped = false
 
     /// How much of a child's stderr is kept for the error that reports its crash.
     private static let stderrTailLimit = 4096
 
-    /// Spawns a worker and starts watching it. `onEvent` runs on `Reactor.queue`.
+    /// Spawns a worker and starts watching it. `onEvent` runs on the reactor thread.
     static func launch(onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
         let (parentEnd, childEnd) = try Syscall.socketPair()
         let stderrPipe: (read: Int32, write: Int32)
@@ -90,29 +85,27 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: Reactor.queue
             if case .closed = end { return }  // a normal end: the exit follows
             onEvent(.channelEnded(end))
         })
-        exitSource = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: Reactor.queue)
-        stderrSource = DispatchSource.makeReadSource(fileDescriptor: stderrFD, queue: Reactor.queue)
-        exitSource.setEventHandler { [self] in childMayHaveExited() }
-        exitSource.setCancelHandler { [self] in
-            Syscall.close(pidfd)
-            resourceClosed()
-        }
-        stderrSource.setEventHandler { [self] in readStderr() }
-        stderrSource.setCancelHandler { [self] in
-            Syscall.close(stderrFD)
-            resourceClosed()
-        }
     }
 
     private func start() {
         channel.start()
-        stderrSource.activate()
-        exitSource.activate()
+        Reactor.shared.execute { [self] in
+            do {
+                stderrRegistration = try Reactor.shared.register(stderrFD, interest: .read) { [self] _ in readStderr() }
+                exitRegistration = try Reactor.shared.register(pidfd, interest: .read) { [self] _ in childMayHaveExited() }
+            } catch {
+                // Without its exit watch a child could never be reaped: end it now.
+                Syscall.pidfdSignal(pidfd, SIGKILL)
+                Syscall.signalGroup(pid, SIGKILL)
+                Syscall.waitForExit(pid)
+                finish(.signaled(SIGKILL))
+            }
+        }
     }
 
     /// Sends a signal to the child and its process group, unless it was already reaped.
     func signal(_ signal: Int32) {
-        Reactor.queue.async { [self] in
+        Reactor.shared.execute { [self] in
             guard !reaped else { return }
             Syscall.pidfdSignal(pidfd, signal)
             Syscall.signalGroup(pid, signal)
@@ -127,23 +120,27 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: Reactor.queue
             status = .exited(-1)
         }
         guard let status else { return }
-        reaped = true
-        exitStatus = status
-        // Whatever the child wrote before it died is still in the socket and the pipe.
-        channel.readAvailable()
-        readStderr()
-        channel.close(reason: "the process has exited") { [self] in resourceClosed() }
-        exitSource.cancel()
-        if stderrOpen {
-            stderrOpen = false
-            stderrSource.cancel()
-        }
+        finish(status)
     }
 
-    private func resourceClosed() {
-        openResources -= 1
-        guard openResources == 0, let exitStatus else { return }
-        onEvent(.exited(exitStatus, stderrTail: String(decoding: stderrTail, as: UTF8.self)))
+    /// The child is reaped: take what it wrote before it died (still in the socket and the
+    /// pipe), close every fd, and report.
+    private func finish(_ status: ExitStatus) {
+        reaped = true
+        channel.readAvailable()
+        readStderr()
+        channel.close(reason: "the process has exited")
+        if let exitRegistration { Reactor.shared.deregister(exitRegistration) }
+        Syscall.close(pidfd)
+        closeStderr()
+        onEvent(.exited(status, stderrTail: String(decoding: stderrTail, as: UTF8.self)))
+    }
+
+    private func closeStderr() {
+        guard stderrOpen else { return }
+        stderrOpen = false
+        if let stderrRegistration { Reactor.shared.deregister(stderrRegistration) }
+        Syscall.close(stderrFD)
     }
 
     /// Forwards the child's stderr to ours and keeps its tail for crash reports.
@@ -162,8 +159,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: Reactor.queue
             case .wouldBlock?:
                 return
             case .endOfFile?, nil:
-                stderrOpen = false
-                stderrSource.cancel()
+                closeStderr()
                 return
             }
         }

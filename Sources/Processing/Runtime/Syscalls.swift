@@ -132,6 +132,12 @@ enum Syscall {
         return code == CLD_EXITED ? .exited(status) : .signaled(status)
     }
 
+    /// Blocks until `pid` has exited and reaps it (only where nothing else can watch it).
+    static func waitForExit(_ pid: pid_t) {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && Glibc.errno == EINTR {}
+    }
+
     /// The running executable's path (`/proc/self/exe` resolved), so workers re-execute this binary.
     static func executablePath() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -155,5 +161,44 @@ enum Syscall {
             SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
         ]
         return names[signal] ?? "signal \(signal)"
+    }
+}
+
+// MARK: - The reactor's calls
+
+extension Syscall {
+    static func epollCreate() throws(SystemError) -> Int32 {
+        try check("epoll_create1") { processing_epoll_create() }
+    }
+
+    /// Adds (1), deletes (2) or modifies (3) a registration.
+    static func epollControl(_ epfd: Int32, _ operation: Int32, _ fd: Int32, events: UInt32, token: UInt64) throws(SystemError) {
+        _ = try check("epoll_ctl") { processing_epoll_control(epfd, operation, fd, events, token) }
+    }
+
+    /// Waits for events (a timeout of -1 waits forever, 0 only looks).
+    static func epollWait(_ epfd: Int32, into events: inout [processing_event], timeoutMilliseconds: Int32) -> Int {
+        let capacity = Int32(events.count)
+        while true {
+            let count = events.withUnsafeMutableBufferPointer {
+                processing_epoll_wait(epfd, $0.baseAddress, capacity, timeoutMilliseconds)
+            }
+            if count >= 0 { return Int(count) }
+            if Glibc.errno != EINTR { return 0 }
+        }
+    }
+
+    static func eventFD() throws(SystemError) -> Int32 {
+        try check("eventfd") { processing_eventfd_create() }
+    }
+
+    static func signalEventFD(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = Glibc.write(fd, &one, 8)
+    }
+
+    static func drainEventFD(_ fd: Int32) {
+        var value: UInt64 = 0
+        _ = Glibc.read(fd, &value, 8)
     }
 }

@@ -86,7 +86,7 @@ final class WorkerContext: Sendable {
         Syscall.exitImmediately(0)
     }
 
-    /// A frame from the parent (on `Reactor.queue`).
+    /// A frame from the parent (on the reactor thread).
     private func received(_ frame: Frame) {
         switch frame.kind {
         case .message:
