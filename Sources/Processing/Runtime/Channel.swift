@@ -31,7 +31,7 @@ enum ChannelEnd: Sendable {
 /// lock: a nonblocking `send` that usually completes at once; what the kernel does not take
 /// waits in `pending` until the reactor reports the socket writable, and the sender waits
 /// until its frame is out (backpressure, no unbounded buffer).
-final class Channel: @unchecked Sendable {  // read state: `reading` Mutex; write state: `writer` Mutex
+final class Channel: Sendable {
     let fd: Int32
     private let onFrame: @Sendable (Frame) -> Void
     private let onEnd: @Sendable (ChannelEnd) -> Void
