@@ -195,14 +195,12 @@ final class Channel: Sendable {
 
     // MARK: Reading
 
-    /// Reads everything available now and delivers the complete frames; returns whether any
-    /// frame arrived. Runs on the reactor thread: when the socket is readable, and to drain
-    /// the channel once its child has exited, so no frame written before the exit is lost.
-    @discardableResult
-    func readAvailable() -> Bool {
+    /// Reads everything available now and delivers the complete frames. Runs on the reactor
+    /// thread: when the socket is readable, and to drain the channel once its child has
+    /// exited, so no frame written before the exit is lost.
+    func readAvailable() {
         reading.withLock { state in
-            guard !state.ended else { return false }
-            var delivered = false
+            guard !state.ended else { return }
             do {
                 while !state.ended {
                     var outcome = IOResult.wouldBlock
@@ -223,10 +221,9 @@ final class Channel: Sendable {
                         }
                     }
                     for frame in frames { onFrame(frame) }
-                    delivered = delivered || !frames.isEmpty
                     switch outcome {
                     case .transferred: continue
-                    case .wouldBlock: return delivered
+                    case .wouldBlock: return
                     case .endOfFile:
                         endReading(&state, state.reader.isAtFrameBoundary ? .closed : .truncated(state.reader.partialDescription))
                     }
@@ -238,7 +235,6 @@ final class Channel: Sendable {
             } catch {
                 endReading(&state, .failed(SystemError(call: "read", errno: EIO)))
             }
-            return delivered
         }
     }
 
