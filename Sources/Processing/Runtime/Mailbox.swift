@@ -39,7 +39,6 @@ final class Mailbox: Sendable {
 
     private let state = Mutex(State())
 
-
     /// Queues a message, or hands it to the first waiting `listen`.
     func deliver(_ message: Message) {
         let waiter: Waiter? = state.withLock { state in
@@ -113,9 +112,11 @@ final class Mailbox: Sendable {
     /// The first queued message as a `T` (consumed), nil if none; throws on a mismatch
     /// (nothing consumed) or when the mailbox is closed and empty.
     private func takeQueued<T: Decodable>(_ type: T.Type) throws -> T? {
+        let expected = TypeName.mangled(T.self)
         let queued: Message? = try state.withLock { state in
             if let first = state.first {
-                _ = try first.decode(as: T.self)  // refuses a mismatch without consuming
+                // Refuse a mismatch by name, without consuming or decoding anything.
+                guard first.typeName == expected else { throw first.mismatch(expected: T.self) }
                 return state.takeFirst()
             }
             if let error = state.closedError { throw error }
