@@ -96,6 +96,7 @@ func socketPairRoundTrips(_ count: Int) -> [Double] {
     let echo = Thread {
         var byte: UInt8 = 0
         while read(far, &byte, 1) == 1 { _ = write(far, &byte, 1) }
+        close(far)
     }
     echo.start()
     var times: [Double] = []
