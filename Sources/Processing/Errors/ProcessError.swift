@@ -111,7 +111,7 @@ public struct ErrorHandlerError: SectionError {
 }
 
 /// A section ran longer than its `ProcessConfig.timeouts` allowed; the parent killed the child.
-public struct ProcessTimeoutError: ProcessError {
+public struct ProcessTimeoutError: ProcessError, Codable {
     /// The section that overran.
     public let section: ProcessSection
     /// The limit it overran.
@@ -132,27 +132,36 @@ public struct ProcessTimeoutError: ProcessError {
     }
 }
 
-/// Waiting for a result took longer than the time-out given to the operation.
+/// An operation given a time-out with the `timeout(_:)` modifier did not finish in time
+/// (`try await handle.result.timeout(.seconds(10))()`). The operation was cancelled; the
+/// process itself keeps running (end it with `kill()`, or bound its sections with
+/// `ProcessConfig.timeouts`).
 public struct ResultTimeoutError: ProcessError {
+    /// The operation that timed out (`"result"`, `"wait"`, `"listen"`, ...).
+    public let operation: String
     /// The time-out that passed.
     public let timeout: Duration
-    /// The run the process was in when it failed (0-based).
+    /// The run the process was in when the time-out passed (0-based); 0 where no process applies.
     public let currentRun: Int
     /// Always nil: this failure is not an error thrown by your code.
     public var underlying: RemoteError? { nil }
 
-    /// Creates the error for a wait that outlasted `timeout`.
-    public init(timeout: Duration, currentRun: Int) { (self.timeout, self.currentRun) = (timeout, currentRun) }
+    /// Creates the error for `operation` outlasting `timeout`.
+    public init(operation: String, timeout: Duration, currentRun: Int) {
+        (self.operation, self.timeout, self.currentRun) = (operation, timeout, currentRun)
+    }
 
     /// A readable account of the error or value.
-    public var description: String { "ResultTimeoutError: no result within \(timeout) (the process was in run \(currentRun))" }
+    public var description: String {
+        "ResultTimeoutError: \(operation) did not finish within \(timeout) (the process was in run \(currentRun))"
+    }
 }
 
 /// The child process ended without a result: it crashed (a signal such as `SIGSEGV`, a
 /// `fatalError`'s `SIGILL`/`SIGTRAP`), was killed (by `kill()` or from outside), or exited.
-public struct ProcessCrashError: ProcessError {
+public struct ProcessCrashError: ProcessError, Codable {
     /// How the child ended.
-    public enum Cause: Sendable, Equatable, CustomStringConvertible {
+    public enum Cause: Sendable, Equatable, Codable, CustomStringConvertible {
         /// Killed by this signal number.
         case signal(Int32)
         /// Exited with this status without sending a result.

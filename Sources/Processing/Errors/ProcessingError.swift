@@ -22,6 +22,9 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         case invalidState
         /// A worker-only operation (`tell`, `listen`, `stop` on `self`) ran outside a worker.
         case notInWorker
+        /// A blocking form (`sync()`, `Future.wait()`) was called from async code, where
+        /// blocking a cooperative-pool thread could deadlock the work it waits for.
+        case blockingInAsyncContext
     }
 
     /// What kind of problem this is.

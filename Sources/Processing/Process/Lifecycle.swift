@@ -1,61 +1,172 @@
-/// Runs a process's lifecycle in the child: the hooks in the seeds' order, each failure
-/// turned into its `ProcessError` kind with the run it happened in.
+/// Runs a process's lifecycle in the child: the hooks in the seeds' order, each timed, each
+/// failure turned into its `ProcessError` kind with the run it happened in.
+///
+/// Before the last life a failure is reported and the child exits; the parent starts a new
+/// child from the last checkpoint. On the last life `error(_:)` decides.
 enum Lifecycle {
-    static func run<P: Skprocess>(_ type: P.Type, state: [UInt8], context: WorkerContext) async -> Never {
+    static func run<P: Skprocess>(_ type: P.Type, request: StartRequest, context: WorkerContext) async -> Never {
         var process: P
         do {
-            process = try BinaryDecoder().decode(P.self, from: state)
+            process = try BinaryDecoder().decode(P.self, from: request.state)
         } catch {
             await context.finish(failure: ProcessingError(.decodingFailed, """
                 the state of \(String(reflecting: P.self)) could not be decoded in the child: \(error). \
                 Check that its init(from:) reads what its encode(to:) writes.
                 """))
         }
-        let config = process.processConfig
-        var run = 0
-        var output: P.Output
+        var recorder = SectionRecorder(context: context, request: request)
+        if let failureReport = request.handleFailure {
+            // A crash or time-out left no child to run error(_:) on the last life: run it here.
+            let run = failureReport.currentRun
+            context.setCurrentRun(run)
+            let failure = failureReport.error as? any ProcessError
+                ?? RunError(currentRun: run, underlying: RemoteError(capturing: failureReport.error))
+            let output = await handle(failure, in: &process, run: run, recorder: &recorder)
+            await report(output, of: P.self, run: run, recorder: &recorder)
+        }
+        if request.stopRequested { context.requestStop() }
+
+        let runs = process.processConfig.runs
+        var run = request.firstRun
+        let output: P.Output
         do {
-            while !context.stopRequested, config.runs.map({ run < $0 }) ?? true {
+            while !context.stopRequested, runs.map({ run < $0 }) ?? true {
                 context.setCurrentRun(run)
-                try await section(PreRunError.self, run) { try await process.prerun() }
-                try await section(RunError.self, run) { try await process.run() }
-                try await section(PostRunError.self, run) { try await process.postrun() }
+                let started = ContinuousClock.now
+                try await recorder.section(PreRunError.self, run) { try await process.prerun() }
+                try await recorder.section(RunError.self, run) { try await process.run() }
+                try await recorder.section(PostRunError.self, run) { try await process.postrun() }
+                recorder.pending.fullRun.add(ContinuousClock.now - started)
                 run += 1
+                try await recorder.checkpoint(run: run, process)
             }
             context.setCurrentRun(run)
-            try await section(OnFinishError.self, run) { try await process.onFinish() }
-            output = try await section(ResultError.self, run) { try await process.result() }
+            try await recorder.section(OnFinishError.self, run) { try await process.onFinish() }
+            output = try await recorder.section(ResultError.self, run) { try await process.result() }
+        } catch let error as ProcessingError {
+            await recorder.flush(run: run)
+            await context.finish(failure: FailureReport(error, currentRun: run))
         } catch {
             let failure = error as? any ProcessError ?? RunError(currentRun: run, underlying: RemoteError(capturing: error))
-            do {
-                output = try await process.error(failure)
-            } catch let error as any ProcessError {
-                await context.finish(failure: FailureReport(error))
-            } catch {
-                let handlerError = ErrorHandlerError(currentRun: run, underlying: RemoteError(capturing: error))
-                await context.finish(failure: FailureReport(handlerError))
+            if !request.isLastLife {
+                await recorder.flush(run: run)
+                await context.finish(failure: FailureReport(failure))
             }
+            let handled = await handle(failure, in: &process, run: run, recorder: &recorder)
+            await report(handled, of: P.self, run: run, recorder: &recorder)
         }
+        await report(output, of: P.self, run: run, recorder: &recorder)
+    }
+
+    /// Lets `error(_:)` decide: its value becomes the result; what it throws, the failure.
+    private static func handle<P: Skprocess>(
+        _ failure: any ProcessError, in process: inout P, run: Int, recorder: inout SectionRecorder
+    ) async -> P.Output {
+        do {
+            return try await recorder.section(ErrorHandlerError.self, run, wrappingErrors: false) {
+                try await process.error(failure)
+            }
+        } catch let error as any ProcessError {
+            await recorder.flush(run: run)
+            await recorder.context.finish(failure: FailureReport(error))
+        } catch {
+            await recorder.flush(run: run)
+            let handlerError = ErrorHandlerError(currentRun: run, underlying: RemoteError(capturing: error))
+            await recorder.context.finish(failure: FailureReport(handlerError))
+        }
+    }
+
+    /// Sends the last timings and the result, and exits.
+    private static func report<P: Skprocess>(
+        _ output: P.Output, of type: P.Type, run: Int, recorder: inout SectionRecorder
+    ) async -> Never {
+        await recorder.flush(run: run)
         do {
             let frame = try Frame.encode(.result) { bytes in
                 BinaryFormat.appendVarint(UInt64(run), to: &bytes)
                 try BinaryEncoder().encode(output, appendingTo: &bytes)
             }
-            await context.finish(frame)
+            await recorder.context.finish(frame)
         } catch {
-            await context.finish(failure: ProcessingError(.encodingFailed,
+            await recorder.context.finish(failure: ProcessingError(.encodingFailed,
                 "the result of \(String(reflecting: P.self)) (\(String(reflecting: P.Output.self))) could not be encoded: \(error)"))
         }
     }
+}
 
-    /// Runs one hook, turning what it throws into the section's error kind.
-    private static func section<E: SectionError, T>(
-        _ kind: E.Type, _ run: Int, _ body: () async throws -> T
+/// The child's bookkeeping around each hook: its timing, the enter/leave frames of sections
+/// the parent times out, and the checkpoints that carry both to the parent.
+struct SectionRecorder {
+    /// A progress-only checkpoint goes out at most this often, so cheap runs cost no syscalls.
+    private static let progressInterval = Duration.milliseconds(20)
+
+    let context: WorkerContext
+    /// Timings not yet sent.
+    var pending = ProcessTimers()
+    private let timedSections: Set<ProcessSection>
+    private let sendsState: Bool
+    private var lastSent = ContinuousClock.now
+
+    init(context: WorkerContext, request: StartRequest) {
+        self.context = context
+        timedSections = Set(request.timedSections)
+        sendsState = request.sendsStateCheckpoints
+    }
+
+    /// Runs one hook: timed, announced to the parent when it has a time-out, and (unless
+    /// `wrappingErrors` is false) with what it throws turned into the section's error kind.
+    mutating func section<E: SectionError, T>(
+        _ kind: E.Type, _ run: Int, wrappingErrors: Bool = true, _ body: () async throws -> T
     ) async throws -> T {
+        let timed = timedSections.contains(E.section)
+        if timed { await send(SectionMarker.entering(E.section, run: run)) }
+        let started = ContinuousClock.now
+        defer { pending[E.section].add(ContinuousClock.now - started) }
         do {
-            return try await body()
+            let value = try await body()
+            if timed { await send(SectionMarker.leaving) }
+            return value
         } catch {
+            if timed { await send(SectionMarker.leaving) }
+            guard wrappingErrors else { throw error }
             throw E(currentRun: run, underlying: RemoteError(capturing: error))
         }
+    }
+
+    /// After a completed run: sends the state when a retry may need it, otherwise the progress
+    /// and timings now and then.
+    mutating func checkpoint<P: Skprocess>(run: Int, _ process: P) async throws(ProcessingError) {
+        if sendsState {
+            let state: [UInt8]
+            do {
+                state = try BinaryEncoder().encode(process)
+            } catch {
+                throw ProcessingError(.encodingFailed,
+                    "the state of \(String(reflecting: P.self)) could not be encoded for a checkpoint after run \(run - 1): \(error)")
+            }
+            await send(run: run, state: state)
+        } else if ContinuousClock.now - lastSent >= Self.progressInterval {
+            await send(run: run, state: nil)
+        }
+    }
+
+    /// Sends what is pending, before the child's last frame.
+    mutating func flush(run: Int) async {
+        if !pending.isEmpty { await send(run: run, state: nil) }
+    }
+
+    private mutating func send(run: Int, state: [UInt8]?) async {
+        let checkpoint = Checkpoint(currentRun: run, state: state, timings: pending)
+        pending = ProcessTimers()
+        lastSent = ContinuousClock.now
+        guard let frame = try? Frame.encode(.checkpoint, { try BinaryEncoder().encode(checkpoint, appendingTo: &$0) }) else {
+            return
+        }
+        await send(frame)
+    }
+
+    private func send(_ frame: [UInt8]) async {
+        // A send fails only when the parent is gone, and then the channel's end exits the worker.
+        try? await context.channel.send(frame)
     }
 }

@@ -3,30 +3,61 @@ import Synchronization
 import Glibc
 #endif
 
-/// The parent's record of one child process, apart from the process type (`ProcessHandle`
-/// is the typed face of it).
+/// The parent's record of one process across its children: the first attempt, retries
+/// while it has lives, and the child that runs `error(_:)` after a crash on the last life.
+/// `ProcessHandle` is the typed face of it.
 ///
-/// `State` is the state machine; `ProcessCore` is its storage and the effects (sending,
-/// signalling, resuming continuations outside the lock).
+/// `State` is the state machine; `ProcessCore` is its storage and the effects (spawning,
+/// sending, signalling, resuming continuations), which happen outside the lock.
 final class ProcessCore: Sendable {
     enum Outcome: Sendable {
         case output(run: Int, bytes: [UInt8])
         case failure(any Error)
     }
 
+    /// How long a child that overran a section gets between SIGTERM and SIGKILL.
+    static let terminationGrace = Duration.milliseconds(250)
+
     private enum Phase {
         case idle
+        /// Spawning a child: the first one, a retry, or the one that runs `error(_:)`.
         case launching
         case running(ChildProcess)
         case ended(Outcome)
     }
 
+    /// A section the child said it entered, which has a time-out.
+    private struct TimedSection {
+        var token: UInt64
+        var section: ProcessSection
+        var run: Int
+        var limit: Duration
+    }
+
+    /// What to do once a child has exited.
+    private enum AfterExit {
+        case finish(Outcome)
+        case launch(StartRequest)
+    }
+
     private struct State {
         var phase = Phase.idle
         var currentRun = 0
-        /// What the child reported (or what broke) before it exited; final at the exit.
+        /// What the current child reported (or what broke) before it exited; final at its exit.
         var reported: Outcome?
         var killRequested = false
+        var stopRequested = false
+        var livesLeft: Int
+        /// Where a retry starts: the state and run of the last checkpoint.
+        var resumeState: [UInt8]
+        var resumeRun = 0
+        /// The failure being handed to `error(_:)` in a child of its own.
+        var handlingFailure: (any ProcessError)?
+        var timedSection: TimedSection?
+        var nextToken: UInt64 = 0
+        var timers = ProcessTimers()
+        /// Messages told while no child was running (between a failure and its retry).
+        var pendingMessages: [[UInt8]] = []
         var waiters: [UInt64: CheckedContinuation<Bool, any Error>] = [:]
         var nextWaiterID: UInt64 = 1
 
@@ -34,26 +65,33 @@ final class ProcessCore: Sendable {
             if case .running(let child) = phase { return child }
             return nil
         }
-    }
 
-    let processName: String
-    let mailbox = Mailbox()
-    private let state = Mutex(State())
-
-    init(processName: String) {
-        self.processName = processName
-    }
-
-    var isAlive: Bool {
-        state.withLock { state in
-            switch state.phase {
+        var isActive: Bool {
+            switch phase {
             case .launching, .running: true
             case .idle, .ended: false
             }
         }
     }
 
+    let processName: String
+    let mailbox = Mailbox()
+    private let typeName: String
+    private let config: ProcessConfig
+    private let state: Mutex<State>
+
+    init(processName: String, typeName: String, initialState: [UInt8], config: ProcessConfig) {
+        self.processName = processName
+        self.typeName = typeName
+        self.config = config
+        state = Mutex(State(livesLeft: max(config.lives, 1), resumeState: initialState))
+    }
+
+    var isAlive: Bool { state.withLock { $0.isActive } }
+
     var currentRun: Int { state.withLock { $0.currentRun } }
+
+    var timers: ProcessTimers { state.withLock { $0.timers } }
 
     var outcome: Outcome? {
         state.withLock { state in
@@ -64,14 +102,35 @@ final class ProcessCore: Sendable {
 
     // MARK: Starting
 
-    /// Spawns the child and sends it the process to run.
-    func launch(_ request: StartRequest) async throws {
-        try state.withLock { state in
+    /// Spawns the first child and sends it the process to run.
+    func launch() async throws {
+        let request = try state.withLock { state throws(ProcessingError) in
             guard case .idle = state.phase else {
                 throw ProcessingError(.invalidState, "\(processName) was already started; a handle starts one process once")
             }
             state.phase = .launching
+            return makeRequest(state)
         }
+        if let joinIn = config.joinIn {
+            Reactor.after(joinIn) { [weak self] in
+                guard let self else { return }
+                Task { await self.requestStop() }
+            }
+        }
+        try await spawn(request)
+    }
+
+    private func makeRequest(_ state: State) -> StartRequest {
+        var request = StartRequest(typeName: typeName, state: state.resumeState)
+        request.firstRun = state.resumeRun
+        request.isLastLife = state.livesLeft <= 1
+        request.sendsStateCheckpoints = config.lives > 1
+        request.timedSections = ProcessSection.allCases.filter { config.timeouts[$0] != nil }
+        request.handleFailure = state.handlingFailure.map(FailureReport.init)
+        return request
+    }
+
+    private func spawn(_ request: StartRequest) async throws {
         let child: ChildProcess
         do {
             child = try await ChildProcess.launch { [self] event in handle(event) }
@@ -79,9 +138,17 @@ final class ProcessCore: Sendable {
             finish(with: .failure(error))
             throw error
         }
-        state.withLock { $0.phase = .running(child) }
+        var request = request
+        let (killed, pending): (Bool, [[UInt8]]) = state.withLock { state in
+            state.phase = .running(child)
+            request.stopRequested = state.stopRequested
+            defer { state.pendingMessages = [] }
+            return (state.killRequested, state.pendingMessages)
+        }
+        if killed { return child.signal(SIGKILL) }
         do {
             try await child.channel.send(Frame.encode(.start) { try BinaryEncoder().encode(request, appendingTo: &$0) })
+            for message in pending { try await child.channel.send(message) }
         } catch {
             // The child died at once; its exit event reports why.
         }
@@ -90,22 +157,36 @@ final class ProcessCore: Sendable {
     // MARK: Talking
 
     func send(_ frame: [UInt8], operation: String) async throws {
-        guard let child = state.withLock({ $0.child }) else {
-            throw ProcessingError(.invalidState, "\(operation): \(processName) is not running (start it first, or it has ended)")
+        let child: ChildProcess? = try state.withLock { state throws(ProcessingError) in
+            switch state.phase {
+            case .running(let child): return child
+            case .launching:
+                state.pendingMessages.append(frame)
+                return nil
+            case .idle:
+                throw ProcessingError(.invalidState, "\(operation): \(processName) was not started (call start() first)")
+            case .ended:
+                throw ProcessingError(.invalidState, "\(operation): \(processName) has ended")
+            }
         }
-        try await child.channel.send(frame)
+        try await child?.channel.send(frame)
     }
 
     func requestStop() async {
-        guard let child = state.withLock({ $0.child }) else { return }
-        try? await child.channel.send(Frame.encode(.stop))
+        let child: ChildProcess? = state.withLock { state in
+            guard state.isActive else { return nil }
+            state.stopRequested = true
+            return state.child
+        }
+        try? await child?.channel.send(Frame.encode(.stop))
     }
 
+    /// Kills the child now and gives up the process: no retry, no `error(_:)`.
     func kill() {
         let child: ChildProcess? = state.withLock { state in
-            guard let child = state.child else { return nil }
+            guard state.isActive else { return nil }
             state.killRequested = true
-            return child
+            return state.child
         }
         child?.signal(SIGKILL)
     }
@@ -115,7 +196,7 @@ final class ProcessCore: Sendable {
 
     // MARK: Waiting
 
-    /// Waits for the child to end; false if `timeout` passes first.
+    /// Waits for the process to end, across retries; false if `timeout` passes first.
     func waitForEnd(timeout: Duration?) async throws -> Bool {
         let id: UInt64? = try state.withLock { state in
             switch state.phase {
@@ -163,18 +244,44 @@ final class ProcessCore: Sendable {
             }
             child?.signal(SIGKILL)
         case .exited(let status, let stderrTail):
-            let ending: Outcome = state.withLock { state in
-                if let reported = state.reported { return reported }
-                let cause: ProcessCrashError.Cause = switch status {
-                case _ where state.killRequested: .killed
-                case .signaled(let signal): .signal(signal)
-                case .exited(let code): .exit(code)
-                }
-                return .failure(ProcessCrashError(cause: cause, stderrTail: stderrTail, processName: processName,
-                                                  currentRun: state.currentRun))
+            switch state.withLock({ afterExit(&$0, status: status, stderrTail: stderrTail) }) {
+            case .finish(let outcome):
+                finish(with: outcome)
+            case .launch(let request):
+                Task { try? await spawn(request) }
             }
-            finish(with: ending)
         }
+    }
+
+    /// The heart of `lives`: a failure that a retry can fix starts a new child from the last
+    /// checkpoint; on the last life, a crash or time-out (which left no child to run
+    /// `error(_:)`) starts one that runs only `error(_:)`.
+    private func afterExit(_ state: inout State, status: ExitStatus, stderrTail: String) -> AfterExit {
+        state.timedSection = nil
+        let crashed = state.reported == nil
+        let ending = state.reported ?? .failure(ProcessCrashError(
+            cause: state.killRequested ? .killed : ProcessCrashError.Cause(status),
+            stderrTail: stderrTail, processName: processName, currentRun: state.currentRun))
+        state.reported = nil
+        if state.killRequested { return .finish(ending) }
+        if let original = state.handlingFailure {
+            // The child that ran error(_:) decided, unless it died too: then the failure stands.
+            return .finish(crashed ? .failure(original) : ending)
+        }
+        guard case .failure(let error) = ending, let failure = error as? any ProcessError,
+              failure is any SectionError || failure is ProcessCrashError || failure is ProcessTimeoutError else {
+            return .finish(ending)
+        }
+        if state.livesLeft > 1 {
+            state.livesLeft -= 1
+            state.currentRun = state.resumeRun
+        } else if failure is ProcessCrashError || failure is ProcessTimeoutError {
+            state.handlingFailure = failure
+        } else {
+            return .finish(ending)    // error(_:) already ran in the child
+        }
+        state.phase = .launching
+        return .launch(makeRequest(state))
     }
 
     private func received(_ frame: Frame) {
@@ -185,10 +292,26 @@ final class ProcessCore: Sendable {
             } catch {
                 protocolViolation(error.description)
             }
-        case .progress:
-            var offset = 0
-            if let run = BinaryFormat.readVarint(frame.payload, at: &offset) {
-                state.withLock { $0.currentRun = Int(run) }
+        case .checkpoint:
+            let checkpoint: Checkpoint
+            do {
+                checkpoint = try BinaryDecoder().decode(Checkpoint.self, from: frame.payload)
+            } catch {
+                return protocolViolation("a checkpoint that did not decode: \(error)")
+            }
+            state.withLock { state in
+                state.currentRun = checkpoint.currentRun
+                state.timers.merge(checkpoint.timings)
+                if let resumeState = checkpoint.state {
+                    state.resumeState = resumeState
+                    state.resumeRun = checkpoint.currentRun
+                }
+            }
+        case .section:
+            do {
+                try sectionChanged(SectionMarker.decode(frame.payload))
+            } catch {
+                protocolViolation(error.description)
             }
         case .result:
             var offset = 0
@@ -215,6 +338,37 @@ final class ProcessCore: Sendable {
         }
     }
 
+    // MARK: Section time-outs
+
+    private func sectionChanged(_ entered: (section: ProcessSection, run: Int)?) {
+        guard let entered, let limit = config.timeouts[entered.section] else {
+            state.withLock { $0.timedSection = nil }
+            return
+        }
+        let token = state.withLock { state in
+            state.nextToken += 1
+            state.timedSection = TimedSection(token: state.nextToken, section: entered.section, run: entered.run, limit: limit)
+            return state.nextToken
+        }
+        Reactor.after(limit) { [weak self] in self?.sectionOverran(token) }
+    }
+
+    /// The parent enforces time-outs (Swift has no safe way to interrupt a thread): SIGTERM,
+    /// then SIGKILL after a grace period, through the pidfd.
+    private func sectionOverran(_ token: UInt64) {
+        let child: ChildProcess? = state.withLock { state in
+            guard let timed = state.timedSection, timed.token == token, let child = state.child else { return nil }
+            state.timedSection = nil
+            if state.reported == nil {
+                state.reported = .failure(ProcessTimeoutError(section: timed.section, timeout: timed.limit, currentRun: timed.run))
+            }
+            return child
+        }
+        guard let child else { return }
+        child.signal(SIGTERM)
+        Reactor.after(Self.terminationGrace) { child.signal(SIGKILL) }
+    }
+
     private func protocolViolation(_ what: String) {
         handle(.channelEnded(.malformed(what)))
     }
@@ -222,10 +376,20 @@ final class ProcessCore: Sendable {
     private func finish(with outcome: Outcome) {
         let waiters = state.withLock { state in
             state.phase = .ended(outcome)
+            state.pendingMessages = []
             defer { state.waiters.removeAll() }
             return Array(state.waiters.values)
         }
         mailbox.close(ProcessingError(.channelClosed, "\(processName) has ended and no message is left to listen for"))
         for waiter in waiters { waiter.resume(returning: true) }
+    }
+}
+
+extension ProcessCrashError.Cause {
+    init(_ status: ExitStatus) {
+        switch status {
+        case .signaled(let signal): self = .signal(signal)
+        case .exited(let code): self = .exit(code)
+        }
     }
 }

@@ -1,10 +1,13 @@
 /// A process running (or about to run) in a child: start it, talk to it, stop it, and get
 /// its result.
 ///
+/// `start`, `result`, `wait`, `listen` and `tell` are `Modifiable` operations: call them with
+/// `await` (`try await handle.result()`), or modify them first
+/// (`handle.result.timeout(.seconds(10))`, `.background()`, `.sync()`).
+///
 /// Dropping the last reference to a handle kills its child: a child never outlives what owns it.
 public final class ProcessHandle<P: Skprocess>: Sendable {
-    private let core: ProcessCore
-    private let request: StartRequest
+    let core: ProcessCore
 
     /// Prepares `process` to run in a child; `start()` spawns it. Throws if the type cannot
     /// be found by name in a child (private, fileprivate, local) or does not encode.
@@ -17,40 +20,40 @@ public final class ProcessHandle<P: Skprocess>: Sendable {
         } catch {
             throw ProcessingError(.encodingFailed, "\(String(reflecting: P.self)) could not be encoded to send to its child: \(error)")
         }
-        request = StartRequest(typeName: typeName, state: state)
-        core = ProcessCore(processName: String(reflecting: P.self))
+        core = ProcessCore(processName: String(reflecting: P.self), typeName: typeName, initialState: state,
+                           config: process.processConfig)
     }
 
     deinit { core.abandon() }
 
-    /// Spawns the child and starts the lifecycle. Returns once the child has the process.
-    public func start() async throws {
-        try await core.launch(request)
-    }
+    /// Spawns the child and starts the lifecycle; returns once the child has the process.
+    /// `try await handle.start()`.
+    public var start: Modifiable<StartOperation, AsyncCall> { operation(StartOperation(core: core, owner: self), "start") }
 
-    /// Waits for the process to end (finished, failed, stopped or killed). Returns false if
-    /// `timeout` passes first; throws `CancellationError` if the waiting task is cancelled.
-    @discardableResult
-    public func wait(timeout: Duration? = nil) async throws -> Bool {
-        try await core.waitForEnd(timeout: timeout)
-    }
+    /// The process's result, once it has ended (across retries while it has lives).
+    /// `try await handle.result()` throws the `ProcessError` it failed with (a hook's kind,
+    /// `ProcessTimeoutError`, `ProcessCrashError` for a crash or `kill()`) or a `ProcessingError`.
+    public var result: Modifiable<ResultOperation<P>, AsyncCall> { operation(ResultOperation(core: core, owner: self), "result") }
 
-    /// The process's result, once it has ended. Throws the `ProcessError` it failed with
-    /// (a hook's kind, `ProcessCrashError` for a crash or `kill()`), or a `ProcessingError`.
-    public func result() async throws -> P.Output {
-        _ = try await core.waitForEnd(timeout: nil)
-        switch core.outcome {
-        case .output(_, let bytes)?:
-            do {
-                return try BinaryDecoder().decode(P.Output.self, from: bytes)
-            } catch {
-                throw ProcessingError(.decodingFailed, "the result of \(core.processName) could not be decoded: \(error)")
-            }
-        case .failure(let error)?:
-            throw error
-        case nil:
-            throw ProcessingError(.invalidState, "\(core.processName) has not ended")
-        }
+    /// Waits for the process to end (finished, failed, stopped or killed), across retries.
+    /// `try await handle.wait()` returns true; `wait(timeout:)` returns false if the time-out
+    /// passes first. Throws `CancellationError` if the waiting task is cancelled.
+    public var wait: Modifiable<WaitOperation, AsyncCall> { operation(WaitOperation(core: core, owner: self), "wait") }
+
+    /// The next value the process sent with `tell`:
+    /// `try await handle.listen(String.self, timeout: .seconds(1))` gives it as a `String`, or
+    /// nil if the time-out passes first. Throws `ProcessingError` with code
+    /// `.messageTypeMismatch` if the next message is of another type (it stays queued), and
+    /// `.channelClosed` once the process has ended and nothing is left to receive.
+    public var listen: Modifiable<ListenOperation, AsyncCall> { operation(ListenOperation(core: core, owner: self), "listen") }
+
+    /// Sends a value to the process, which receives it with `listen` in its hooks:
+    /// `try await handle.tell("print")`. Returns once the value is written to the channel;
+    /// told while the process restarts after a failure, it goes to the new child.
+    public var tell: Modifiable<TellOperation, AsyncCall> { operation(TellOperation(core: core, owner: self), "tell") }
+
+    private func operation<Base>(_ base: Base, _ name: String) -> Modifiable<Base, AsyncCall> {
+        Modifiable(base, name: name) { [core] in core.currentRun }
     }
 
     /// Asks the process to stop gracefully: the current run finishes, then `onFinish` and
@@ -59,30 +62,21 @@ public final class ProcessHandle<P: Skprocess>: Sendable {
         await core.requestStop()
     }
 
-    /// Kills the child now: no `onFinish`, no result (`result()` throws `ProcessCrashError`
-    /// with cause `.killed`). Returns at once; `wait()` returns once it is gone.
+    /// Kills the child now, ignoring `lives`: no `onFinish`, no result (`result()` throws
+    /// `ProcessCrashError` with cause `.killed`). Returns at once; `wait()` returns once it is gone.
     public func kill() async {
         core.kill()
     }
 
-    /// Sends `value` to the process, which receives it with `listen` in its hooks.
-    public func tell<T: Codable & Sendable>(_ value: T) async throws {
-        try await core.send(Message.frame(value), operation: "tell")
-    }
-
-    /// The next value the process sent with `tell`, as a `T`; nil if `timeout` passes first.
-    /// Throws `ProcessingError` with code `.messageTypeMismatch` if the next message is of
-    /// another type (it stays queued), and `.channelClosed` once the process has ended and
-    /// nothing is left to receive.
-    public func listen<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T? {
-        try await core.mailbox.receive(T.self, timeout: timeout)
-    }
-
-    /// Whether the child is running.
+    /// Whether the process is running (also while it restarts after a failure).
     public var isAlive: Bool { core.isAlive }
 
     /// The run the process is in (0-based), as last reported; after it ends, the runs done.
     public var currentRun: Int { core.currentRun }
+
+    /// The timings of the process's sections, recorded in the child. Complete once the
+    /// process has ended; while it runs, as far as the child has reported them.
+    public var timers: ProcessTimers { core.timers }
 
     /// The error the process failed with, once it has ended; nil while it runs or if it succeeded.
     public var error: (any Error)? {

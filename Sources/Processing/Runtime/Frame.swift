@@ -6,12 +6,16 @@ enum FrameKind: UInt8, Sendable {
     case message = 2
     /// Parent → child: finish the current run, then `onFinish` and `result`.
     case stop = 3
-    /// Child → parent: the run now in progress (a varint).
-    case progress = 4
+    /// Child → parent: a `Checkpoint` (the run reached, section timings since the last one,
+    /// and, when the process has lives to spare, its state to resume from).
+    case checkpoint = 4
     /// Child → parent: the encoded `Output`, then the child exits.
     case result = 5
     /// Child → parent: a `FailureReport`, then the child exits.
     case failure = 6
+    /// Child → parent: entering a section the parent times out (section index, then the run
+    /// as a varint), or leaving it (the single byte `SectionMarker.left`).
+    case section = 7
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.

@@ -112,7 +112,7 @@ final class WorkerContext: Sendable {
                 return waiter
             }
             waiter?.resume(returning: request)
-        case .progress, .result, .failure:
+        case .checkpoint, .result, .failure, .section:
             FileHandle.standardError.write(Data("Processing worker: ignored a \(frame.kind) frame meant for a parent\n".utf8))
         }
     }

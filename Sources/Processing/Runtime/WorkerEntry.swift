@@ -36,7 +36,7 @@ enum WorkerLoop {
             await context.finish(failure: ProcessingError(.typeNotLocatable,
                 "\(String(reflecting: type)) is not an Skprocess in the child"))
         }
-        await Lifecycle.run(processType, state: request.state, context: context)
+        await Lifecycle.run(processType, request: request, context: context)
     }
 }
 

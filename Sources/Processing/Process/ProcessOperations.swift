@@ -1,0 +1,140 @@
+/// `ProcessHandle.start`: spawns the child.
+public struct StartOperation: NullaryOperation {
+    let core: ProcessCore
+    /// The handle, kept alive while a call runs: dropping the last reference kills the child.
+    let owner: any AnyObject & Sendable
+
+    /// Spawns the child and hands it the process.
+    public func perform() async throws {
+        try await core.launch()
+    }
+}
+
+/// `ProcessHandle.result`: the process's result once it has ended.
+public struct ResultOperation<P: Skprocess>: NullaryOperation {
+    let core: ProcessCore
+    /// The handle, kept alive while a call runs: dropping the last reference kills the child.
+    let owner: any AnyObject & Sendable
+
+    /// Waits for the process to end and returns its result, or throws why it failed.
+    public func perform() async throws -> P.Output {
+        _ = try await core.waitForEnd(timeout: nil)
+        switch core.outcome {
+        case .output(_, let bytes)?:
+            do {
+                return try BinaryDecoder().decode(P.Output.self, from: bytes)
+            } catch {
+                throw ProcessingError(.decodingFailed, "the result of \(core.processName) could not be decoded: \(error)")
+            }
+        case .failure(let error)?:
+            throw error
+        case nil:
+            throw ProcessingError(.invalidState, "\(core.processName) has not ended")
+        }
+    }
+}
+
+/// `ProcessHandle.wait`: waits for the process to end.
+public struct WaitOperation: Sendable {
+    let core: ProcessCore
+    /// The handle, kept alive while a call runs: dropping the last reference kills the child.
+    let owner: any AnyObject & Sendable
+}
+
+/// `ProcessHandle.listen`: the next message from the process.
+public struct ListenOperation: Sendable {
+    let core: ProcessCore
+    /// The handle, kept alive while a call runs: dropping the last reference kills the child.
+    let owner: any AnyObject & Sendable
+}
+
+/// `ProcessHandle.tell`: sends a message to the process.
+public struct TellOperation: Sendable {
+    let core: ProcessCore
+    /// The handle, kept alive while a call runs: dropping the last reference kills the child.
+    let owner: any AnyObject & Sendable
+}
+
+// MARK: - wait
+
+extension Modifiable where Base == WaitOperation, Form == AsyncCall {
+    /// Waits for the process to end; false if `timeout` passes first.
+    @discardableResult
+    public func callAsFunction(timeout: Duration? = nil) async throws -> Bool {
+        let base = base
+        return try await perform { try await base.core.waitForEnd(timeout: timeout) }
+    }
+}
+
+extension Modifiable where Base == WaitOperation, Form == BackgroundCall {
+    /// Starts waiting for the process to end; the future's value is false if `timeout` passed first.
+    @discardableResult
+    public func callAsFunction(timeout: Duration? = nil) -> Future<Bool> {
+        let base = base
+        return performInBackground { try await base.core.waitForEnd(timeout: timeout) }
+    }
+}
+
+extension Modifiable where Base == WaitOperation, Form == SyncCall {
+    /// Blocks until the process ends; false if `timeout` passes first.
+    @discardableResult
+    public func callAsFunction(timeout: Duration? = nil) throws -> Bool {
+        let base = base
+        return try performBlocking { try await base.core.waitForEnd(timeout: timeout) }
+    }
+}
+
+// MARK: - listen
+
+extension Modifiable where Base == ListenOperation, Form == AsyncCall {
+    /// The next message, as a `T`; nil if `timeout` passes first.
+    public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T? {
+        let base = base
+        return try await perform { try await base.core.mailbox.receive(T.self, timeout: timeout) }
+    }
+}
+
+extension Modifiable where Base == ListenOperation, Form == BackgroundCall {
+    /// Starts listening for the next message; the future's value is nil if `timeout` passed first.
+    public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) -> Future<T?> {
+        let base = base
+        return performInBackground { try await base.core.mailbox.receive(T.self, timeout: timeout) }
+    }
+}
+
+extension Modifiable where Base == ListenOperation, Form == SyncCall {
+    /// Blocks until the next message arrives; nil if `timeout` passes first.
+    public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) throws -> T? {
+        let base = base
+        return try performBlocking { try await base.core.mailbox.receive(T.self, timeout: timeout) }
+    }
+}
+
+// MARK: - tell
+
+extension Modifiable where Base == TellOperation, Form == AsyncCall {
+    /// Sends `value` to the process.
+    public func callAsFunction<T: Codable & Sendable>(_ value: T) async throws {
+        let base = base
+        let frame = try Message.frame(value)
+        try await perform { try await base.core.send(frame, operation: "tell") }
+    }
+}
+
+extension Modifiable where Base == TellOperation, Form == BackgroundCall {
+    /// Starts sending `value` to the process.
+    @discardableResult
+    public func callAsFunction<T: Codable & Sendable>(_ value: T) -> Future<Void> {
+        let base = base
+        return performInBackground { try await base.core.send(Message.frame(value), operation: "tell") }
+    }
+}
+
+extension Modifiable where Base == TellOperation, Form == SyncCall {
+    /// Sends `value` to the process, blocking until it is written.
+    public func callAsFunction<T: Codable & Sendable>(_ value: T) throws {
+        let base = base
+        let frame = try Message.frame(value)
+        try performBlocking { try await base.core.send(frame, operation: "tell") }
+    }
+}
