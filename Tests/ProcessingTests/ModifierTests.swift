@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+@testable import Processing
+
+/// Runs `body` on a new thread (not the cooperative pool) and returns what it returns.
+func onPlainThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// Tells a greeting after `delay`, then runs until stopped.
+struct Greeter: Skprocess {
+    var delay = Duration.zero
+    var processConfig = ProcessConfig(runs: nil)
+    mutating func prerun() async throws {
+        if currentRun == 0 {
+            try await Task.sleep(for: delay)
+            try await tell("hello")
+        }
+    }
+    mutating func run() async throws { try await Task.sleep(for: .milliseconds(5)) }
+}
+
+@Suite("Modifiers: timeout, background and sync", .timeLimit(.minutes(1)))
+struct ModifierTests {
+    @Test("result: timeout, background, sync and the plain call")
+    func resultForms() async throws {
+        let counter = try await Counter().start()
+        #expect(try await counter.result.timeout(.seconds(30))() == 10)
+        #expect(try await counter.result.background()().value == 10)
+        let fromThread = try await onPlainThread { try counter.result.sync()() }
+        #expect(fromThread == 10)
+        let future = counter.result.background()()
+        #expect(try await onPlainThread { try future.wait() } == 10)
+        #expect(future.isDone)
+
+        let sleeper = try await Sleeper().start()
+        let error = await expectError(ResultTimeoutError.self) { try await sleeper.result.timeout(.milliseconds(50))() }
+        #expect(error?.operation == "result")
+        #expect(error?.timeout == .milliseconds(50))
+        #expect(sleeper.isAlive)  // a timed-out call leaves the process running
+        await sleeper.kill()
+    }
+
+    @Test("wait: timeout, background, sync")
+    func waitForms() async throws {
+        let sleeper = try await Sleeper().start()
+        await #expect(throws: ResultTimeoutError.self) { try await sleeper.wait.timeout(.milliseconds(50))() }
+        #expect(try await sleeper.wait.background()(timeout: .milliseconds(20)).value == false)
+        #expect(try await onPlainThread { try sleeper.wait.sync()(timeout: .milliseconds(20)) } == false)
+        let ended = sleeper.wait.background()()
+        await sleeper.stop()
+        #expect(try await onPlainThread { try ended.wait() })
+        #expect(try await onPlainThread { try sleeper.wait.sync()() })
+    }
+
+    @Test("listen: timeout, background, sync")
+    func listenForms() async throws {
+        let greeter = try await Greeter(delay: .milliseconds(300)).start()
+        await #expect(throws: ResultTimeoutError.self) { try await greeter.listen.timeout(.milliseconds(20))(String.self) }
+        let greeting = greeter.listen.background()(String.self)
+        #expect(try await greeting.value == "hello")
+        await greeter.kill()
+
+        let second = try await Greeter().start()
+        let fromThread = try await onPlainThread { try second.listen.sync()(String.self, timeout: .seconds(10)) }
+        #expect(fromThread == "hello")
+        #expect(try await onPlainThread { try second.listen.sync()(Int.self, timeout: .milliseconds(20)) } == nil)
+        await second.kill()
+    }
+
+    @Test("tell: background and sync, then the process echoes")
+    func tellForms() async throws {
+        let doubler = try await Doubler().start()
+        try await doubler.tell.background()(21).value
+        #expect(try await doubler.listen(Int.self) == 42)
+        try await onPlainThread { try doubler.tell.sync()(5) }
+        #expect(try await doubler.listen(Int.self) == 10)
+        await doubler.kill()
+    }
+
+    @Test("modifiers compose: a time-out, then background")
+    func composed() async throws {
+        let sleeper = try await Sleeper().start()
+        let future = sleeper.result.timeout(.milliseconds(50)).background()()
+        await #expect(throws: ResultTimeoutError.self) { try await future.value }
+        await #expect(throws: ResultTimeoutError.self) { try await onPlainThread { try future.wait() } }
+        let shorter = sleeper.result.timeout(.seconds(30)).timeout(.milliseconds(30))
+        await #expect(throws: ResultTimeoutError.self) { try await shorter() }
+        await sleeper.kill()
+    }
+
+    @Test("sync() and Future.wait() refuse to block a cooperative-pool thread, with a clear error")
+    func syncRefusedInAsyncCode() async throws {
+        let counter = try await Counter().start()
+        let error = await expectError(ProcessingError.self) { try counter.result.sync()() }
+        #expect(error?.code == .blockingInAsyncContext)
+        #expect(error?.message.contains("try await") == true)
+        let future = counter.result.background()()
+        #expect(throws: ProcessingError.self) { try future.wait() }
+        #expect(try await future.value == 10)
+    }
+}
