@@ -2,6 +2,7 @@
 //
 // Each process below is a Codable type; its lifecycle hooks run in a child process (this
 // program's binary, re-executed), and the parent talks to it through its handle.
+import Foundation
 import Processing
 
 // MARK: 1. A counter that runs 10 times (seed 000's first example)
@@ -62,6 +63,38 @@ struct Crasher: Skprocess {
     mutating func run() async throws { fatalError("the child gives up") }
 }
 
+// MARK: 5. A process that retries by itself (lives), resuming where it failed
+
+struct FlakyFetcher: Skprocess {
+    var attemptsFile = FileManager.default.temporaryDirectory.appendingPathComponent("tour-\(UUID())").path
+    var pages: [Int] = []
+    var processConfig = ProcessConfig(runs: 5, lives: 3)
+
+    mutating func run() async throws {
+        // Page 2 fails the first two times it is fetched. A retry is a new child that resumes
+        // from the last completed run, so only a file remembers earlier attempts.
+        if currentRun == 2 {
+            let attempts = ((try? String(contentsOfFile: attemptsFile, encoding: .utf8)) ?? "") + "x"
+            try attempts.write(toFile: attemptsFile, atomically: true, encoding: .utf8)
+            if attempts.count <= 2 { throw FetchFailed(page: 2) }
+        }
+        pages.append(currentRun)
+    }
+
+    func result() async throws -> [Int] { pages }
+}
+
+struct FetchFailed: Error, Codable { var page: Int }
+
+// MARK: 6. A section that hangs is cut off by the parent (timeouts)
+
+struct Stuck: Skprocess {
+    var processConfig = ProcessConfig(runs: 3, timeouts: .init(run: .milliseconds(200)))
+    mutating func run() async throws {
+        if currentRun == 1 { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
+
 print("1. Counter with runs = 10")
 let counter = try await Counter().start()
 print("   result:", try await counter.result())
@@ -85,3 +118,25 @@ do {
 } catch let error as ProcessCrashError {
     print("   caught:", error.cause)
 }
+
+print("5. lives = 3: two failures, then success")
+let fetcher = FlakyFetcher()
+let pages = try await withProcess(fetcher) { try await $0.result() }
+try? FileManager.default.removeItem(atPath: fetcher.attemptsFile)
+print("   pages:", pages, "(each fetched once: retries resume after the last completed run)")
+
+print("6. timeouts.run = 200 ms on a run that hangs")
+let stuck = try await Stuck().start()
+do {
+    try await stuck.result()
+} catch let error as ProcessTimeoutError {
+    print("   caught:", error)
+}
+
+print("7. Timers and modifiers")
+let timed = try await Counter().start()
+let total = try await timed.result.timeout(.seconds(10))()        // ResultTimeoutError if late
+print("   result within 10 s:", total, "| runs timed:", timed.timers.run.count,
+      "| mean full run:", timed.timers.fullRun.mean)
+let background = try await Countdown().start().result.background()()  // a Future
+print("   a background result:", try await background.value)

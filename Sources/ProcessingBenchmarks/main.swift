@@ -40,6 +40,29 @@ struct Source: Skprocess {
     }
 }
 
+/// Hangs in its first run, past its time-out.
+struct Hang: Skprocess {
+    var limit: Duration
+    var processConfig: ProcessConfig { ProcessConfig(runs: 1, timeouts: .init(run: limit)) }
+    mutating func run() async throws { try await Task.sleep(for: .seconds(3600)) }
+}
+
+/// Throws in every run, so that each of its lives is a new child.
+struct AlwaysFails: Skprocess {
+    var lives: Int
+    var processConfig: ProcessConfig { ProcessConfig(runs: 1, lives: lives) }
+    mutating func run() async throws { throw CancellationError() }
+}
+
+/// `runs` empty runs, with or without a state checkpoint after each (lives > 1 sends one).
+struct TinyRuns: Skprocess {
+    var runs: Int
+    var lives: Int
+    var payload = [Int](repeating: 1, count: 16)
+    var processConfig: ProcessConfig { ProcessConfig(runs: runs, lives: lives) }
+    mutating func run() async throws { payload[0] &+= 1 }
+}
+
 func report(_ bench: String, _ metric: String, _ value: Double, _ unit: String) {
     let rounded = (value * 1000).rounded() / 1000
     print("{\"bench\": \"\(bench)\", \"metric\": \"\(metric)\", \"value\": \(rounded), \"unit\": \"\(unit)\"}")
@@ -131,6 +154,51 @@ func messageThroughput(count: Int, size: Int) async throws -> (toChild: Double, 
     return (megabytes / seconds(toChild), megabytes / seconds(toParent))
 }
 
+/// section_timeout: how long after a section's limit `result()` throws (ms; spawn included).
+func timeoutOvershoots(_ count: Int, limit: Duration) async throws -> [Double] {
+    var times: [Double] = []
+    for _ in 0..<count {
+        let start = clock.now
+        let handle = try await Hang(limit: limit).start()
+        do { _ = try await handle.result() } catch is ProcessTimeoutError {}
+        times.append(seconds(clock.now - start - limit) * 1e3)
+    }
+    return times
+}
+
+/// cancel_latency: from cancelling a task that awaits `result()` to the task ending (µs).
+func cancelLatencies(_ count: Int) async throws -> [Double] {
+    let handle = try await Hang(limit: .seconds(3600)).start()
+    var times: [Double] = []
+    for _ in 0..<count {
+        let waiter = Task { _ = try await handle.result() }
+        try await Task.sleep(for: .milliseconds(5))
+        let start = clock.now
+        waiter.cancel()
+        _ = await waiter.result
+        times.append(seconds(clock.now - start) * 1e6)
+    }
+    await handle.kill()
+    try await handle.wait()
+    return times
+}
+
+/// lives_retry: ms per life of a process that fails in every one (each life a new child).
+func retryCost(lives: Int) async throws -> Double {
+    let elapsed = await clock.measure {
+        _ = try? await AlwaysFails(lives: lives).start().result()
+    }
+    return seconds(elapsed) * 1e3 / Double(lives)
+}
+
+/// checkpoint_overhead: µs per empty run (wall clock, spawn included) without (lives 1)
+/// and with (lives 2) a state checkpoint after each run.
+func wallPerRun(runs: Int, lives: Int) async throws -> Double {
+    _ = try await TinyRuns(runs: 10, lives: lives).start().result()
+    let elapsed = try await clock.measure { _ = try await TinyRuns(runs: runs, lives: lives).start().result() }
+    return seconds(elapsed) * 1e6 / Double(runs)
+}
+
 if CommandLine.arguments.dropFirst().first == "smoke" {
     // CI: proves a statically linked worker starts and talks (this executable is linked
     // with -static-stdlib in every configuration), without timing anything that matters.
@@ -147,3 +215,10 @@ report("message_roundtrip", "ratio_to_socketpair", roundTrip / floor, "x")
 let throughput = try await messageThroughput(count: 200, size: 1 << 20)
 report("message_throughput", "parent_to_child", throughput.toChild, "MB/s")
 report("message_throughput", "child_to_parent", throughput.toParent, "MB/s")
+report("section_timeout", "overshoot_median", median(try await timeoutOvershoots(5, limit: .milliseconds(100))), "ms")
+report("cancel_latency", "median", median(try await cancelLatencies(20)), "us")
+report("lives_retry", "per_life", try await retryCost(lives: 10), "ms")
+let plainRun = try await wallPerRun(runs: 20_000, lives: 1)
+let checkpointedRun = try await wallPerRun(runs: 20_000, lives: 2)
+report("checkpoint_overhead", "per_run_lives_1", plainRun, "us")
+report("checkpoint_overhead", "per_run_lives_2", checkpointedRun, "us")

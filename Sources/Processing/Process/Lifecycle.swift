@@ -121,7 +121,7 @@ struct SectionRecorder {
         let timed = timedSections.contains(E.section)
         if timed { await send(SectionMarker.entering(E.section, run: run)) }
         let started = ContinuousClock.now
-        defer { pending[E.section].add(ContinuousClock.now - started) }
+        defer { pending.add(ContinuousClock.now - started, to: E.section) }
         do {
             let value = try await body()
             if timed { await send(SectionMarker.leaving) }

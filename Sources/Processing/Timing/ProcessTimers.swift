@@ -46,6 +46,19 @@ public struct ProcessTimers: Codable, Sendable, Equatable {
         }
     }
 
+    /// Adds one sample to a section's timer, in place (through the subscript, the timer would
+    /// be copied first, and its samples with it).
+    mutating func add(_ duration: Duration, to section: ProcessSection) {
+        switch section {
+        case .prerun: prerun.add(duration)
+        case .run: run.add(duration)
+        case .postrun: postrun.add(duration)
+        case .onFinish: onFinish.add(duration)
+        case .result: result.add(duration)
+        case .error: error.add(duration)
+        }
+    }
+
     /// Adds every sample of `other`, timer by timer.
     public mutating func merge(_ other: ProcessTimers) {
         for section in ProcessSection.allCases { self[section].merge(other[section]) }
