@@ -293,12 +293,7 @@ final class ProcessCore: Sendable {
                 protocolViolation(error.description)
             }
         case .checkpoint:
-            let checkpoint: Checkpoint
-            do {
-                checkpoint = try BinaryDecoder().decode(Checkpoint.self, from: frame.payload)
-            } catch {
-                return protocolViolation("a checkpoint that did not decode: \(error)")
-            }
+            guard let checkpoint = decode(Checkpoint.self, from: frame, "a checkpoint") else { return }
             state.withLock { state in
                 state.currentRun = checkpoint.currentRun
                 state.timers.merge(checkpoint.timings)
@@ -323,18 +318,23 @@ final class ProcessCore: Sendable {
                 state.reported = .output(run: Int(run), bytes: Array(frame.payload[offset...]))
             }
         case .failure:
-            let report: FailureReport
-            do {
-                report = try BinaryDecoder().decode(FailureReport.self, from: frame.payload)
-            } catch {
-                return protocolViolation("a failure report that did not decode: \(error)")
-            }
+            guard let report = decode(FailureReport.self, from: frame, "a failure report") else { return }
             state.withLock { state in
                 state.currentRun = report.currentRun
                 state.reported = .failure(report.error)
             }
         case .start, .stop:
             protocolViolation("a \(frame.kind) frame, which only a parent sends")
+        }
+    }
+
+    /// A frame's payload as a `T`, or nil after reporting the frame as a protocol violation.
+    private func decode<T: Decodable>(_ type: T.Type, from frame: Frame, _ what: String) -> T? {
+        do {
+            return try BinaryDecoder().decode(T.self, from: frame.payload)
+        } catch {
+            protocolViolation("\(what) that did not decode: \(error)")
+            return nil
         }
     }
 

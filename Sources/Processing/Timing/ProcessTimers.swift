@@ -24,38 +24,24 @@ public struct ProcessTimers: Codable, Sendable, Equatable {
 
     /// The timer of one section.
     public subscript(section: ProcessSection) -> Sktimer {
-        get {
-            switch section {
-            case .prerun: prerun
-            case .run: run
-            case .postrun: postrun
-            case .onFinish: onFinish
-            case .result: result
-            case .error: error
-            }
-        }
-        set {
-            switch section {
-            case .prerun: prerun = newValue
-            case .run: run = newValue
-            case .postrun: postrun = newValue
-            case .onFinish: onFinish = newValue
-            case .result: result = newValue
-            case .error: error = newValue
-            }
-        }
+        get { self[keyPath: Self.timer(of: section)] }
+        set { self[keyPath: Self.timer(of: section)] = newValue }
     }
 
-    /// Adds one sample to a section's timer, in place (through the subscript, the timer would
-    /// be copied first, and its samples with it).
+    /// Adds one sample to a section's timer in place (through the subscript, the timer and its
+    /// samples would be copied first).
     mutating func add(_ duration: Duration, to section: ProcessSection) {
+        self[keyPath: Self.timer(of: section)].add(duration)
+    }
+
+    private static func timer(of section: ProcessSection) -> WritableKeyPath<ProcessTimers, Sktimer> {
         switch section {
-        case .prerun: prerun.add(duration)
-        case .run: run.add(duration)
-        case .postrun: postrun.add(duration)
-        case .onFinish: onFinish.add(duration)
-        case .result: result.add(duration)
-        case .error: error.add(duration)
+        case .prerun: \.prerun
+        case .run: \.run
+        case .postrun: \.postrun
+        case .onFinish: \.onFinish
+        case .result: \.result
+        case .error: \.error
         }
     }
 
