@@ -68,6 +68,9 @@ struct StartRequest: Codable, Sendable {
     var timedSections: [ProcessSection] = []
     /// Set when the child only runs `error(_:)`, for a crash or a time-out on the last life.
     var handleFailure: FailureReport?
+    /// Set when the child is a pool worker: it serves `.work` and `.batch` frames until the
+    /// parent closes the channel, and `typeName` and `state` are unused.
+    var poolWorker = false
 
     init(typeName: String, state: [UInt8]) {
         self.typeName = typeName

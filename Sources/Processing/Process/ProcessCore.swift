@@ -323,8 +323,10 @@ final class ProcessCore: Sendable {
                 state.currentRun = report.currentRun
                 state.reported = .failure(report.error)
             }
-        case .start, .stop:
+        case .start, .stop, .work, .batch:
             protocolViolation("a \(frame.kind) frame, which only a parent sends")
+        case .batchReply:
+            protocolViolation("a batch reply, which only a pool worker sends")
         }
     }
 

@@ -16,6 +16,12 @@ enum FrameKind: UInt8, Sendable {
     /// Child → parent: entering a section the parent times out (section index, then the run
     /// as a varint), or leaving it (the single byte `SectionMarker.left`).
     case section = 7
+    /// Parent → pool worker: a work value to keep (`PoolWorkInstall`).
+    case work = 8
+    /// Parent → pool worker: a batch of items for an installed work (id, work id, encoded items).
+    case batch = 9
+    /// Pool worker → parent: the outcome of a batch (id, then the work's encoded `BatchReply`).
+    case batchReply = 10
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.

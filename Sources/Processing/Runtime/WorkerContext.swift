@@ -20,6 +20,10 @@ final class WorkerContext: Sendable {
         return context
     }
 
+    static func writeToStderr(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
     static func warnOutsideWorker(_ operation: String) {
         FileHandle.standardError.write(Data("""
             Processing: \(operation) on a process value works only inside its lifecycle hooks (in the child); \
@@ -32,6 +36,7 @@ final class WorkerContext: Sendable {
     private let run = Atomic<Int>(0)
     private let starts = Mutex<(request: StartRequest?, waiter: CheckedContinuation<StartRequest, Never>?)>((nil, nil))
     private let channelBox = Mutex<Channel?>(nil)
+    private let poolService = Mutex<PoolWorkerService?>(nil)
 
     var channel: Channel { channelBox.withLock { $0! } }
     var stopRequested: Bool { stopFlag.load(ordering: .acquiring) }
@@ -103,6 +108,10 @@ final class WorkerContext: Sendable {
                 FileHandle.standardError.write(Data("Processing worker: the start request did not decode; exiting.\n".utf8))
                 Syscall.exitImmediately(3)
             }
+            if request.poolWorker {
+                // Before the next frame (a .work) is read: this thread reads frames in order.
+                poolService.withLock { $0 = PoolWorkerService(context: self) }
+            }
             let waiter = starts.withLock { state in
                 guard let waiter = state.waiter else {
                     state.request = request
@@ -112,7 +121,23 @@ final class WorkerContext: Sendable {
                 return waiter
             }
             waiter?.resume(returning: request)
-        case .checkpoint, .result, .failure, .section:
+        case .work:
+            do {
+                guard let service = poolService.withLock({ $0 }) else {
+                    throw ProcessingError(.invalidState, "a work frame for a worker that is not a pool worker")
+                }
+                try service.install(frame.payload)
+            } catch {
+                Self.writeToStderr("Processing pool worker: cannot install the work: \(error); exiting.")
+                Syscall.exitImmediately(5)
+            }
+        case .batch:
+            guard let service = poolService.withLock({ $0 }) else {
+                Self.writeToStderr("Processing worker: a batch frame for a worker that is not a pool worker; exiting.")
+                Syscall.exitImmediately(5)
+            }
+            service.run(frame.payload)
+        case .checkpoint, .result, .failure, .section, .batchReply:
             FileHandle.standardError.write(Data("Processing worker: ignored a \(frame.kind) frame meant for a parent\n".utf8))
         }
     }

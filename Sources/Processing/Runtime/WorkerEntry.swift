@@ -28,6 +28,10 @@ enum WorkerLoop {
     static func serve() async -> Never {
         guard let context = WorkerContext.active else { Syscall.exitImmediately(74) }
         let request = await context.nextStartRequest()
+        if request.poolWorker {
+            // The pool service answers frames from the reactor thread; this task only waits.
+            while true { try? await Task.sleep(for: .seconds(3600)) }
+        }
         guard let type = TypeName.lookUp(request.typeName) else {
             await context.finish(failure: ProcessingError(.typeNotLocatable,
                 "the child cannot find the process type \(request.typeName) by name"))

@@ -1,0 +1,144 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One pool worker process as the parent sees it: the work values installed in it and the
+/// one batch it runs at a time.
+final class PoolWorker: Sendable {
+    private struct State {
+        var installed: Set<Int> = []
+        var pending: CheckedContinuation<[UInt8], any Error>?
+        var pendingBatch: UInt64 = 0
+        var nextBatch: UInt64 = 0
+        /// Set once the child has exited (or its channel broke): why it is gone.
+        var ended: ProcessCrashError?
+        var exitWaiters: [CheckedContinuation<Void, Never>] = []
+        var exited = false
+    }
+
+    /// Set by `launch` before anything is sent to the child; cleared at its exit, which breaks
+    /// the cycle through the child's event handler.
+    private let childBox = Mutex<ChildProcess?>(nil)
+    private let state = Mutex(State())
+
+    private var child: ChildProcess? { childBox.withLock { $0 } }
+
+    private init() {}
+
+    /// Spawns a worker and tells it to serve batches.
+    static func launch() async throws -> PoolWorker {
+        let worker = PoolWorker()
+        let child = try await ChildProcess.launch { [worker] event in worker.handle(event) }
+        worker.childBox.withLock { $0 = child }
+        var request = StartRequest(typeName: "", state: [])
+        request.poolWorker = true
+        try? await child.channel.send(Frame.encode(.start) { try BinaryEncoder().encode(request, appendingTo: &$0) })
+        return worker
+    }
+
+    var isDead: Bool { state.withLock { $0.ended != nil } }
+
+    /// Runs one batch of encoded inputs with work `work` (installed first if this worker does
+    /// not have it yet) and returns the encoded reply. Throws `ProcessCrashError` if the worker
+    /// dies meanwhile; a cancelled call kills the worker, which is busy with the batch.
+    func run(batch inputs: [UInt8], work: PoolWorkInstall) async throws -> [UInt8] {
+        let (install, batchID) = try state.withLock { state throws(ProcessCrashError) in
+            if let ended = state.ended { throw ended }
+            state.nextBatch += 1
+            return (state.installed.insert(work.id).inserted, state.nextBatch)
+        }
+        guard let child else { throw state.withLock { $0.ended } ?? ProcessCrashError(cause: .killed, stderrTail: "", processName: "a pool worker", currentRun: 0) }
+        if install {
+            try await child.channel.send(Frame.encode(.work) { try BinaryEncoder().encode(work, appendingTo: &$0) })
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let failure: (any Error)? = state.withLock { state in
+                    if let ended = state.ended { return ended }
+                    if Task.isCancelled { return CancellationError() }
+                    state.pending = continuation
+                    state.pendingBatch = batchID
+                    return nil
+                }
+                if let failure { return continuation.resume(throwing: failure) }
+                Task {
+                    do {
+                        try await child.channel.send(Frame.encode(.batch) { bytes in
+                            BinaryFormat.appendVarint(batchID, to: &bytes)
+                            BinaryFormat.appendVarint(UInt64(work.id), to: &bytes)
+                            bytes.append(contentsOf: inputs)
+                        })
+                    } catch {
+                        // The worker is gone; its exit fails the batch.
+                    }
+                }
+            }
+        } onCancel: {
+            let pending = state.withLock { state in
+                defer { state.pending = nil }
+                return state.pending
+            }
+            kill()
+            pending?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Kills the worker (idle or not). It counts as dead from now on, so that it is not
+    /// handed out again before its exit arrives.
+    func kill() {
+        state.withLock { state in
+            if state.ended == nil {
+                state.ended = ProcessCrashError(cause: .killed, stderrTail: "", processName: "a pool worker", currentRun: 0)
+            }
+        }
+        child?.signal(SIGKILL)
+    }
+
+    /// Waits until the worker has been reaped.
+    func waitForExit() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state in
+                if !state.exited { state.exitWaiters.append(continuation) }
+                return state.exited
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    private func handle(_ event: ChildEvent) {
+        switch event {
+        case .frame(let frame) where frame.kind == .batchReply:
+            var offset = 0
+            guard let batchID = BinaryFormat.readVarint(frame.payload, at: &offset) else {
+                return brokeProtocol("a batch reply without its id")
+            }
+            let pending = state.withLock { state in
+                guard state.pendingBatch == batchID, let pending = state.pending else { return nil as CheckedContinuation<[UInt8], any Error>? }
+                state.pending = nil
+                return pending
+            }
+            pending?.resume(returning: Array(frame.payload[offset...]))
+        case .frame(let frame):
+            if frame.kind != .message { brokeProtocol("a \(frame.kind) frame, which pool workers do not send") }
+        case .channelEnded(let end):
+            brokeProtocol(end.description)
+        case .exited(let status, let stderrTail):
+            let crash = ProcessCrashError(cause: .init(status), stderrTail: stderrTail, processName: "a pool worker", currentRun: 0)
+            let (pending, waiters) = state.withLock { state in
+                if state.ended == nil { state.ended = crash }
+                state.exited = true
+                defer { state.pending = nil; state.exitWaiters = [] }
+                childBox.withLock { $0 = nil }
+                return (state.pending, state.exitWaiters)
+            }
+            pending?.resume(throwing: state.withLock { $0.ended! })
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    private func brokeProtocol(_ what: String) {
+        WorkerContext.writeToStderr("Processing: a pool worker broke the protocol (\(what)); it was killed.")
+        child?.signal(SIGKILL)
+    }
+}

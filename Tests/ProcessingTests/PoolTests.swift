@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+@testable import Processing
+
+struct Square: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int { x * x }
+}
+
+struct Scale: PoolWork {
+    var factor: Int
+    func callAsFunction(_ x: Int) async throws -> Int { x * factor }
+}
+
+/// Sleeps `x` milliseconds, then returns `x`.
+struct Nap: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(x))
+        return x
+    }
+}
+
+/// Throws for one item.
+struct FailAt: PoolWork {
+    var bad: Int
+    func callAsFunction(_ x: Int) async throws -> Int {
+        if x == bad { throw TestFailure(code: x) }
+        return x
+    }
+}
+
+/// Reports the worker's pid; item 13 kills its worker the first time (a marker file says so).
+struct KillOnce: PoolWork {
+    var marker: String
+    func callAsFunction(_ x: Int) async throws -> Int32 {
+        if x == 13, !FileManager.default.fileExists(atPath: marker) {
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
+            kill(getpid(), SIGKILL)
+        }
+        return getpid()
+    }
+}
+
+/// Counts up forever.
+struct Naturals: AsyncSequence, Sendable {
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var next = 0
+        mutating func next() async -> Int? {
+            defer { next += 1 }
+            return next
+        }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
+}
+
+@Suite("Pool", .timeLimit(.minutes(2)))
+struct PoolTests {
+    @Test("map keeps input order; unorderedMap returns every output")
+    func maps() async throws {
+        try await withPool(workers: 2) { pool in
+            #expect(try await pool.map(0..<1000, Square()) == (0..<1000).map { $0 * $0 })
+            #expect(try await pool.map(Array(1...5), Scale(factor: 3)) == [3, 6, 9, 12, 15])
+            let unordered = try await pool.unorderedMap(0..<500, Square())
+            #expect(unordered.sorted() == (0..<500).map { $0 * $0 })
+            #expect(try await pool.map([Int](), Square()).isEmpty)
+        }
+    }
+
+    @Test("imap is ordered, unorderedIMap comes fastest first, over both input kinds")
+    func streams() async throws {
+        try await withPool(workers: 2) { pool in
+            var ordered: [Int] = []
+            for try await y in try pool.imap([300, 10, 20], Nap()) { ordered.append(y) }
+            #expect(ordered == [300, 10, 20])
+            var unordered: [Int] = []
+            for try await y in try pool.unorderedIMap([300, 10, 20], Nap(), chunkSize: 1) { unordered.append(y) }
+            #expect(unordered.first == 10 && unordered.sorted() == [10, 20, 300])
+
+            let asyncInput = AsyncStream<Int> { continuation in
+                for x in 0..<100 { continuation.yield(x) }
+                continuation.finish()
+            }
+            var fromAsync: [Int] = []
+            for try await y in try pool.imap(asyncInput, Square()) { fromAsync.append(y) }
+            #expect(fromAsync == (0..<100).map { $0 * $0 })
+        }
+    }
+
+    @Test("an endless input, iterated with break, stops the map")
+    func endlessInput() async throws {
+        try await withPool(workers: 2) { pool in
+            var seen = 0
+            for try await y in try pool.imap(Naturals(), Square()) {
+                #expect(y == seen * seen)
+                seen += 1
+                if seen == 5000 { break }
+            }
+            #expect(seen == 5000)
+            // The pool still works after the broken-off map.
+            #expect(try await pool.map(0..<10, Square()) == (0..<10).map { $0 * $0 })
+        }
+    }
+
+    @Test("an item that throws fails with its index and the original error")
+    func throwingItem() async throws {
+        try await withPool(workers: 2) { pool in
+            let error = await expectError(PoolItemError.self) { try await pool.map(0..<200, FailAt(bad: 77)) }
+            #expect(error?.index == 77)
+            #expect((error?.error as? RemoteError)?.value as? TestFailure == TestFailure(code: 77))
+            var received: [Int] = []
+            do {
+                for try await y in try pool.imap(0..<10, FailAt(bad: 4), chunkSize: 1) { received.append(y) }
+                Issue.record("expected the stream to throw")
+            } catch let error as PoolItemError {
+                #expect(error.index == 4)
+            }
+            #expect(received == [0, 1, 2, 3])
+        }
+    }
+
+    @Test("a worker SIGKILLed mid-map fails only its batch, and the pool keeps working")
+    func workerKilled() async throws {
+        let marker = NSTemporaryDirectory() + "processing-killonce-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        try await withPool(workers: 2) { pool in
+            let error = await expectError(PoolItemError.self) {
+                try await pool.map.chunkSize(1)(0..<40, KillOnce(marker: marker))
+            }
+            #expect(error?.index == 13)
+            #expect((error?.error as? ProcessCrashError)?.signal == SIGKILL)
+            let pids = try await pool.map.chunkSize(1)(0..<40, KillOnce(marker: marker))
+            #expect(pids.count == 40)
+        }
+    }
+
+    @Test("cancelling the task that awaits a map stops it promptly")
+    func cancellation() async throws {
+        let pool = Pool(workers: 2)
+        let mapping = Task { try await pool.map.chunkSize(1)(Array(repeating: 60_000, count: 4), Nap()) }
+        try await Task.sleep(for: .milliseconds(300))
+        mapping.cancel()
+        await #expect(throws: (any Error).self) { try await mapping.value }
+        #expect(try await pool.map(0..<10, Square()).count == 10)
+        await pool.close()
+    }
+
+    @Test("modifiers on map: timeout, background, sync")
+    func modifiers() async throws {
+        try await withPool(workers: 2) { pool in
+            await #expect(throws: ResultTimeoutError.self) {
+                try await pool.map.timeout(.milliseconds(100))([5_000, 5_000], Nap())
+            }
+            #expect(try await pool.map.background()(0..<10, Square()).value == (0..<10).map { $0 * $0 })
+            let fromThread = try await onPlainThread { try pool.map.sync()(0..<10, Square()) }
+            #expect(fromThread == (0..<10).map { $0 * $0 })
+        }
+    }
+
+    @Test("close() and terminate() leave no worker behind")
+    func ending() async throws {
+        let pool = Pool(workers: 2)
+        _ = try await pool.map(0..<10, Square())
+        await pool.close()
+        await #expect(throws: ProcessingError.self) { try await pool.map(0..<10, Square()) }
+        let other = Pool(workers: 2)
+        let running = Task { try await other.map.chunkSize(1)([60_000, 60_000], Nap()) }
+        try await Task.sleep(for: .milliseconds(300))
+        await other.terminate()
+        await #expect(throws: (any Error).self) { try await running.value }
+    }
+}
