@@ -95,6 +95,12 @@ struct Stuck: Skprocess {
     }
 }
 
+// MARK: 8. A Pool: many items over reusable worker processes
+
+struct Square: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int { x * x }
+}
+
 print("1. Counter with runs = 10")
 let counter = try await Counter().start()
 print("   result:", try await counter.result())
@@ -140,3 +146,12 @@ print("   result within 10 s:", total, "| runs timed:", timed.timers.run.count,
       "| mean full run:", timed.timers.fullRun.mean)
 let background = try await Countdown().start().result.background()()  // a Future
 print("   a background result:", try await background.value)
+
+print("8. A Pool of 2 workers")
+let (squares, firstDone) = try await withPool(workers: 2) { pool in
+    let squares = try await pool.map(1...10, Square())
+    var firstDone: Int?
+    for try await y in try pool.unorderedIMap([9, 1, 5], Square()) { firstDone = firstDone ?? y }
+    return (squares, firstDone)
+}
+print("   squares:", squares, "| first of the unordered map:", firstDone ?? 0)

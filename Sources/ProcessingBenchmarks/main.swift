@@ -63,6 +63,31 @@ struct TinyRuns: Skprocess {
     mutating func run() async throws { payload[0] &+= 1 }
 }
 
+/// The smallest work: doubles an Int.
+struct Twice: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int { x * 2 }
+}
+
+/// CPU-bound work: `iterations` rounds of an LCG, returned so it cannot be optimised away.
+struct Spin: PoolWork {
+    func callAsFunction(_ iterations: Int) async throws -> UInt64 { spin(iterations) }
+}
+
+@inline(never)
+func spin(_ iterations: Int) -> UInt64 {
+    var x: UInt64 = 1
+    for _ in 0..<iterations { x = x &* 6364136223846793005 &+ 1442695040888963407 }
+    return x
+}
+
+/// Sleeps the given milliseconds.
+struct Sleep: PoolWork {
+    func callAsFunction(_ milliseconds: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        return milliseconds
+    }
+}
+
 func report(_ bench: String, _ metric: String, _ value: Double, _ unit: String) {
     let rounded = (value * 1000).rounded() / 1000
     print("{\"bench\": \"\(bench)\", \"metric\": \"\(metric)\", \"value\": \(rounded), \"unit\": \"\(unit)\"}")
@@ -199,6 +224,59 @@ func wallPerRun(runs: Int, lives: Int) async throws -> Double {
     return seconds(elapsed) * 1e6 / Double(runs)
 }
 
+/// map_tiny: x*2 over `count` ints on 2 warm workers (items/s, best of 3), and 100 items from
+/// a cold pool (ms, median of 5).
+func mapTiny(count: Int) async throws -> (itemsPerSecond: Double, coldMilliseconds: Double) {
+    let pool = Pool(workers: 2)
+    let items = Array(0..<count)
+    _ = try await pool.map(items, Twice())   // warm-up: workers started, batch size learned
+    var best = Double.infinity
+    for _ in 0..<3 {
+        best = min(best, seconds(try await clock.measure { _ = try await pool.map(items, Twice()) }))
+    }
+    await pool.close()
+    var cold: [Double] = []
+    for _ in 0..<5 {
+        let fresh = Pool(workers: 2)
+        cold.append(seconds(try await clock.measure { _ = try await fresh.map(0..<100, Twice()) }) * 1e3)
+        await fresh.close()
+    }
+    return (Double(count) / best, median(cold))
+}
+
+/// map_cpu: 16 tasks of about 100 ms of CPU each on 2 workers, against the same run serially.
+func mapCPU() async throws -> (serial: Double, parallel: Double) {
+    // Calibrate: iterations for about 100 ms here.
+    var iterations = 1_000_000
+    while true {
+        let elapsed = seconds(clock.measure { _ = spin(iterations) })
+        if elapsed > 0.02 { iterations = Int(Double(iterations) * 0.1 / elapsed); break }
+        iterations *= 4
+    }
+    let tasks = Array(repeating: iterations, count: 16)
+    let serial = seconds(clock.measure { for task in tasks { _ = spin(task) } })
+    let pool = Pool(workers: 2)
+    _ = try await pool.map([1], Spin())   // workers started
+    _ = try await pool.map([1], Spin())
+    let parallel = seconds(try await clock.measure { _ = try await pool.map.chunkSize(1)(tasks, Spin()) })
+    await pool.close()
+    return (serial, parallel)
+}
+
+/// unordered_first: sleeps of 1000, 900, ..., 100 ms on 2 workers; ms to the first result.
+func unorderedFirst() async throws -> Double {
+    let pool = Pool(workers: 2)
+    _ = try await pool.map([0, 0], Sleep())
+    let start = clock.now
+    var first = 0.0
+    for try await _ in try pool.unorderedIMap(stride(from: 1000, through: 100, by: -100).map { $0 }, Sleep(), chunkSize: 1) {
+        first = seconds(clock.now - start) * 1e3
+        break
+    }
+    await pool.close()
+    return first
+}
+
 if CommandLine.arguments.dropFirst().first == "smoke" {
     // CI: proves a statically linked worker starts and talks (this executable is linked
     // with -static-stdlib in every configuration), without timing anything that matters.
@@ -222,3 +300,11 @@ let plainRun = try await wallPerRun(runs: 20_000, lives: 1)
 let checkpointedRun = try await wallPerRun(runs: 20_000, lives: 2)
 report("checkpoint_overhead", "per_run_lives_1", plainRun, "us")
 report("checkpoint_overhead", "per_run_lives_2", checkpointedRun, "us")
+let tiny = try await mapTiny(count: 10_000)
+report("map_tiny", "warm_items_per_second", tiny.itemsPerSecond, "items/s")
+report("map_tiny", "cold_100_items", tiny.coldMilliseconds, "ms")
+let cpu = try await mapCPU()
+report("map_cpu", "serial", cpu.serial * 1e3, "ms")
+report("map_cpu", "two_workers", cpu.parallel * 1e3, "ms")
+report("map_cpu", "speedup", cpu.serial / cpu.parallel, "x")
+report("unordered_first", "first_result", try await unorderedFirst(), "ms")

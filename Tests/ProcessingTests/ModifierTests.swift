@@ -59,7 +59,7 @@ struct ModifierTests {
     func listenForms() async throws {
         let greeter = try await Greeter(delay: .milliseconds(300)).start()
         await #expect(throws: ResultTimeoutError.self) { try await greeter.listen.timeout(.milliseconds(20))(String.self) }
-        let greeting = greeter.listen.background()(String.self)
+        let greeting = greeter.listen.timeout(.seconds(20)).background()(String.self)
         #expect(try await greeting.value == "hello")
         await greeter.kill()
 

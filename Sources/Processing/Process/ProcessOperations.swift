@@ -86,27 +86,44 @@ extension Modifiable where Base == WaitOperation, Form == SyncCall {
 
 // MARK: - listen
 
+extension ListenOperation {
+    /// The mailbox's own time-out serves a `timeout` modifier too: a message that arrives as
+    /// the time-out passes stays queued instead of being lost with a cancelled task.
+    func receive<T: Codable & Sendable>(_ type: T.Type, timeout: Duration?, limit: Duration?,
+                                        currentRun: @Sendable () -> Int) async throws -> T? {
+        guard let limit, timeout.map({ limit < $0 }) ?? true else {
+            return try await core.mailbox.receive(T.self, timeout: timeout)
+        }
+        guard let message = try await core.mailbox.receive(T.self, timeout: limit) else {
+            throw ResultTimeoutError(operation: "listen", timeout: limit, currentRun: currentRun())
+        }
+        return message
+    }
+}
+
 extension Modifiable where Base == ListenOperation, Form == AsyncCall {
     /// The next message, as a `T`; nil if `timeout` passes first.
     public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T? {
-        let base = base
-        return try await perform { try await base.core.mailbox.receive(T.self, timeout: timeout) }
+        try await base.receive(T.self, timeout: timeout, limit: limit, currentRun: currentRun)
     }
 }
 
 extension Modifiable where Base == ListenOperation, Form == BackgroundCall {
     /// Starts listening for the next message; the future's value is nil if `timeout` passed first.
     public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) -> Future<T?> {
-        let base = base
-        return performInBackground { try await base.core.mailbox.receive(T.self, timeout: timeout) }
+        let (base, limit, currentRun) = (base, limit, currentRun)
+        return Future(operation: name) { try await base.receive(T.self, timeout: timeout, limit: limit, currentRun: currentRun) }
     }
 }
 
 extension Modifiable where Base == ListenOperation, Form == SyncCall {
     /// Blocks until the next message arrives; nil if `timeout` passes first.
     public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) throws -> T? {
-        let base = base
-        return try performBlocking { try await base.core.mailbox.receive(T.self, timeout: timeout) }
+        try Completion<T?>.refuseToBlockInAsyncContext("listen.sync()", instead: "try await …listen(…)")
+        let (base, limit, currentRun) = (base, limit, currentRun)
+        return try Future(operation: name) {
+            try await base.receive(T.self, timeout: timeout, limit: limit, currentRun: currentRun)
+        }.wait()
     }
 }
 
