@@ -24,6 +24,8 @@ public final class Pool: Sendable {
         var isClosed = false
         var nextWorkID = 0
         var workIDs: [[UInt8]: Int] = [:]
+        /// The batch size each work's last map settled on, where the next map starts.
+        var batchSizes: [Int: Int] = [:]
     }
 
     /// How many worker processes the pool runs at most.
@@ -118,10 +120,21 @@ public final class Pool: Sendable {
         state.withLock { state in
             if let id = state.workIDs[encodedWork] { return id }
             state.nextWorkID += 1
-            if state.workIDs.count > 64 { state.workIDs.removeAll() }
+            if state.workIDs.count > 64 {
+                state.workIDs.removeAll()
+                state.batchSizes.removeAll()
+            }
             state.workIDs[encodedWork] = state.nextWorkID
             return state.nextWorkID
         }
+    }
+
+    func learnedBatchSize(for workID: Int) -> Int {
+        state.withLock { $0.batchSizes[workID] ?? 1 }
+    }
+
+    func learn(batchSize: Int, for workID: Int) {
+        state.withLock { $0.batchSizes[workID] = batchSize }
     }
 
     // MARK: Ending

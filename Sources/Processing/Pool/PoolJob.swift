@@ -64,7 +64,7 @@ enum PoolJob {
     static func start<Input: Sendable, Output: Sendable, Inputs: AsyncSequence & Sendable>(
         pool: Pool, work: PoolJobWork<Input, Output>, inputs: Inputs, ordered: Bool, chunkSize: Int?
     ) -> PoolResults<Output> where Inputs.Element == Input {
-        let (stream, continuation) = AsyncThrowingStream<(Int, Result<Output, any Error>), any Error>.makeStream()
+        let (stream, continuation) = AsyncThrowingStream<DeliveredBatch<Output>, any Error>.makeStream()
         let credits = Credits(itemsAhead)
         let delivery = Delivery(continuation: continuation, ordered: ordered)
         let driver = Task {
@@ -101,7 +101,8 @@ enum PoolJob {
     ) async throws where Inputs.Element == Input {
         var worker: PoolWorker?
         defer { if let worker { pool.checkIn(worker) } }
-        var size = chunkSize ?? 1
+        var size = chunkSize ?? pool.learnedBatchSize(for: work.install.id)
+        defer { if chunkSize == nil { pool.learn(batchSize: size, for: work.install.id) } }
         while true {
             try await credits.acquire(size)
             guard let batch = try await feeder.take(size) else {
@@ -188,33 +189,40 @@ actor Feeder<Inputs: AsyncSequence & Sendable> where Inputs.Element: Sendable {
     }
 }
 
-/// Hands outcomes to the consumer: at once, or in input order through a reorder buffer.
+/// A run of consecutive items' outcomes, as the consumer receives them.
+struct DeliveredBatch<Output: Sendable>: Sendable {
+    var firstIndex: Int
+    var outcomes: [Result<Output, any Error>]
+}
+
+/// Hands outcomes to the consumer a batch at a time: at once, or in input order through a
+/// reorder buffer. (Per item, the stream's lock and wake-up would cost more than the work.)
 final class Delivery<Output: Sendable>: Sendable {
     private struct State {
         var nextIndex = 0
-        var waiting: [Int: Result<Output, any Error>] = [:]
+        var waiting: [Int: [Result<Output, any Error>]] = [:]
     }
 
-    private let continuation: AsyncThrowingStream<(Int, Result<Output, any Error>), any Error>.Continuation
+    private let continuation: AsyncThrowingStream<DeliveredBatch<Output>, any Error>.Continuation
     private let ordered: Bool
     private let state = Mutex(State())
 
-    init(continuation: AsyncThrowingStream<(Int, Result<Output, any Error>), any Error>.Continuation, ordered: Bool) {
+    init(continuation: AsyncThrowingStream<DeliveredBatch<Output>, any Error>.Continuation, ordered: Bool) {
         self.continuation = continuation
         self.ordered = ordered
     }
 
     func deliver(from firstIndex: Int, _ outcomes: [Result<Output, any Error>]) {
         guard ordered else {
-            for (offset, outcome) in outcomes.enumerated() { continuation.yield((firstIndex + offset, outcome)) }
+            continuation.yield(DeliveredBatch(firstIndex: firstIndex, outcomes: outcomes))
             return
         }
-        // Yield under the lock so that two slots cannot interleave their runs out of order.
+        // Yield under the lock so that two slots cannot interleave their batches out of order.
         state.withLock { state in
-            for (offset, outcome) in outcomes.enumerated() { state.waiting[firstIndex + offset] = outcome }
-            while let outcome = state.waiting.removeValue(forKey: state.nextIndex) {
-                continuation.yield((state.nextIndex, outcome))
-                state.nextIndex += 1
+            state.waiting[firstIndex] = outcomes
+            while let ready = state.waiting.removeValue(forKey: state.nextIndex) {
+                continuation.yield(DeliveredBatch(firstIndex: state.nextIndex, outcomes: ready))
+                state.nextIndex += ready.count
             }
         }
     }

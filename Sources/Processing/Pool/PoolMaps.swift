@@ -22,13 +22,18 @@ public struct PoolMapOperation: Sendable {
         // Collected in completion order, so the first failure in time ends the map at once.
         let results = PoolJob.start(pool: pool, work: work, inputs: inputs, ordered: false, chunkSize: chunkSize)
         var iterator = results.makeAsyncIterator()
-        var byIndex: [Int: Output] = [:]
-        var inOrder: [Output] = []
-        while let (index, output) = try await iterator.nextIndexed() {
-            if ordered { byIndex[index] = output } else { inOrder.append(output) }
+        var outputs: [Output?] = []
+        var inCompletionOrder: [Output] = []
+        while let batch = try await iterator.nextBatch() {
+            if ordered, outputs.count < batch.firstIndex + batch.outcomes.count {
+                outputs.append(contentsOf: repeatElement(nil, count: batch.firstIndex + batch.outcomes.count - outputs.count))
+            }
+            for (offset, outcome) in batch.outcomes.enumerated() {
+                let output = try outcome.item(at: batch.firstIndex + offset)
+                if ordered { outputs[batch.firstIndex + offset] = output } else { inCompletionOrder.append(output) }
+            }
         }
-        guard ordered else { return inOrder }
-        return (0..<byIndex.count).map { byIndex[$0]! }
+        return ordered ? outputs.map { $0! } : inCompletionOrder
     }
 }
 

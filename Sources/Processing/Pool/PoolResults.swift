@@ -3,7 +3,7 @@
 /// out of the loop, or cancelling the iterating task, stops the map and kills the workers
 /// still running its items.
 public struct PoolResults<Element: Sendable>: AsyncSequence, Sendable {
-    let stream: AsyncThrowingStream<(Int, Result<Element, any Error>), any Error>
+    let stream: AsyncThrowingStream<DeliveredBatch<Element>, any Error>
     let credits: Credits
 
     /// Starts iterating.
@@ -13,24 +13,44 @@ public struct PoolResults<Element: Sendable>: AsyncSequence, Sendable {
 
     /// Iterates the results.
     public struct Iterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<(Int, Result<Element, any Error>), any Error>.AsyncIterator
+        var base: AsyncThrowingStream<DeliveredBatch<Element>, any Error>.AsyncIterator
         let credits: Credits
+        private var batch = DeliveredBatch<Element>(firstIndex: 0, outcomes: [])
+        private var position = 0
+
+        init(base: AsyncThrowingStream<DeliveredBatch<Element>, any Error>.AsyncIterator, credits: Credits) {
+            self.base = base
+            self.credits = credits
+        }
 
         /// The next result, nil at the end; throws an item's failure where it comes.
         public mutating func next() async throws -> Element? {
-            try await nextIndexed()?.element
+            if position == batch.outcomes.count {
+                guard let next = try await nextBatch() else { return nil }
+                (batch, position) = (next, 0)
+            }
+            defer { position += 1 }
+            return try batch.outcomes[position].item(at: batch.firstIndex + position)
         }
 
-        mutating func nextIndexed() async throws -> (index: Int, element: Element)? {
-            guard let (index, outcome) = try await base.next() else {
+        /// The next whole batch of outcomes (for maps that collect everything).
+        mutating func nextBatch() async throws -> DeliveredBatch<Element>? {
+            guard let next = try await base.next() else {
                 try Task.checkCancellation()
                 return nil
             }
-            credits.release(1)
-            switch outcome {
-            case .success(let element): return (index, element)
-            case .failure(let error): throw PoolItemError(index: index, error: error)
-            }
+            credits.release(next.outcomes.count)
+            return next
+        }
+    }
+}
+
+extension Result {
+    /// The value, or the failure as the `PoolItemError` of item `index`.
+    func item(at index: Int) throws -> Success {
+        switch self {
+        case .success(let value): return value
+        case .failure(let error): throw PoolItemError(index: index, error: error)
         }
     }
 }
