@@ -21,14 +21,7 @@ struct PoolJobWork<Input: Sendable, Output: Sendable>: Sendable {
 
 extension PoolJobWork {
     init<W: PoolWork>(_ work: W, pool: Pool) throws where W.Input == Input, W.Output == Output {
-        let typeName = try TypeName.locatable(W.self, role: "pool work")
-        _ = try TypeName.locatable(W.Output.self, role: "the output of \(String(reflecting: W.self))")
-        let state: [UInt8]
-        do {
-            state = try BinaryEncoder().encode(work)
-        } catch {
-            throw ProcessingError(.encodingFailed, "\(String(reflecting: W.self)) could not be encoded to send to the workers: \(error)")
-        }
+        let (typeName, state) = try TypeName.encodeForChild(work, as: "pool work", giving: W.Output.self, to: "the workers")
         install = PoolWorkInstall(id: pool.workID(for: Array(typeName.utf8) + state), typeName: typeName, state: state)
         encode = { inputs in
             do {

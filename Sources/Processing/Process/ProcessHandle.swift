@@ -12,14 +12,7 @@ public final class ProcessHandle<P: Skprocess>: Sendable {
     /// Prepares `process` to run in a child; `start()` spawns it. Throws if the type cannot
     /// be found by name in a child (private, fileprivate, local) or does not encode.
     public init(_ process: P) throws {
-        let typeName = try TypeName.locatable(P.self, role: "a process")
-        _ = try TypeName.locatable(P.Output.self, role: "the result of \(String(reflecting: P.self))")
-        let state: [UInt8]
-        do {
-            state = try BinaryEncoder().encode(process)
-        } catch {
-            throw ProcessingError(.encodingFailed, "\(String(reflecting: P.self)) could not be encoded to send to its child: \(error)")
-        }
+        let (typeName, state) = try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
         core = ProcessCore(processName: String(reflecting: P.self), typeName: typeName, initialState: state,
                            config: process.processConfig)
     }

@@ -49,4 +49,18 @@ enum TypeName {
         }
         return name
     }
+
+    /// A value to rebuild in a child from its type's name: checks that the child can find the
+    /// value's type and `output` (what it gives back) by name, and encodes the value.
+    static func encodeForChild<Value: Encodable>(
+        _ value: Value, as role: String, giving output: Any.Type, to recipient: String
+    ) throws -> (typeName: String, state: [UInt8]) {
+        let typeName = try locatable(Value.self, role: role)
+        _ = try locatable(output, role: "what \(String(reflecting: Value.self)) gives back")
+        do {
+            return (typeName, try BinaryEncoder().encode(value))
+        } catch {
+            throw ProcessingError(.encodingFailed, "\(String(reflecting: Value.self)) could not be encoded to send to \(recipient): \(error)")
+        }
+    }
 }
