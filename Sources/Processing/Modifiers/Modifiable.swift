@@ -73,16 +73,21 @@ extension Modifiable {
         }
     }
 
-    /// Starts `body` (under the time-out) in a task of its own and returns its future.
-    func performInBackground<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> Future<T> {
+    /// Starts `body` in a task of its own and returns its future. `body` runs under the
+    /// time-out unless it applies the time-out itself (`appliesLimit`).
+    func performInBackground<T: Sendable>(
+        appliesLimit: Bool = false, _ body: @escaping @Sendable () async throws -> T
+    ) -> Future<T> {
         let modified = self
-        return Future(operation: name) { try await modified.perform(body) }
+        return Future(operation: name) { try await appliesLimit ? body() : modified.perform(body) }
     }
 
-    /// Blocks the calling thread until `body` (under the time-out) finishes.
-    func performBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    /// Blocks the calling thread until `body` finishes (under the time-out, as above).
+    func performBlocking<T: Sendable>(
+        appliesLimit: Bool = false, _ body: @escaping @Sendable () async throws -> T
+    ) throws -> T {
         try Completion<T>.refuseToBlockInAsyncContext("\(name).sync()", instead: "try await …\(name)(…)")
-        return try performInBackground(body).wait()
+        return try performInBackground(appliesLimit: appliesLimit, body).wait()
     }
 }
 

@@ -112,18 +112,19 @@ extension Modifiable where Base == ListenOperation, Form == BackgroundCall {
     /// Starts listening for the next message; the future's value is nil if `timeout` passed first.
     public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) -> Future<T?> {
         let (base, limit, currentRun) = (base, limit, currentRun)
-        return Future(operation: name) { try await base.receive(T.self, timeout: timeout, limit: limit, currentRun: currentRun) }
+        return performInBackground(appliesLimit: true) {
+            try await base.receive(T.self, timeout: timeout, limit: limit, currentRun: currentRun)
+        }
     }
 }
 
 extension Modifiable where Base == ListenOperation, Form == SyncCall {
     /// Blocks until the next message arrives; nil if `timeout` passes first.
     public func callAsFunction<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) throws -> T? {
-        try Completion<T?>.refuseToBlockInAsyncContext("listen.sync()", instead: "try await …listen(…)")
         let (base, limit, currentRun) = (base, limit, currentRun)
-        return try Future(operation: name) {
+        return try performBlocking(appliesLimit: true) {
             try await base.receive(T.self, timeout: timeout, limit: limit, currentRun: currentRun)
-        }.wait()
+        }
     }
 }
 
