@@ -269,7 +269,7 @@ func unorderedFirst() async throws -> Double {
     _ = try await pool.map([0, 0], Sleep())
     let start = clock.now
     var first = 0.0
-    for try await _ in try pool.unorderedIMap(stride(from: 1000, through: 100, by: -100).map { $0 }, Sleep(), chunkSize: 1) {
+    for try await _ in try pool.unorderedIMap.chunkSize(1)(stride(from: 1000, through: 100, by: -100).map { $0 }, Sleep()) {
         first = seconds(clock.now - start) * 1e3
         break
     }

@@ -72,7 +72,7 @@ struct PoolTests {
             for try await y in try pool.imap([300, 10, 20], Nap()) { ordered.append(y) }
             #expect(ordered == [300, 10, 20])
             var unordered: [Int] = []
-            for try await y in try pool.unorderedIMap([300, 10, 20], Nap(), chunkSize: 1) { unordered.append(y) }
+            for try await y in try pool.unorderedIMap.chunkSize(1)([300, 10, 20], Nap()) { unordered.append(y) }
             #expect(unordered.first == 10 && unordered.sorted() == [10, 20, 300])
 
             let asyncInput = AsyncStream<Int> { continuation in
@@ -108,7 +108,7 @@ struct PoolTests {
             #expect((error?.error as? RemoteError)?.value as? TestFailure == TestFailure(code: 77))
             var received: [Int] = []
             do {
-                for try await y in try pool.imap(0..<10, FailAt(bad: 4), chunkSize: 1) { received.append(y) }
+                for try await y in try pool.imap.chunkSize(1)(0..<10, FailAt(bad: 4)) { received.append(y) }
                 Issue.record("expected the stream to throw")
             } catch let error as PoolItemError {
                 #expect(error.index == 4)

@@ -25,6 +25,9 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         /// A blocking form (`sync()`, `Future.wait()`) was called from async code, where
         /// blocking a cooperative-pool thread could deadlock the work it waits for.
         case blockingInAsyncContext
+        /// A closure given to a `Pool` captures values (or is not a plain closure literal),
+        /// so it cannot be rebuilt in a worker.
+        case closureNotTransferable
     }
 
     /// What kind of problem this is.

@@ -12,25 +12,52 @@ public struct PoolItemError: Error, CustomStringConvertible {
     public var description: String { "PoolItemError: item \(index) failed: \(error)" }
 }
 
-/// A work value ready to travel: its install record and how to encode inputs and decode replies.
+/// The error of an item that ran past the map's `itemTimeout` (inside its `PoolItemError`).
+/// The worker running it was killed and is replaced.
+public struct PoolTimeoutError: Error, Sendable, CustomStringConvertible {
+    /// The limit the item (or its batch, with `chunkSize` above 1) overran.
+    public let timeout: Duration
+
+    /// A readable account of the error.
+    public var description: String {
+        "PoolTimeoutError: the item ran past its timeout of \(timeout); the worker running it was killed"
+    }
+}
+
+/// What a map runs its items with, ready to travel.
 struct PoolJobWork<Input: Sendable, Output: Sendable>: Sendable {
-    let install: PoolWorkInstall
-    let encode: @Sendable ([Input]) throws -> [UInt8]
-    let decode: @Sendable ([UInt8]) throws -> [Result<Output, any Error>]
+    enum Runner: Sendable {
+        /// Batches on pool workers: the work's install record, and how to encode inputs and
+        /// decode replies.
+        case workers(
+            install: PoolWorkInstall,
+            encode: @Sendable ([Input]) throws -> [UInt8],
+            decode: @Sendable ([UInt8]) throws -> [Result<Output, any Error>]
+        )
+        /// Each item its own process (`Skprocess` values): its whole lifecycle needs one.
+        case processes(@Sendable (Input) async throws -> Result<Output, any Error>)
+    }
+
+    let runner: Runner
+
+    /// The id batch sizes are learned under; nil when there is nothing to learn.
+    var workID: Int? {
+        if case .workers(let install, _, _) = runner { return install.id }
+        return nil
+    }
 }
 
 extension PoolJobWork {
     init<W: PoolWork>(_ work: W, pool: Pool) throws where W.Input == Input, W.Output == Output {
         let (typeName, state) = try TypeName.encodeForChild(work, as: "pool work", giving: W.Output.self, to: "the workers")
-        install = PoolWorkInstall(id: pool.workID(for: Array(typeName.utf8) + state), typeName: typeName, state: state)
-        encode = { inputs in
+        let install = PoolWorkInstall(id: pool.workID(for: Array(typeName.utf8) + state), typeName: typeName, state: state)
+        runner = .workers(install: install, encode: { inputs in
             do {
                 return try BinaryEncoder().encode(inputs)
             } catch {
                 throw ProcessingError(.encodingFailed, "items of type \(String(reflecting: Input.self)) could not be encoded: \(error)")
             }
-        }
-        decode = { bytes in
+        }, decode: { bytes in
             switch try BinaryDecoder().decode(BatchReply<Output>.self, from: bytes) {
             case .outputs(let outputs): return outputs.map { .success($0) }
             case .outcomes(let outcomes):
@@ -41,7 +68,22 @@ extension PoolJobWork {
                     }
                 }
             }
-        }
+        })
+    }
+
+    /// `Skprocess` values as items: each runs in a process of its own, its result the output.
+    static func processes<P: Skprocess & Sendable>(_ type: P.Type) throws -> PoolJobWork<P, P.Output> {
+        _ = try TypeName.locatable(P.self, role: "a process run by a pool")
+        _ = try TypeName.locatable(P.Output.self, role: "what \(String(reflecting: P.self)) gives back")
+        return PoolJobWork<P, P.Output>(runner: .processes { process in
+            do {
+                return .success(try await withProcess(process) { try await $0.result() })
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                return .failure(error)
+            }
+        })
     }
 }
 
@@ -54,23 +96,40 @@ enum PoolJob {
     static let batchTarget = Duration.milliseconds(4)
     static let largestBatch = 1024
 
+    /// Starts the map. `deadline` bounds the whole map (a streaming map's `timeout`): past it
+    /// the results end with `ResultTimeoutError` and the workers still busy are killed.
     static func start<Input: Sendable, Output: Sendable, Inputs: AsyncSequence & Sendable>(
-        pool: Pool, work: PoolJobWork<Input, Output>, inputs: Inputs, ordered: Bool, chunkSize: Int?
+        pool: Pool, work: PoolJobWork<Input, Output>, inputs: Inputs, ordered: Bool,
+        settings: PoolMapSettings, deadline: (limit: Duration, operation: String)? = nil
     ) -> PoolResults<Output> where Inputs.Element == Input {
         let (stream, continuation) = AsyncThrowingStream<DeliveredBatch<Output>, any Error>.makeStream()
         let credits = Credits(itemsAhead)
-        let delivery = Delivery(continuation: continuation, ordered: ordered)
+        let delivery = Delivery(continuation: continuation, ordered: ordered, progress: settings.progress,
+                                total: (inputs as? any CountedInputs)?.knownCount)
         let driver = Task {
             let feeder = Feeder(inputs)
             do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                try await withThrowingTaskGroup(of: Bool.self) { group in
                     for _ in 0..<pool.workers {
                         group.addTask {
-                            try await runSlot(pool: pool, work: work, feeder: feeder, credits: credits,
-                                              delivery: delivery, chunkSize: chunkSize)
+                            let slot = PoolSlot(pool: pool, work: work, settings: settings)
+                            defer { slot.finish() }
+                            try await slot.run(feeder: feeder, credits: credits, delivery: delivery)
+                            return true
                         }
                     }
-                    try await group.waitForAll()
+                    if let deadline {
+                        group.addTask {
+                            try? await Task.sleep(for: deadline.limit)
+                            if Task.isCancelled { return false }
+                            throw ResultTimeoutError(operation: deadline.operation, timeout: deadline.limit, currentRun: 0)
+                        }
+                    }
+                    var slotsRunning = pool.workers
+                    while slotsRunning > 0, let isSlot = try await group.next() {
+                        if isSlot { slotsRunning -= 1 }
+                    }
+                    group.cancelAll()
                 }
                 if await !feeder.isExhausted {
                     throw ProcessingError(.invalidState, "the pool was closed or terminated before this map could finish")
@@ -86,46 +145,125 @@ enum PoolJob {
         }
         return PoolResults(stream: stream, credits: credits)
     }
+}
 
-    /// One slot: a worker and a loop of batches, the batch size tuned from measured cost.
-    private static func runSlot<Input: Sendable, Output: Sendable, Inputs: AsyncSequence & Sendable>(
-        pool: Pool, work: PoolJobWork<Input, Output>, feeder: Feeder<Inputs>, credits: Credits,
-        delivery: Delivery<Output>, chunkSize: Int?
+/// A worker (or a place for processes) and the loop of batches it runs for one map, the batch
+/// size tuned from measured cost. Used by one task only.
+final class PoolSlot<Input: Sendable, Output: Sendable> {
+    /// The worker running an item died (crash, kill, item time-out): the items it had fail
+    /// with `error`, unless retried.
+    private struct WorkerLost: Error {
+        var error: any Error
+    }
+
+    private let pool: Pool
+    private let work: PoolJobWork<Input, Output>
+    private let settings: PoolMapSettings
+    private var worker: PoolWorker?
+    private var size: Int
+
+    init(pool: Pool, work: PoolJobWork<Input, Output>, settings: PoolMapSettings) {
+        (self.pool, self.work, self.settings) = (pool, work, settings)
+        if let chunkSize = settings.chunkSize {
+            size = chunkSize
+        } else if settings.itemTimeout != nil {
+            size = 1
+        } else {
+            size = work.workID.map(pool.learnedBatchSize(for:)) ?? 1
+        }
+    }
+
+    private var tunesSize: Bool { settings.chunkSize == nil && settings.itemTimeout == nil && work.workID != nil }
+
+    /// Gives the worker back and keeps the batch size learned, for the next map.
+    func finish() {
+        if let worker { pool.checkIn(worker) }
+        worker = nil
+        if tunesSize, let workID = work.workID { pool.learn(batchSize: size, for: workID) }
+    }
+
+    func run<Inputs: AsyncSequence & Sendable>(
+        feeder: Feeder<Inputs>, credits: Credits, delivery: Delivery<Output>
     ) async throws where Inputs.Element == Input {
-        var worker: PoolWorker?
-        defer { if let worker { pool.checkIn(worker) } }
-        var size = chunkSize ?? pool.learnedBatchSize(for: work.install.id)
-        defer { if chunkSize == nil { pool.learn(batchSize: size, for: work.install.id) } }
         while true {
             try await credits.acquire(size)
             guard let batch = try await feeder.take(size) else {
                 credits.release(size)
+                if let total = await feeder.total { delivery.inputEnded(total: total) }
                 return
             }
             if batch.items.count < size { credits.release(size - batch.items.count) }
-            if worker == nil {
-                worker = try await pool.checkOut()
-                guard worker != nil else {
-                    await feeder.putBack(batch)
-                    return
-                }
-            }
             let started = ContinuousClock.now
-            let outcomes: [Result<Output, any Error>]
-            do {
-                let reply = try await worker!.run(batch: work.encode(batch.items), work: work.install)
-                outcomes = try work.decode(reply)
-            } catch let crash as ProcessCrashError {
-                pool.checkIn(worker!)
-                worker = nil
-                outcomes = Array(repeating: .failure(crash), count: batch.items.count)
+            guard let outcomes = try await run(batch.items) else {
+                // The pool closed before this batch could start: another slot may take it.
+                await feeder.putBack(batch)
+                return
             }
-            if chunkSize == nil {
+            if tunesSize {
                 let perItem = (ContinuousClock.now - started) / batch.items.count
-                let fitting = perItem > .zero ? Int(batchTarget / perItem) : largestBatch
-                size = min(max(1, fitting), size * 8, largestBatch)
+                let fitting = perItem > .zero ? Int(PoolJob.batchTarget / perItem) : PoolJob.largestBatch
+                size = min(max(1, fitting), size * 8, PoolJob.largestBatch)
             }
             delivery.deliver(from: batch.firstIndex, outcomes)
+        }
+    }
+
+    /// Each item's outcome, or nil if the pool closed before the items could start.
+    private func run(_ items: [Input]) async throws -> [Result<Output, any Error>]? {
+        switch work.runner {
+        case .processes(let runProcess):
+            var outcomes: [Result<Output, any Error>] = []
+            for item in items { outcomes.append(try await runProcess(item)) }
+            return outcomes
+        case .workers(let install, let encode, let decode):
+            do {
+                return try await attempt(items, install: install, encode: encode, decode: decode)
+            } catch let lost as WorkerLost {
+                guard settings.retries > 0 else { return items.map { _ in .failure(lost.error) } }
+                // Once more each, one at a time, so that the item that killed the worker is found.
+                var outcomes: [Result<Output, any Error>] = []
+                for item in items {
+                    var lastLoss = lost
+                    var outcome: Result<Output, any Error>?
+                    for _ in 0..<settings.retries {
+                        do {
+                            guard let single = try await attempt([item], install: install, encode: encode, decode: decode) else {
+                                throw ProcessingError(.invalidState, "the pool was closed or terminated while this map was retrying an item")
+                            }
+                            outcome = single[0]
+                            break
+                        } catch let lost as WorkerLost {
+                            lastLoss = lost
+                        }
+                    }
+                    outcomes.append(outcome ?? .failure(lastLoss.error))
+                }
+                return outcomes
+            }
+        }
+    }
+
+    /// Runs `items` as one batch on this slot's worker (checked out first if it has none).
+    /// Throws `WorkerLost` if the worker dies or overruns the item time-out.
+    private func attempt(
+        _ items: [Input], install: PoolWorkInstall,
+        encode: @Sendable ([Input]) throws -> [UInt8],
+        decode: @Sendable ([UInt8]) throws -> [Result<Output, any Error>]
+    ) async throws -> [Result<Output, any Error>]? {
+        if worker == nil {
+            worker = try await pool.checkOut()
+            if worker == nil { return nil }
+        }
+        do {
+            let reply = try await worker!.run(batch: encode(items), work: install,
+                                              timeout: settings.itemTimeout.map { $0 * items.count })
+            return try decode(reply)
+        } catch let error where error is ProcessCrashError || error is PoolTimeoutError {
+            pool.checkIn(worker!)
+            worker = nil
+            // A worker killed because this map was cancelled is not an item's failure.
+            try Task.checkCancellation()
+            throw WorkerLost(error: error)
         }
     }
 }
@@ -141,6 +279,9 @@ actor Feeder<Inputs: AsyncSequence & Sendable> where Inputs.Element: Sendable {
     private var nextIndex = 0
     private var returned: [Batch] = []
     private(set) var isExhausted = false
+
+    /// How many items the input had, once it has ended.
+    var total: Int? { isExhausted && returned.isEmpty ? nextIndex : nil }
 
     init(_ inputs: Inputs) {
         iterator = inputs.makeAsyncIterator()
@@ -199,13 +340,38 @@ final class Delivery<Output: Sendable>: Sendable {
     private let continuation: AsyncThrowingStream<DeliveredBatch<Output>, any Error>.Continuation
     private let ordered: Bool
     private let state = Mutex(State())
+    private let progressHandler: (@Sendable (PoolProgress) -> Void)?
+    /// Held while the handler runs, so that its calls come one at a time and in order.
+    private let progress: Mutex<PoolProgress>
 
-    init(continuation: AsyncThrowingStream<DeliveredBatch<Output>, any Error>.Continuation, ordered: Bool) {
+    init(continuation: AsyncThrowingStream<DeliveredBatch<Output>, any Error>.Continuation, ordered: Bool,
+         progress: (@Sendable (PoolProgress) -> Void)?, total: Int?) {
         self.continuation = continuation
         self.ordered = ordered
+        self.progressHandler = progress
+        self.progress = Mutex(PoolProgress(completed: 0, failed: 0, total: total))
+    }
+
+    /// The input has ended: the total is known now.
+    func inputEnded(total: Int) {
+        guard let progressHandler else { return }
+        progress.withLock { progress in
+            guard progress.total == nil else { return }
+            progress.total = total
+            progressHandler(progress)
+        }
     }
 
     func deliver(from firstIndex: Int, _ outcomes: [Result<Output, any Error>]) {
+        if let progressHandler {
+            var failed = 0
+            for case .failure in outcomes { failed += 1 }
+            progress.withLock { progress in
+                progress.completed += outcomes.count
+                progress.failed += failed
+                progressHandler(progress)
+            }
+        }
         guard ordered else {
             continuation.yield(DeliveredBatch(firstIndex: firstIndex, outcomes: outcomes))
             return

@@ -54,3 +54,60 @@ extension Result {
         }
     }
 }
+
+/// The results of a streaming pool map for synchronous callers (`pool.imap.sync()`): a
+/// `Sequence` of each item's outcome, whose iteration blocks the calling thread. Iteration
+/// ends after the first failure. Dropping it before the end stops the map.
+///
+/// ```swift
+/// for outcome in try pool.imap.sync()(items, Square()) {
+///     print(try outcome.get())
+/// }
+/// ```
+public final class BlockingPoolResults<Element: Sendable>: Sequence, IteratorProtocol, @unchecked Sendable {
+    // @unchecked: `iterator` and `batch`/`position`/`ended` are touched by one `next()` at a
+    // time: the calling thread, or the task a `next()` started and then blocks on (its
+    // `Completion` orders the accesses). Concurrent `next()` calls are not supported.
+    private var iterator: PoolResults<Element>.Iterator
+    private var batch = DeliveredBatch<Element>(firstIndex: 0, outcomes: [])
+    private var position = 0
+    private var ended = false
+
+    init(_ results: PoolResults<Element>) {
+        iterator = results.makeAsyncIterator()
+    }
+
+    deinit {
+        iterator.credits.cancel()
+    }
+
+    /// The next item's outcome, blocking until it is known; nil at the end.
+    public func next() -> Result<Element, any Error>? {
+        guard !ended else { return nil }
+        if position == batch.outcomes.count {
+            let completion = Completion<DeliveredBatch<Element>?>()
+            Task { [self] in
+                do {
+                    completion.complete(.success(try await iterator.nextBatch()))
+                } catch {
+                    completion.complete(.failure(error))
+                }
+            }
+            switch completion.wait() {
+            case .success(let next?):
+                (batch, position) = (next, 0)
+            case .success(nil):
+                ended = true
+                return nil
+            case .failure(let error):
+                ended = true
+                return .failure(error)
+            }
+        }
+        defer { position += 1 }
+        let index = batch.firstIndex + position
+        let outcome = batch.outcomes[position].mapError { PoolItemError(index: index, error: $0) as any Error }
+        if case .failure = outcome { ended = true }
+        return outcome
+    }
+}

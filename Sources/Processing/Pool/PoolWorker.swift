@@ -41,8 +41,9 @@ final class PoolWorker: Sendable {
 
     /// Runs one batch of encoded inputs with work `work` (installed first if this worker does
     /// not have it yet) and returns the encoded reply. Throws `ProcessCrashError` if the worker
-    /// dies meanwhile; a cancelled call kills the worker, which is busy with the batch.
-    func run(batch inputs: [UInt8], work: PoolWorkInstall) async throws -> [UInt8] {
+    /// dies meanwhile, and `PoolTimeoutError` (killing it) if the batch runs past `timeout`; a
+    /// cancelled call kills the worker, which is busy with the batch.
+    func run(batch inputs: [UInt8], work: PoolWorkInstall, timeout: Duration? = nil) async throws -> [UInt8] {
         let (install, batchID) = try state.withLock { state throws(ProcessCrashError) in
             if let ended = state.ended { throw ended }
             state.nextBatch += 1
@@ -62,6 +63,9 @@ final class PoolWorker: Sendable {
                     return nil
                 }
                 if let failure { return continuation.resume(throwing: failure) }
+                if let timeout {
+                    Reactor.after(timeout) { [self] in expire(batchID, timeout: timeout) }
+                }
                 Task {
                     do {
                         try await child.channel.send(Frame.encode(.batch) { bytes in
@@ -82,6 +86,18 @@ final class PoolWorker: Sendable {
             kill()
             pending?.resume(throwing: CancellationError())
         }
+    }
+
+    /// The batch's time is up: if it is still running, fail it and kill the worker.
+    private func expire(_ batchID: UInt64, timeout: Duration) {
+        let pending = state.withLock { state in
+            guard state.pendingBatch == batchID, let pending = state.pending else { return nil as CheckedContinuation<[UInt8], any Error>? }
+            state.pending = nil
+            return pending
+        }
+        guard let pending else { return }
+        kill()
+        pending.resume(throwing: PoolTimeoutError(timeout: timeout))
     }
 
     /// Kills the worker (idle or not). It counts as dead from now on, so that it is not
