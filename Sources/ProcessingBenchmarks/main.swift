@@ -244,6 +244,57 @@ func mapTiny(count: Int) async throws -> (itemsPerSecond: Double, coldMillisecon
     return (Double(count) / best, median(cold))
 }
 
+/// map_tiny with a closure as the work instead of a `PoolWork` value (items/s, best of 3).
+func mapTinyClosure(count: Int) async throws -> Double {
+    let pool = Pool(workers: 2)
+    let items = Array(0..<count)
+    _ = try await pool.map(items) { $0 * 2 }
+    var best = Double.infinity
+    for _ in 0..<3 {
+        best = min(best, seconds(try await clock.measure { _ = try await pool.map(items) { $0 * 2 } }))
+    }
+    await pool.close()
+    return Double(count) / best
+}
+
+func tripled(_ x: Int) -> Int { x * 3 }
+
+func doubledInGenericContext<T: Numeric & Codable & Sendable>(_ pool: Pool, _ items: [T]) async throws -> [T] {
+    try await pool.map(items) { $0 * 2 }
+}
+
+/// closures: which kinds of closure travel to workers in this build (1 ran correctly, 0 was
+/// refused with `closureNotTransferable`). Literals must run and captures must be refused;
+/// a wrong answer, or another error, exits with status 1.
+func checkClosures() async throws {
+    let pool = Pool(workers: 2)
+    func outcome(_ name: String, mustRun: Bool = false, mustRefuse: Bool = false,
+                 _ body: () async throws -> Bool) async {
+        do {
+            guard try await body() else {
+                print("closures: \(name) ran but gave a wrong answer")
+                exit(1)
+            }
+            if mustRefuse { print("closures: \(name) should have been refused"); exit(1) }
+            report("closures", name, 1, "ran")
+        } catch let error as ProcessingError where error.code == .closureNotTransferable && !mustRun {
+            report("closures", name, 0, "ran")
+        } catch {
+            print("closures: \(name) failed: \(error)")
+            exit(1)
+        }
+    }
+    await outcome("literal", mustRun: true) { try await pool.map(0..<100) { $0 * 2 } == (0..<100).map { $0 * 2 } }
+    await outcome("star_literal", mustRun: true) {
+        try await pool.star().map([(1, 2), (3, 4)]) { (a: Int, b: Int) in a * b } == [2, 12]
+    }
+    await outcome("function_reference") { try await pool.map(0..<10, tripled) == (0..<10).map { $0 * 3 } }
+    await outcome("generic_context") { try await doubledInGenericContext(pool, [1.5, 2.5]) == [3.0, 5.0] }
+    let factor = CommandLine.arguments.count + 1
+    await outcome("capturing", mustRefuse: true) { try await pool.map(0..<3) { $0 * factor } == [0, factor, 2 * factor] }
+    await pool.close()
+}
+
 /// map_cpu: 16 tasks of about 100 ms of CPU each on 2 workers, against the same run serially.
 func mapCPU() async throws -> (serial: Double, parallel: Double) {
     // Calibrate: iterations for about 100 ms here.
@@ -277,11 +328,26 @@ func unorderedFirst() async throws -> Double {
     return first
 }
 
+if CommandLine.arguments.dropFirst().first == "profile-map-tiny" {
+    // For `perf record`: warm map_tiny in a loop for a few seconds.
+    let pool = Pool(workers: 2)
+    let items = Array(0..<10_000)
+    let start = clock.now
+    var maps = 0
+    while clock.now - start < .seconds(5) {
+        _ = try await pool.map(items, Twice())
+        maps += 1
+    }
+    await pool.close()
+    report("profile", "map_tiny_items_per_second", Double(maps * items.count) / 5, "items/s")
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "smoke" {
     // CI: proves a statically linked worker starts and talks (this executable is linked
     // with -static-stdlib in every configuration), without timing anything that matters.
     report("smoke", "spawn_roundtrip", median(try await spawnRoundTrips(2)), "ms")
     report("smoke", "message_roundtrip", median(try await messageRoundTrips(10)), "us")
+    try await checkClosures()
     exit(0)
 }
 report("spawn_roundtrip", "median", median(try await spawnRoundTrips(20)), "ms")
@@ -303,6 +369,8 @@ report("checkpoint_overhead", "per_run_lives_2", checkpointedRun, "us")
 let tiny = try await mapTiny(count: 10_000)
 report("map_tiny", "warm_items_per_second", tiny.itemsPerSecond, "items/s")
 report("map_tiny", "cold_100_items", tiny.coldMilliseconds, "ms")
+report("map_tiny", "warm_items_per_second_closure", try await mapTinyClosure(count: 10_000), "items/s")
+try await checkClosures()
 let cpu = try await mapCPU()
 report("map_cpu", "serial", cpu.serial * 1e3, "ms")
 report("map_cpu", "two_workers", cpu.parallel * 1e3, "ms")

@@ -32,7 +32,7 @@ struct PoolJobWork<Input: Sendable, Output: Sendable>: Sendable {
         case workers(
             install: PoolWorkInstall,
             encode: @Sendable ([Input]) throws -> [UInt8],
-            decode: @Sendable ([UInt8]) throws -> [Result<Output, any Error>]
+            decode: @Sendable ([UInt8]) throws -> BatchOutcomes<Output>
         )
         /// Each item its own process (`Skprocess` values): its whole lifecycle needs one.
         case processes(@Sendable (Input) async throws -> Result<Output, any Error>)
@@ -59,14 +59,14 @@ extension PoolJobWork {
             }
         }, decode: { bytes in
             switch try BinaryDecoder().decode(BatchReply<Output>.self, from: bytes) {
-            case .outputs(let outputs): return outputs.map { .success($0) }
+            case .outputs(let outputs): return .outputs(outputs)
             case .outcomes(let outcomes):
-                return outcomes.map { outcome in
+                return .mixed(outcomes.map { outcome in
                     switch outcome {
                     case .output(let output): .success(output)
                     case .failure(let payload): .failure(payload.remoteError)
                     }
-                }
+                })
             }
         })
     }
@@ -209,17 +209,17 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
     }
 
     /// Each item's outcome, or nil if the pool closed before the items could start.
-    private func run(_ items: [Input]) async throws -> [Result<Output, any Error>]? {
+    private func run(_ items: [Input]) async throws -> BatchOutcomes<Output>? {
         switch work.runner {
         case .processes(let runProcess):
             var outcomes: [Result<Output, any Error>] = []
             for item in items { outcomes.append(try await runProcess(item)) }
-            return outcomes
+            return .mixed(outcomes)
         case .workers(let install, let encode, let decode):
             do {
                 return try await attempt(items, install: install, encode: encode, decode: decode)
             } catch let lost as WorkerLost {
-                guard settings.retries > 0 else { return items.map { _ in .failure(lost.error) } }
+                guard settings.retries > 0 else { return .mixed(Array(repeating: .failure(lost.error), count: items.count)) }
                 // Once more each, one at a time, so that the item that killed the worker is found.
                 var outcomes: [Result<Output, any Error>] = []
                 for item in items {
@@ -238,7 +238,7 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
                     }
                     outcomes.append(outcome ?? .failure(lastLoss.error))
                 }
-                return outcomes
+                return .mixed(outcomes)
             }
         }
     }
@@ -248,8 +248,8 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
     private func attempt(
         _ items: [Input], install: PoolWorkInstall,
         encode: @Sendable ([Input]) throws -> [UInt8],
-        decode: @Sendable ([UInt8]) throws -> [Result<Output, any Error>]
-    ) async throws -> [Result<Output, any Error>]? {
+        decode: @Sendable ([UInt8]) throws -> BatchOutcomes<Output>
+    ) async throws -> BatchOutcomes<Output>? {
         if worker == nil {
             worker = try await pool.checkOut()
             if worker == nil { return nil }
@@ -300,6 +300,14 @@ actor Feeder<Inputs: AsyncSequence & Sendable> where Inputs.Element: Sendable {
         }
         if !returned.isEmpty { return returned.removeLast() }
         guard !isExhausted else { return nil }
+        if var bulk = iterator as? any BulkIterator<Inputs.Element> {
+            let items = bulk.next(upTo: count)
+            iterator = bulk as! Inputs.AsyncIterator
+            if items.count < count { isExhausted = true }
+            guard !items.isEmpty else { return nil }
+            defer { nextIndex += items.count }
+            return Batch(firstIndex: nextIndex, items: items)
+        }
         var items: [Inputs.Element] = []
         items.reserveCapacity(count)
         var iterator = self.iterator
@@ -323,10 +331,52 @@ actor Feeder<Inputs: AsyncSequence & Sendable> where Inputs.Element: Sendable {
     }
 }
 
+/// The outcomes of a batch of items: all outputs (the usual case, kept as one array so that
+/// it moves in bulk), or each item's result when some failed.
+enum BatchOutcomes<Output: Sendable>: Sendable {
+    case outputs([Output])
+    case mixed([Result<Output, any Error>])
+
+    var count: Int {
+        switch self {
+        case .outputs(let outputs): outputs.count
+        case .mixed(let outcomes): outcomes.count
+        }
+    }
+
+    var failureCount: Int {
+        guard case .mixed(let outcomes) = self else { return 0 }
+        var failed = 0
+        for case .failure in outcomes { failed += 1 }
+        return failed
+    }
+
+    subscript(position: Int) -> Result<Output, any Error> {
+        switch self {
+        case .outputs(let outputs): .success(outputs[position])
+        case .mixed(let outcomes): outcomes[position]
+        }
+    }
+
+    /// Every output, or the first failure as the `PoolItemError` of its item.
+    func outputs(firstIndex: Int) throws -> [Output] {
+        switch self {
+        case .outputs(let outputs): return outputs
+        case .mixed(let outcomes):
+            var outputs: [Output] = []
+            outputs.reserveCapacity(outcomes.count)
+            for position in outcomes.indices {
+                outputs.append(try outcomes[position].item(at: firstIndex + position))
+            }
+            return outputs
+        }
+    }
+}
+
 /// A run of consecutive items' outcomes, as the consumer receives them.
 struct DeliveredBatch<Output: Sendable>: Sendable {
     var firstIndex: Int
-    var outcomes: [Result<Output, any Error>]
+    var outcomes: BatchOutcomes<Output>
 }
 
 /// Hands outcomes to the consumer a batch at a time: at once, or in input order through a
@@ -334,7 +384,7 @@ struct DeliveredBatch<Output: Sendable>: Sendable {
 final class Delivery<Output: Sendable>: Sendable {
     private struct State {
         var nextIndex = 0
-        var waiting: [Int: [Result<Output, any Error>]] = [:]
+        var waiting: [Int: BatchOutcomes<Output>] = [:]
     }
 
     private let continuation: AsyncThrowingStream<DeliveredBatch<Output>, any Error>.Continuation
@@ -362,10 +412,9 @@ final class Delivery<Output: Sendable>: Sendable {
         }
     }
 
-    func deliver(from firstIndex: Int, _ outcomes: [Result<Output, any Error>]) {
+    func deliver(from firstIndex: Int, _ outcomes: BatchOutcomes<Output>) {
         if let progressHandler {
-            var failed = 0
-            for case .failure in outcomes { failed += 1 }
+            let failed = outcomes.failureCount
             progress.withLock { progress in
                 progress.completed += outcomes.count
                 progress.failed += failed

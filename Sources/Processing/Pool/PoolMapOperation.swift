@@ -31,18 +31,18 @@ public struct PoolMapOperation: PoolMapping {
     /// either way, so that the first failure in time ends it at once.
     static func collect<Output>(_ results: PoolResults<Output>, ordered: Bool) async throws -> [Output] {
         var iterator = results.makeAsyncIterator()
-        var outputs: [Output?] = []
+        // Whole batches, moved in bulk: per-item work here runs unspecialised.
+        var batches: [Int: [Output]] = [:]
         var inCompletionOrder: [Output] = []
         while let batch = try await iterator.nextBatch() {
-            if ordered, outputs.count < batch.firstIndex + batch.outcomes.count {
-                outputs.append(contentsOf: repeatElement(nil, count: batch.firstIndex + batch.outcomes.count - outputs.count))
-            }
-            for (offset, outcome) in batch.outcomes.enumerated() {
-                let output = try outcome.item(at: batch.firstIndex + offset)
-                if ordered { outputs[batch.firstIndex + offset] = output } else { inCompletionOrder.append(output) }
-            }
+            let outputs = try batch.outcomes.outputs(firstIndex: batch.firstIndex)
+            if ordered { batches[batch.firstIndex] = outputs } else { inCompletionOrder.append(contentsOf: outputs) }
         }
-        return ordered ? outputs.map { $0! } : inCompletionOrder
+        guard ordered else { return inCompletionOrder }
+        var inOrder: [Output] = []
+        inOrder.reserveCapacity(batches.values.reduce(0) { $0 + $1.count })
+        for firstIndex in batches.keys.sorted() { inOrder.append(contentsOf: batches[firstIndex]!) }
+        return inOrder
     }
 }
 

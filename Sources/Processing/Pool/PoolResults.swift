@@ -15,7 +15,7 @@ public struct PoolResults<Element: Sendable>: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<DeliveredBatch<Element>, any Error>.AsyncIterator
         let credits: Credits
-        private var batch = DeliveredBatch<Element>(firstIndex: 0, outcomes: [])
+        private var batch = DeliveredBatch<Element>(firstIndex: 0, outcomes: .outputs([]))
         private var position = 0
 
         init(base: AsyncThrowingStream<DeliveredBatch<Element>, any Error>.AsyncIterator, credits: Credits) {
@@ -69,7 +69,7 @@ public final class BlockingPoolResults<Element: Sendable>: Sequence, IteratorPro
     // time: the calling thread, or the task a `next()` started and then blocks on (its
     // `Completion` orders the accesses). Concurrent `next()` calls are not supported.
     private var iterator: PoolResults<Element>.Iterator
-    private var batch = DeliveredBatch<Element>(firstIndex: 0, outcomes: [])
+    private var batch = DeliveredBatch<Element>(firstIndex: 0, outcomes: .outputs([]))
     private var position = 0
     private var ended = false
 

@@ -45,22 +45,28 @@ extension PoolWork {
         let inputs = try BinaryDecoder().decode([Input].self, from: Array(encodedInputs))
         var outputs: [Output] = []
         outputs.reserveCapacity(inputs.count)
-        for (position, input) in inputs.enumerated() {
+        // Index loops, not `enumerated()`: this runs unspecialised, where every generic
+        // wrapper costs a metadata lookup per item.
+        var index = 0
+        while index < inputs.count {
             do {
-                outputs.append(try await self(input))
+                outputs.append(try await self(inputs[index]))
             } catch {
                 // Keep going: every item gets its own outcome.
                 var outcomes = outputs.map(ItemOutcome.output)
                 outcomes.append(.failure(RemoteErrorPayload(error)))
-                for input in inputs[(position + 1)...] {
+                index += 1
+                while index < inputs.count {
                     do {
-                        outcomes.append(.output(try await self(input)))
+                        outcomes.append(.output(try await self(inputs[index])))
                     } catch {
                         outcomes.append(.failure(RemoteErrorPayload(error)))
                     }
+                    index += 1
                 }
                 return try BinaryEncoder().encode(BatchReply<Output>.outcomes(outcomes))
             }
+            index += 1
         }
         return try BinaryEncoder().encode(BatchReply<Output>.outputs(outputs))
     }
