@@ -155,3 +155,19 @@ let (squares, firstDone) = try await withPool(workers: 2) { pool in
     return (squares, firstDone)
 }
 print("   squares:", squares, "| first of the unordered map:", firstDone ?? 0)
+
+print("9. Closures, star(), processes, and the pool's modifiers")
+try await withPool(workers: 2) { pool in
+    let doubled = try await pool.map(1...5) { $0 * 2 }                 // a non-capturing closure
+    let sums = try await pool.star().map([(1, 2), (3, 4)]) { (a: Int, b: Int) in a + b }
+    let counts = try await pool.map([Counter(), Counter()])           // each runs its lifecycle
+    print("   doubled:", doubled, "| sums:", sums, "| counters:", counts)
+    let factor = doubled.count
+    do {
+        _ = try await pool.map(1...5) { $0 * factor }                 // captures: refused
+    } catch let error as ProcessingError {
+        print("   a capturing closure:", error.code)
+    }
+    _ = try await pool.map.chunkSize(25).itemTimeout(.seconds(5)).retries(1)
+        .progress { print("   progress:", $0) }(1...100, Square())        // 25/100 ... 100/100
+}
