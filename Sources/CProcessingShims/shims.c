@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,4 +128,57 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     run_remaining_initializers(argc, argv, envp);
     processing_worker_main();
     _exit(0);
+}
+
+// MARK: - Descriptors over Unix sockets
+
+long processing_send_with_fds(int socket, const void *bytes, unsigned long length, const int *fds, int count) {
+    if (count < 0 || count > PROCESSING_MAX_ATTACHED_FDS) { errno = EINVAL; return -1; }
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * PROCESSING_MAX_ATTACHED_FDS)];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec vector = { .iov_base = (void *)bytes, .iov_len = length };
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    if (count > 0) {
+        message.msg_control = control.buffer;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * (size_t)count);
+    }
+    return (long)sendmsg(socket, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+long processing_receive_with_fds(int socket, void *bytes, unsigned long length, int *fds, int *count, int *truncated) {
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * PROCESSING_MAX_ATTACHED_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct iovec vector = { .iov_base = bytes, .iov_len = length };
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    *count = 0;
+    *truncated = 0;
+    long received = (long)recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (received < 0) return received;
+    if (message.msg_flags & MSG_CTRUNC) *truncated = 1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        int n = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + sizeof(int) * (size_t)i, sizeof fd);
+            if (*count < PROCESSING_MAX_ATTACHED_FDS) fds[(*count)++] = fd; else { close(fd); *truncated = 1; }
+        }
+    }
+    return received;
 }

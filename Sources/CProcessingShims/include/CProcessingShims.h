@@ -49,4 +49,17 @@ int processing_epoll_control(int epfd, int op, int fd, uint32_t events, uint64_t
 int processing_epoll_wait(int epfd, processing_event *events, int capacity, int timeout_ms);
 int processing_eventfd_create(void);
 
+// MARK: - Descriptors over Unix sockets (SCM_RIGHTS); the Glibc module lacks the CMSG macros.
+
+/// The most descriptors one frame may carry (the kernel's SCM_MAX_FD is 253).
+#define PROCESSING_MAX_ATTACHED_FDS 64
+
+/// sendmsg(MSG_NOSIGNAL | MSG_DONTWAIT) of `length` bytes with `count` fds attached
+/// (SCM_RIGHTS). Returns the bytes sent, or -1 with errno.
+long processing_send_with_fds(int socket, const void *bytes, unsigned long length, const int *fds, int count);
+
+/// recvmsg(MSG_DONTWAIT | MSG_CMSG_CLOEXEC) into `bytes`; fds that arrive are stored in `fds`
+/// (room for PROCESSING_MAX_ATTACHED_FDS) and counted in `*count`. Returns the bytes read, 0 at
+/// EOF, or -1 with errno. `*truncated` is set when fds were lost (MSG_CTRUNC).
+long processing_receive_with_fds(int socket, void *bytes, unsigned long length, int *fds, int *count, int *truncated);
 #endif

@@ -129,6 +129,14 @@ public final class Pool: Sendable {
         }
     }
 
+    /// An id no other work has (for work that must be installed afresh).
+    func uniqueWorkID() -> Int {
+        state.withLock { state in
+            state.nextWorkID += 1
+            return state.nextWorkID
+        }
+    }
+
     func learnedBatchSize(for workID: Int) -> Int {
         state.withLock { $0.batchSizes[workID] ?? 1 }
     }

@@ -31,6 +31,7 @@ struct PoolJobWork<Input: Sendable, Output: Sendable>: Sendable {
         /// decode replies.
         case workers(
             install: PoolWorkInstall,
+            attachments: AttachedDescriptors?,
             encode: @Sendable ([Input]) throws -> [UInt8],
             decode: @Sendable ([UInt8]) throws -> BatchOutcomes<Output>
         )
@@ -42,16 +43,20 @@ struct PoolJobWork<Input: Sendable, Output: Sendable>: Sendable {
 
     /// The id batch sizes are learned under; nil when there is nothing to learn.
     var workID: Int? {
-        if case .workers(let install, _, _) = runner { return install.id }
+        if case .workers(let install, _, _, _) = runner { return install.id }
         return nil
     }
 }
 
 extension PoolJobWork {
     init<W: PoolWork>(_ work: W, pool: Pool) throws where W.Input == Input, W.Output == Output {
-        let (typeName, state) = try TypeName.encodeForChild(work, as: "pool work", giving: W.Output.self, to: "the workers")
-        let install = PoolWorkInstall(id: pool.workID(for: Array(typeName.utf8) + state), typeName: typeName, state: state)
-        runner = .workers(install: install, encode: { inputs in
+        let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
+            try TypeName.encodeForChild(work, as: "pool work", giving: W.Output.self, to: "the workers")
+        }
+        // Work with pipe points is installed afresh for every map: its descriptors are this map's.
+        let id = attachments == nil ? pool.workID(for: Array(typeName.utf8) + state) : pool.uniqueWorkID()
+        let install = PoolWorkInstall(id: id, typeName: typeName, state: state)
+        runner = .workers(install: install, attachments: attachments, encode: { inputs in
             do {
                 return try BinaryEncoder().encode(inputs)
             } catch {
@@ -215,9 +220,9 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             var outcomes: [Result<Output, any Error>] = []
             for item in items { outcomes.append(try await runProcess(item)) }
             return .mixed(outcomes)
-        case .workers(let install, let encode, let decode):
+        case .workers(let install, let attachments, let encode, let decode):
             do {
-                return try await attempt(items, install: install, encode: encode, decode: decode)
+                return try await attempt(items, install: install, attachments: attachments, encode: encode, decode: decode)
             } catch let lost as WorkerLost {
                 guard settings.retries > 0 else { return .mixed(Array(repeating: .failure(lost.error), count: items.count)) }
                 // Once more each, one at a time, so that the item that killed the worker is found.
@@ -227,7 +232,8 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
                     var outcome: Result<Output, any Error>?
                     for _ in 0..<settings.retries {
                         do {
-                            guard let single = try await attempt([item], install: install, encode: encode, decode: decode) else {
+                            guard let single = try await attempt([item], install: install, attachments: attachments,
+                                                                 encode: encode, decode: decode) else {
                                 throw ProcessingError(.invalidState, "the pool was closed or terminated while this map was retrying an item")
                             }
                             outcome = single[0]
@@ -246,7 +252,7 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
     /// Runs `items` as one batch on this slot's worker (checked out first if it has none).
     /// Throws `WorkerLost` if the worker dies or overruns the item time-out.
     private func attempt(
-        _ items: [Input], install: PoolWorkInstall,
+        _ items: [Input], install: PoolWorkInstall, attachments: AttachedDescriptors?,
         encode: @Sendable ([Input]) throws -> [UInt8],
         decode: @Sendable ([UInt8]) throws -> BatchOutcomes<Output>
     ) async throws -> BatchOutcomes<Output>? {
@@ -255,7 +261,7 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             if worker == nil { return nil }
         }
         do {
-            let reply = try await worker!.run(batch: encode(items), work: install,
+            let reply = try await worker!.run(batch: encode(items), work: install, attachments: attachments,
                                               timeout: settings.itemTimeout.map { $0 * items.count })
             return try decode(reply)
         } catch let error where error is ProcessCrashError || error is PoolTimeoutError {

@@ -43,7 +43,8 @@ final class PoolWorker: Sendable {
     /// not have it yet) and returns the encoded reply. Throws `ProcessCrashError` if the worker
     /// dies meanwhile, and `PoolTimeoutError` (killing it) if the batch runs past `timeout`; a
     /// cancelled call kills the worker, which is busy with the batch.
-    func run(batch inputs: [UInt8], work: PoolWorkInstall, timeout: Duration? = nil) async throws -> [UInt8] {
+    func run(batch inputs: [UInt8], work: PoolWorkInstall, attachments: AttachedDescriptors? = nil,
+             timeout: Duration? = nil) async throws -> [UInt8] {
         let (install, batchID) = try state.withLock { state throws(ProcessCrashError) in
             if let ended = state.ended { throw ended }
             state.nextBatch += 1
@@ -51,7 +52,9 @@ final class PoolWorker: Sendable {
         }
         guard let child else { throw state.withLock { $0.ended } ?? ProcessCrashError(cause: .killed, stderrTail: "", processName: "a pool worker", currentRun: 0) }
         if install {
-            try await child.channel.send(Frame.encode(.work) { try BinaryEncoder().encode(work, appendingTo: &$0) })
+            try await child.channel.send(Frame.encode(.work, attachmentCount: attachments?.count ?? 0) {
+                try BinaryEncoder().encode(work, appendingTo: &$0)
+            }, attaching: attachments)
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in

@@ -11,12 +11,12 @@ final class PoolWorkerService: Sendable {
     }
 
     /// A `.work` frame (on the reactor thread): decode the work and keep it.
-    func install(_ payload: [UInt8]) throws {
-        let install = try BinaryDecoder().decode(PoolWorkInstall.self, from: payload)
+    func install(_ frame: Frame) throws {
+        let install = try BinaryDecoder().decode(PoolWorkInstall.self, from: frame.payload)
         guard let type = TypeName.lookUp(install.typeName) as? any PoolWork.Type else {
             throw ProcessingError(.typeNotLocatable, "the pool worker cannot find the work type \(TypeName.readable(install.typeName))")
         }
-        let work = try BinaryDecoder().decode(type, from: install.state)
+        let work = try DescriptorTransfer.receiving(frame.attachments) { try BinaryDecoder().decode(type, from: install.state) }
         works.withLock { $0[install.id] = work }
     }
 

@@ -7,7 +7,8 @@ enum Lifecycle {
     static func run<P: Skprocess>(_ type: P.Type, request: StartRequest, context: WorkerContext) async -> Never {
         var process: P
         do {
-            process = try BinaryDecoder().decode(P.self, from: request.state)
+            let attachments = context.startAttachments.withLock { $0 }
+            process = try DescriptorTransfer.receiving(attachments) { try BinaryDecoder().decode(P.self, from: request.state) }
         } catch {
             await context.finish(failure: ProcessingError(.decodingFailed, """
                 the state of \(String(reflecting: P.self)) could not be decoded in the child: \(error). \
@@ -138,13 +139,14 @@ struct SectionRecorder {
     mutating func checkpoint<P: Skprocess>(run: Int, _ process: P) async throws(ProcessingError) {
         if sendsState {
             let state: [UInt8]
+            let attachments: AttachedDescriptors?
             do {
-                state = try BinaryEncoder().encode(process)
+                (state, attachments) = try DescriptorTransfer.collecting(moves: false) { try BinaryEncoder().encode(process) }
             } catch {
                 throw ProcessingError(.encodingFailed,
                     "the state of \(String(reflecting: P.self)) could not be encoded for a checkpoint after run \(run - 1): \(error)")
             }
-            await send(run: run, state: state)
+            await send(run: run, state: state, attachments: attachments)
         } else if ContinuousClock.now - lastSent >= Self.progressInterval {
             await send(run: run, state: nil)
         }
@@ -155,14 +157,17 @@ struct SectionRecorder {
         if !pending.isEmpty { await send(run: run, state: nil) }
     }
 
-    private mutating func send(run: Int, state: [UInt8]?) async {
+    private mutating func send(run: Int, state: [UInt8]?, attachments: AttachedDescriptors? = nil) async {
         let checkpoint = Checkpoint(currentRun: run, state: state, timings: pending)
         pending = ProcessTimers()
         lastSent = ContinuousClock.now
-        guard let frame = try? Frame.encode(.checkpoint, { try BinaryEncoder().encode(checkpoint, appendingTo: &$0) }) else {
+        guard let frame = try? Frame.encode(.checkpoint, attachmentCount: attachments?.count ?? 0, {
+            try BinaryEncoder().encode(checkpoint, appendingTo: &$0)
+        }) else {
             return
         }
-        await send(frame)
+        // A send fails only when the parent is gone, and then the channel's end exits the worker.
+        try? await context.channel.send(frame, attaching: attachments)
     }
 
     private func send(_ frame: [UInt8]) async {

@@ -50,6 +50,8 @@ final class ProcessCore: Sendable {
         var livesLeft: Int
         /// Where a retry starts: the state and run of the last checkpoint.
         var resumeState: [UInt8]
+        /// The descriptors of the pipe points in `resumeState`, sent with each start.
+        var resumeAttachments: AttachedDescriptors?
         var resumeRun = 0
         /// The failure being handed to `error(_:)` in a child of its own.
         var handlingFailure: (any ProcessError)?
@@ -57,7 +59,7 @@ final class ProcessCore: Sendable {
         var nextToken: UInt64 = 0
         var timers = ProcessTimers()
         /// Messages told while no child was running (between a failure and its retry).
-        var pendingMessages: [[UInt8]] = []
+        var pendingMessages: [OutgoingFrame] = []
         var waiters: [UInt64: CheckedContinuation<Bool, any Error>] = [:]
         var nextWaiterID: UInt64 = 1
 
@@ -80,11 +82,12 @@ final class ProcessCore: Sendable {
     private let config: ProcessConfig
     private let state: Mutex<State>
 
-    init(processName: String, typeName: String, initialState: [UInt8], config: ProcessConfig) {
+    init(processName: String, typeName: String, initialState: [UInt8], initialAttachments: AttachedDescriptors? = nil,
+         config: ProcessConfig) {
         self.processName = processName
         self.typeName = typeName
         self.config = config
-        state = Mutex(State(livesLeft: max(config.lives, 1), resumeState: initialState))
+        state = Mutex(State(livesLeft: max(config.lives, 1), resumeState: initialState, resumeAttachments: initialAttachments))
     }
 
     var isAlive: Bool { state.withLock { $0.isActive } }
@@ -139,15 +142,20 @@ final class ProcessCore: Sendable {
             throw error
         }
         var request = request
-        let (killed, pending): (Bool, [[UInt8]]) = state.withLock { state in
+        let (killed, pending, attachments): (Bool, [OutgoingFrame], AttachedDescriptors?) = state.withLock { state in
             state.phase = .running(child)
             request.stopRequested = state.stopRequested
+            let attachments = state.resumeAttachments
+            // Only a retry needs them again; holding pipe points here would hide their peer's end.
+            if config.lives <= 1 { state.resumeAttachments = nil }
             defer { state.pendingMessages = [] }
-            return (state.killRequested, state.pendingMessages)
+            return (state.killRequested, state.pendingMessages, attachments)
         }
         if killed { return child.signal(SIGKILL) }
         do {
-            try await child.channel.send(Frame.encode(.start) { try BinaryEncoder().encode(request, appendingTo: &$0) })
+            try await child.channel.send(Frame.encode(.start, attachmentCount: attachments?.count ?? 0) {
+                try BinaryEncoder().encode(request, appendingTo: &$0)
+            }, attaching: attachments)
             for message in pending { try await child.channel.send(message) }
         } catch {
             // The child died at once; its exit event reports why.
@@ -156,7 +164,7 @@ final class ProcessCore: Sendable {
 
     // MARK: Talking
 
-    func send(_ frame: [UInt8], operation: String) async throws {
+    func send(_ frame: OutgoingFrame, operation: String) async throws {
         let child: ChildProcess? = try state.withLock { state throws(ProcessingError) in
             switch state.phase {
             case .running(let child): return child
@@ -288,7 +296,7 @@ final class ProcessCore: Sendable {
         switch frame.kind {
         case .message:
             do {
-                mailbox.deliver(try Message(payload: frame.payload))
+                mailbox.deliver(try Message(frame))
             } catch {
                 protocolViolation(error.description)
             }
@@ -299,6 +307,7 @@ final class ProcessCore: Sendable {
                 state.timers.merge(checkpoint.timings)
                 if let resumeState = checkpoint.state {
                     state.resumeState = resumeState
+                    state.resumeAttachments = frame.attachments
                     state.resumeRun = checkpoint.currentRun
                 }
             }
@@ -379,6 +388,7 @@ final class ProcessCore: Sendable {
         let waiters = state.withLock { state in
             state.phase = .ended(outcome)
             state.pendingMessages = []
+            state.resumeAttachments = nil
             defer { state.waiters.removeAll() }
             return Array(state.waiters.values)
         }

@@ -12,9 +12,11 @@ public final class ProcessHandle<P: Skprocess>: Sendable {
     /// Prepares `process` to run in a child; `start()` spawns it. Throws if the type cannot
     /// be found by name in a child (private, fileprivate, local) or does not encode.
     public init(_ process: P) throws {
-        let (typeName, state) = try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
+        let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
+            try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
+        }
         core = ProcessCore(processName: String(reflecting: P.self), typeName: typeName, initialState: state,
-                           config: process.processConfig)
+                           initialAttachments: attachments, config: process.processConfig)
     }
 
     deinit { core.abandon() }

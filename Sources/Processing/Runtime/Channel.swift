@@ -45,14 +45,22 @@ final class Channel: Sendable {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
         var ended = false
         var closed = false
+        /// Descriptors that arrived and no frame has claimed yet, in arrival order (they come
+        /// no later than the first byte of their frame).
+        var receivedDescriptors: [Int32] = []
 
-        deinit { scratch.deallocate() }
+        deinit {
+            scratch.deallocate()
+            for fd in receivedDescriptors { Syscall.close(fd) }
+        }
     }
 
     private struct PendingWrite {
         let ticket: UInt64
         let bytes: [UInt8]
         var offset: Int
+        /// Sent with the first byte; kept alive until then.
+        var attachments: AttachedDescriptors?
     }
 
     private struct WriterState {
@@ -101,18 +109,20 @@ final class Channel: Sendable {
 
     // MARK: Writing
 
-    /// Sends one encoded frame (see `Frame.encode`). Returns once the kernel has all of it.
-    func send(_ bytes: [UInt8]) async throws {
+    /// Sends one encoded frame (see `Frame.encode`), with the descriptors it announced.
+    /// Returns once the kernel has all of it.
+    func send(_ bytes: [UInt8], attaching attachments: AttachedDescriptors? = nil) async throws {
         let ticket: UInt64? = try writer.withLock { state in
             if let failure = state.failure { throw failure }
             var offset = 0
             if state.pending.isEmpty {
-                offset = try write(bytes, from: 0, state: &state)
+                offset = try write(bytes, from: 0, attaching: attachments, state: &state)
                 if offset == bytes.count { return nil }
             }
             let ticket = state.nextTicket
             state.nextTicket += 1
-            state.pending.append(PendingWrite(ticket: ticket, bytes: bytes, offset: offset))
+            state.pending.append(PendingWrite(ticket: ticket, bytes: bytes, offset: offset,
+                                              attachments: offset == 0 ? attachments : nil))
             if !state.wantsWrite {
                 state.wantsWrite = true
                 if let registration = state.registration {
@@ -135,14 +145,25 @@ final class Channel: Sendable {
         }
     }
 
-    /// Writes as much of `bytes` as the socket takes now; returns the new offset.
-    private func write(_ bytes: [UInt8], from start: Int, state: inout WriterState) throws(ProcessingError) -> Int {
+    /// Sends one frame with its attachments.
+    func send(_ frame: OutgoingFrame) async throws {
+        try await send(frame.bytes, attaching: frame.attachments)
+    }
+
+    /// Writes as much of `bytes` as the socket takes now; returns the new offset. Attachments
+    /// go with the first byte written.
+    private func write(_ bytes: [UInt8], from start: Int, attaching attachments: AttachedDescriptors? = nil,
+                       state: inout WriterState) throws(ProcessingError) -> Int {
         var offset = start
         while offset < bytes.count {
             let result: IOResult
             do {
                 result = try bytes.withUnsafeBytes { buffer throws(SystemError) in
-                    try Syscall.send(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+                    let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
+                    if offset == 0, let attachments {
+                        return try Syscall.send(fd, rest, attaching: attachments.descriptors)
+                    }
+                    return try Syscall.send(fd, rest)
                 }
             } catch {
                 let failure = ProcessingError(.channelClosed, "the other process is gone (\(error))")
@@ -160,7 +181,8 @@ final class Channel: Sendable {
         let resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = writer.withLock { state in
             do {
                 while var first = state.pending.first {
-                    first.offset = try write(first.bytes, from: first.offset, state: &state)
+                    first.offset = try write(first.bytes, from: first.offset, attaching: first.attachments, state: &state)
+                    if first.offset > 0 { first.attachments = nil }
                     if first.offset < first.bytes.count {
                         state.pending[0] = first
                         break
@@ -208,19 +230,28 @@ final class Channel: Sendable {
                     if state.reader.missingBodyBytes >= state.scratch.count {
                         // A large frame: read straight into its buffer.
                         if let frame = try state.reader.fillBody({ buffer in
-                            outcome = try Syscall.read(fd, into: buffer)
+                            outcome = try Syscall.receive(fd, into: buffer, fds: &state.receivedDescriptors)
                             if case .transferred(let count) = outcome { return count }
                             return 0
                         }) {
                             frames.append(frame)
                         }
                     } else {
-                        outcome = try Syscall.read(fd, into: state.scratch)
+                        outcome = try Syscall.receive(fd, into: state.scratch, fds: &state.receivedDescriptors)
                         if case .transferred(let count) = outcome {
                             try state.reader.consume(UnsafeRawBufferPointer(rebasing: state.scratch[..<count]), into: &frames)
                         }
                     }
-                    for frame in frames { onFrame(frame) }
+                    for var frame in frames {
+                        if frame.attachmentCount > 0 {
+                            guard state.receivedDescriptors.count >= frame.attachmentCount else {
+                                throw MalformedFrame(description: "a \(frame.kind) frame announced \(frame.attachmentCount) descriptors and \(state.receivedDescriptors.count) arrived")
+                            }
+                            frame.attachments = AttachedDescriptors(Array(state.receivedDescriptors.prefix(frame.attachmentCount)))
+                            state.receivedDescriptors.removeFirst(frame.attachmentCount)
+                        }
+                        onFrame(frame)
+                    }
                     switch outcome {
                     case .transferred: continue
                     case .wouldBlock: return

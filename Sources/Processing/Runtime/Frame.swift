@@ -1,3 +1,5 @@
+import CProcessingShims
+
 /// What a frame on a control channel carries.
 enum FrameKind: UInt8, Sendable {
     /// Parent → child: the process to run (a `StartRequest`).
@@ -25,13 +27,25 @@ enum FrameKind: UInt8, Sendable {
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.
+///
+/// A frame that carries file descriptors (SCM_RIGHTS, sent with its first byte) has the high
+/// bit of its kind byte set, and its payload starts with their count as a varint.
 struct Frame: Sendable {
     /// Frames larger than this are refused as malformed rather than allocated.
     static let maximumLength = 1 << 30
     static let headerLength = 4
+    static let attachmentsFlag: UInt8 = 0x80
 
     let kind: FrameKind
     let payload: [UInt8]
+    /// How many descriptors came with the frame (read from the wire).
+    var attachmentCount = 0
+    /// The descriptors that came with the frame, once the channel has matched them.
+    var attachments: AttachedDescriptors?
+
+    init(kind: FrameKind, payload: [UInt8], attachmentCount: Int = 0) {
+        (self.kind, self.payload, self.attachmentCount) = (kind, payload, attachmentCount)
+    }
 
     /// Builds the wire bytes of a frame with no payload.
     static func encode(_ kind: FrameKind) -> [UInt8] {
@@ -39,8 +53,13 @@ struct Frame: Sendable {
     }
 
     /// Builds the wire bytes of a frame whose payload `writePayload` appends, with no extra copy.
-    static func encode(_ kind: FrameKind, _ writePayload: (inout [UInt8]) throws -> Void) rethrows -> [UInt8] {
+    /// `attachmentCount` descriptors must be sent with it (`Channel.send(_:attaching:)`).
+    static func encode(_ kind: FrameKind, attachmentCount: Int = 0, _ writePayload: (inout [UInt8]) throws -> Void) rethrows -> [UInt8] {
         var bytes: [UInt8] = [0, 0, 0, 0, kind.rawValue]
+        if attachmentCount > 0 {
+            bytes[headerLength] |= attachmentsFlag
+            BinaryFormat.appendVarint(UInt64(attachmentCount), to: &bytes)
+        }
         try writePayload(&bytes)
         let length = UInt32(bytes.count - headerLength)
         bytes[0] = UInt8(truncatingIfNeeded: length)
@@ -49,6 +68,12 @@ struct Frame: Sendable {
         bytes[3] = UInt8(truncatingIfNeeded: length >> 24)
         return bytes
     }
+}
+
+/// A frame ready to send: its bytes and the descriptors that go with it.
+struct OutgoingFrame: Sendable {
+    let bytes: [UInt8]
+    let attachments: AttachedDescriptors?
 }
 
 /// A frame that could not be read: what was wrong, for the error the user sees.
@@ -69,6 +94,7 @@ struct FrameReader {
     private var body: [UInt8] = []
     private var bodyFilled = 0
     private var inFrame = false
+    private var hasAttachments = false
 
     /// Whether the reader is between frames (an EOF here is a clean end).
     var isAtFrameBoundary: Bool { !inFrame && prefix.isEmpty }
@@ -91,7 +117,7 @@ struct FrameReader {
                 offset += taken
                 guard prefix.count == Self.prefixLength else { return }
                 try beginFrame()
-                if body.isEmpty { frames.append(finishFrame()); continue }
+                if body.isEmpty { frames.append(try finishFrame()); continue }
             }
             let taken = min(body.count - bodyFilled, bytes.count - offset)
             let filled = bodyFilled
@@ -101,23 +127,24 @@ struct FrameReader {
             }
             bodyFilled += taken
             offset += taken
-            if bodyFilled == body.count { frames.append(finishFrame()) }
+            if bodyFilled == body.count { frames.append(try finishFrame()) }
         }
     }
 
     /// Lets a reader fill the current frame's body directly; returns the frame if complete.
-    mutating func fillBody(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) rethrows -> Frame? {
+    mutating func fillBody(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Frame? {
         let filled = bodyFilled
         let count = try body.withUnsafeMutableBytes { target in
             try read(UnsafeMutableRawBufferPointer(rebasing: target[filled...]))
         }
         bodyFilled += count
-        return bodyFilled == body.count ? finishFrame() : nil
+        return bodyFilled == body.count ? try finishFrame() : nil
     }
 
     private mutating func beginFrame() throws(MalformedFrame) {
         let length = Int(prefix[0]) | Int(prefix[1]) << 8 | Int(prefix[2]) << 16 | Int(prefix[3]) << 24
-        let rawKind = prefix[4]
+        let rawKind = prefix[4] & ~Frame.attachmentsFlag
+        hasAttachments = prefix[4] & Frame.attachmentsFlag != 0
         prefix.removeAll(keepingCapacity: true)
         guard length >= 1, length <= Frame.maximumLength else {
             throw MalformedFrame(description: "a frame header announced \(length) bytes (allowed: 1 to \(Frame.maximumLength))")
@@ -131,9 +158,14 @@ struct FrameReader {
         inFrame = true
     }
 
-    private mutating func finishFrame() -> Frame {
+    private mutating func finishFrame() throws(MalformedFrame) -> Frame {
         inFrame = false
         defer { body = [] }
-        return Frame(kind: kind, payload: body)
+        guard hasAttachments else { return Frame(kind: kind, payload: body) }
+        var offset = 0
+        guard let count = BinaryFormat.readVarint(body, at: &offset), count > 0, count <= UInt64(PROCESSING_MAX_ATTACHED_FDS) else {
+            throw MalformedFrame(description: "a \(kind) frame flagged as carrying descriptors has no valid count of them")
+        }
+        return Frame(kind: kind, payload: Array(body[offset...]), attachmentCount: Int(count))
     }
 }

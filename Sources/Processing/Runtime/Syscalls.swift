@@ -100,6 +100,50 @@ enum Syscall {
         }
     }
 
+    /// A nonblocking socket send with descriptors attached (SCM_RIGHTS), without SIGPIPE.
+    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, attaching fds: [Int32]) throws(SystemError) -> IOResult {
+        while true {
+            let count = fds.withUnsafeBufferPointer { fds in
+                processing_send_with_fds(fd, buffer.baseAddress, UInt(buffer.count), fds.baseAddress, Int32(fds.count))
+            }
+            if count >= 0 { return .transferred(count) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "sendmsg", errno: code)
+            }
+        }
+    }
+
+    /// A nonblocking socket read that also takes the descriptors that arrive (close-on-exec),
+    /// appending them to `fds`. Throws `EBADMSG` when the kernel dropped some (MSG_CTRUNC).
+    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, fds: inout [Int32]) throws(SystemError) -> IOResult {
+        var received = [Int32](repeating: -1, count: Int(PROCESSING_MAX_ATTACHED_FDS))
+        while true {
+            var count: Int32 = 0
+            var truncated: Int32 = 0
+            let bytes = received.withUnsafeMutableBufferPointer { slots in
+                processing_receive_with_fds(fd, buffer.baseAddress, UInt(buffer.count), slots.baseAddress, &count, &truncated)
+            }
+            if count > 0 { fds.append(contentsOf: received[..<Int(count)]) }
+            if truncated != 0 { throw SystemError(call: "recvmsg", errno: EBADMSG) }
+            if bytes > 0 { return .transferred(bytes) }
+            if bytes == 0 { return .endOfFile }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "recvmsg", errno: code)
+            }
+        }
+    }
+
+    /// A duplicate of `fd`, close-on-exec.
+    static func duplicate(_ fd: Int32) throws(SystemError) -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw SystemError(call: "fcntl(F_DUPFD_CLOEXEC)", errno: Glibc.errno) }
+        return copy
+    }
+
     /// Writes all of `buffer` to a blocking fd (used to forward a child's stderr).
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) {
         var offset = 0

@@ -34,6 +34,9 @@ final class WorkerContext: Sendable {
     let mailbox = Mailbox()
     private let stopFlag = Atomic<Bool>(false)
     private let run = Atomic<Int>(0)
+    /// The descriptors that came with the start frame (pipe points in the process), taken by
+    /// the lifecycle as it decodes the process.
+    let startAttachments = Mutex<AttachedDescriptors?>(nil)
     private let starts = Mutex<(request: StartRequest?, waiter: CheckedContinuation<StartRequest, Never>?)>((nil, nil))
     private let channelBox = Mutex<Channel?>(nil)
     private let poolService = Mutex<PoolWorkerService?>(nil)
@@ -63,7 +66,7 @@ final class WorkerContext: Sendable {
     func setCurrentRun(_ value: Int) { run.store(value, ordering: .relaxed) }
 
     func tell<T: Encodable>(_ value: T) async throws {
-        try await channel.send(Message.frame(value))
+        try await channel.send(Message.frame(value, moves: false))
     }
 
     /// The process the parent asked for (waits for the `.start` frame).
@@ -96,7 +99,7 @@ final class WorkerContext: Sendable {
         switch frame.kind {
         case .message:
             do {
-                mailbox.deliver(try Message(payload: frame.payload))
+                mailbox.deliver(try Message(frame))
             } catch {
                 FileHandle.standardError.write(Data("Processing worker: \(error)\n".utf8))
             }
@@ -108,6 +111,7 @@ final class WorkerContext: Sendable {
                 FileHandle.standardError.write(Data("Processing worker: the start request did not decode; exiting.\n".utf8))
                 Syscall.exitImmediately(3)
             }
+            startAttachments.withLock { $0 = frame.attachments }
             if request.poolWorker {
                 // Before the next frame (a .work) is read: this thread reads frames in order.
                 poolService.withLock { $0 = PoolWorkerService(context: self) }
@@ -126,7 +130,7 @@ final class WorkerContext: Sendable {
                 guard let service = poolService.withLock({ $0 }) else {
                     throw ProcessingError(.invalidState, "a work frame for a worker that is not a pool worker")
                 }
-                try service.install(frame.payload)
+                try service.install(frame)
             } catch {
                 Self.writeToStderr("Processing pool worker: cannot install the work: \(error); exiting.")
                 Syscall.exitImmediately(5)

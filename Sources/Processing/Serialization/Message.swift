@@ -3,19 +3,34 @@
 struct Message: Sendable {
     let typeName: String
     let body: [UInt8]
+    /// Descriptors of the pipe points in the value.
+    var attachments: AttachedDescriptors?
 
-    /// Encodes `value` as a `.message` frame.
-    static func frame<T: Encodable>(_ value: T) throws -> [UInt8] {
+    /// Encodes `value` as a `.message` frame, with the descriptors of the pipe points in it
+    /// (`moves`: the points are handed over, and closed here).
+    static func frame<T: Encodable>(_ value: T, moves: Bool) throws -> OutgoingFrame {
         let typeName = try TypeName.locatable(T.self, role: "a message")
         do {
-            return try Frame.encode(.message) { bytes in
+            let (body, attachments) = try DescriptorTransfer.collecting(moves: moves) { try BinaryEncoder().encode(value) }
+            let bytes = Frame.encode(.message, attachmentCount: attachments?.count ?? 0) { bytes in
                 BinaryFormat.appendVarint(UInt64(typeName.utf8.count), to: &bytes)
                 bytes.append(contentsOf: typeName.utf8)
-                try BinaryEncoder().encode(value, appendingTo: &bytes)
+                bytes.append(contentsOf: body)
             }
+            return OutgoingFrame(bytes: bytes, attachments: attachments)
+        } catch let error as ProcessingError {
+            throw error
+        } catch let error as PipeEndpointError {
+            throw error
         } catch {
             throw ProcessingError(.encodingFailed, "\(String(reflecting: T.self)) could not be encoded to send to the other process: \(error)")
         }
+    }
+
+    /// Reads a `.message` frame.
+    init(_ frame: Frame) throws(ProcessingError) {
+        try self.init(payload: frame.payload)
+        attachments = frame.attachments
     }
 
     /// Reads a `.message` frame's payload.
@@ -33,7 +48,7 @@ struct Message: Sendable {
     func decode<T: Decodable>(as type: T.Type) throws(ProcessingError) -> T {
         guard typeName == TypeName.mangled(T.self) else { throw mismatch(expected: T.self) }
         do {
-            return try BinaryDecoder().decode(T.self, from: body)
+            return try DescriptorTransfer.receiving(attachments) { try BinaryDecoder().decode(T.self, from: body) }
         } catch {
             throw ProcessingError(.decodingFailed, "a \(String(reflecting: T.self)) message could not be decoded: \(error)")
         }

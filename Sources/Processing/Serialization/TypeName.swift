@@ -59,6 +59,8 @@ enum TypeName {
         _ = try locatable(output, role: "what \(String(reflecting: Value.self)) gives back")
         do {
             return (typeName, try BinaryEncoder().encode(value))
+        } catch let error as PipeEndpointError {
+            throw error
         } catch {
             throw ProcessingError(.encodingFailed, "\(String(reflecting: Value.self)) could not be encoded to send to \(recipient): \(error)")
         }

@@ -1,0 +1,212 @@
+import Foundation
+import Testing
+@testable import Processing
+
+/// Doubles every Int from the pipe until it reads -1.
+struct PipeDoubler: Skprocess {
+    var pipe: ProcessPipe.Point
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        while true {
+            let x = try await pipe.recv(Int.self)
+            if x < 0 { return }
+            try await pipe.send(x * 2)
+        }
+    }
+}
+
+/// Receives a point by message, then answers one value on it.
+struct PointReceiver: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        guard let point = try await listen(ProcessPipe.Point.self, timeout: .seconds(20)) else { return }
+        let greeting = try await point.recv(String.self)
+        try await point.send(greeting + ", back")
+    }
+}
+
+/// On a one-way pipe: reads one value, and reports what sending on the point said.
+struct OneWayReader: Skprocess {
+    var pipe: ProcessPipe.Point
+    var processConfig = ProcessConfig(runs: 1)
+    var got = 0
+    var sendError = ""
+    mutating func run() async throws {
+        got = try await pipe.recv(Int.self)
+        do {
+            try await pipe.send(1)
+        } catch let error as PipeEndpointError {
+            sendError = error.message
+        }
+    }
+    func result() async throws -> [String] { [String(got), sendError] }
+}
+
+/// Sends its run number on the pipe each run; its first life crashes in run 2.
+struct PipeCounter: Skprocess {
+    var pipe: ProcessPipe.Point
+    var marker: String
+    var processConfig = ProcessConfig(runs: 4, lives: 2)
+    mutating func run() async throws {
+        if currentRun == 2, !FileManager.default.fileExists(atPath: marker) {
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
+            abort()
+        }
+        try await pipe.send(currentRun)
+    }
+}
+
+/// Waits on its pipe forever (to be killed).
+struct PipeWaiter: Skprocess {
+    var pipe: ProcessPipe.Point
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        try await pipe.send("ready")
+        _ = try await pipe.recv(Int.self)
+    }
+}
+
+/// Pool work that reports each item on a pipe, and returns it.
+struct ReportOnPipe: PoolWork {
+    var pipe: ProcessPipe.Point
+    func callAsFunction(_ x: Int) async throws -> Int {
+        try await pipe.send(x)
+        return x
+    }
+}
+
+@Suite("Pipe pairs", .timeLimit(.minutes(2)))
+struct PipeTests {
+    @Test("a point stored in a process talks to the anchor both ways, and moves to the child")
+    func roundTrip() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        let handle = try await PipeDoubler(pipe: point).start()
+        for x in [1, 20, 300] {
+            try await anchor.send(x)
+            #expect(try await anchor.recv(Int.self) == x * 2)
+        }
+        try await anchor.send(-1)
+        try await handle.wait()
+        // Handed over: the parent's copy is closed.
+        await #expect(throws: PipeEndpointError.self) { try await point.send(1) }
+    }
+
+    @Test("a point sent to a running child with tell works there")
+    func pointToRunningChild() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        let handle = try await PointReceiver().start()
+        try await handle.tell(point)
+        try await anchor.send("hello")
+        #expect(try await anchor.recv(String.self) == "hello, back")
+        try await handle.wait()
+    }
+
+    @Test("one-way pipes refuse the wrong direction")
+    func oneWay() async throws {
+        let (anchor, point) = try ProcessPipe.pair(oneWay: true)
+        let handle = try await OneWayReader(pipe: point).start()
+        try await anchor.send(42)
+        let report = try await handle.result()
+        #expect(report[0] == "42")
+        #expect(report[1].contains("one-way"))
+        await #expect(throws: PipeEndpointError.self) { _ = try await anchor.recv(Int.self, timeout: .milliseconds(10)) }
+    }
+
+    @Test("a locked point and an anchor refuse to be sent, with errors that say why")
+    func refusals() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        point.lock()
+        let locked = await expectError(PipeEndpointError.self) { try ProcessHandle(PipeDoubler(pipe: point)) }
+        #expect(locked?.message.contains("unlock()") == true)
+        point.unlock()
+        #expect(throws: PipeEndpointError.self) { try anchor.unlock() }
+        let handle = try await PointReceiver().start()
+        let anchorSent = await expectError(PipeEndpointError.self) { try await handle.tell(anchor) }
+        #expect(anchorSent?.message.contains("anchor") == true)
+        await handle.kill()
+    }
+
+    @Test("a peer that dies mid-recv, or closes, ends recv with an error")
+    func deadPeer() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        let handle = try await PipeWaiter(pipe: point).start()
+        #expect(try await anchor.recv(String.self) == "ready")
+        let waiting = Task { try await anchor.recv(Int.self) }
+        try await Task.sleep(for: .milliseconds(50))
+        await handle.kill()
+        let error = await expectError(ProcessingError.self) { try await waiting.value }
+        #expect(error?.code == .channelClosed)
+
+        let (local, other) = try ProcessPipe.pair()
+        other.close()
+        await #expect(throws: ProcessingError.self) { _ = try await local.recv(Int.self) }
+        local.close()
+        await #expect(throws: PipeEndpointError.self) { try await local.send(1) }
+    }
+
+    @Test("a process with lives keeps its pipe across a crash (the checkpoint carries the point)")
+    func acrossLives() async throws {
+        let marker = NSTemporaryDirectory() + "processing-pipecounter-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let (anchor, point) = try ProcessPipe.pair()
+        let handle = try await PipeCounter(pipe: point, marker: marker).start()
+        var runs: [Int] = []
+        for _ in 0..<4 { runs.append(try await anchor.recv(Int.self)) }
+        #expect(runs == [0, 1, 2, 3])
+        try await handle.wait()
+        #expect(FileManager.default.fileExists(atPath: marker))
+    }
+
+    @Test("pool work carries a point to its workers")
+    func poolWork() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        let outputs = try await withPool(workers: 2) { pool in
+            try await pool.map(0..<20, ReportOnPipe(pipe: point))
+        }
+        #expect(outputs == Array(0..<20))
+        var reported: [Int] = []
+        for _ in 0..<20 { reported.append(try await anchor.recv(Int.self)) }
+        #expect(reported.sorted() == Array(0..<20))
+    }
+
+    @Test("pairs and their transfers leave no descriptor behind")
+    func noLeaks() async throws {
+        let report = try await PipeLeakProbe().start().result()
+        #expect(report.results == 20)
+        #expect(report.fdsAfter == report.fdsBefore)
+        #expect(report.childrenAfter == 0)
+    }
+}
+
+/// Counts its own fds (in a child, undisturbed by tests running beside it) around 20 pairs,
+/// each handed to a grandchild, used, and dropped.
+struct PipeLeakProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> LeakReport {
+        try await exchange()   // warm up: the reactor's own fds exist from here on
+        try await Task.sleep(for: .milliseconds(1))   // and Dispatch's timer fd (polling below sleeps)
+        let fdsBefore = openFileDescriptorCount()
+        var results = 0
+        for _ in 0..<20 {
+            try await exchange()
+            results += 1
+        }
+        // Closing happens on the reactor thread, just after the last reference goes.
+        var fdsAfter = openFileDescriptorCount()
+        for _ in 0..<200 where fdsAfter != fdsBefore {
+            try await Task.sleep(for: .milliseconds(10))
+            fdsAfter = openFileDescriptorCount()
+        }
+        return LeakReport(fdsBefore: fdsBefore, fdsAfter: fdsAfter, childrenAfter: childProcessIDs().count, results: results)
+    }
+
+    private func exchange() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        let handle = try await PipeDoubler(pipe: point).start()
+        try await anchor.send(5)
+        guard try await anchor.recv(Int.self) == 10 else { throw TestFailure(code: 10) }
+        try await anchor.send(-1)
+        try await handle.wait()
+    }
+}
