@@ -49,4 +49,24 @@ int processing_epoll_control(int epfd, int op, int fd, uint32_t events, uint64_t
 int processing_epoll_wait(int epfd, processing_event *events, int capacity, int timeout_ms);
 int processing_eventfd_create(void);
 
+// MARK: - Share: a sealed memfd and atomics on shared memory; the Glibc module shows neither.
+
+/// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), sealed against shrinking (so a mapping
+/// of it can never fault past its end). Returns the fd, or -1 with errno.
+int processing_memfd_create(const char *name);
+
+/// Atomic loads and stores on memory shared between processes (acquire / release).
+static inline uint64_t processing_atomic_load_u64(const void *address) {
+    return __atomic_load_n((const uint64_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline void processing_atomic_store_u64(void *address, uint64_t value) {
+    __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELEASE);
+}
+static inline uint32_t processing_atomic_load_u32(const void *address) {
+    return __atomic_load_n((const uint32_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline void processing_atomic_store_u32(void *address, uint32_t value) {
+    __atomic_store_n((uint32_t *)address, value, __ATOMIC_RELEASE);
+}
+
 #endif

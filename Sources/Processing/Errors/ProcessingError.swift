@@ -25,6 +25,11 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         /// A blocking form (`sync()`, `Future.wait()`) was called from async code, where
         /// blocking a cooperative-pool thread could deadlock the work it waits for.
         case blockingInAsyncContext
+        /// A `Share` was used (read or updated) while stopped; `start()` makes it usable again.
+        case shareStopped
+        /// A `Share` could not be reached: the process it came from no longer holds it, or
+        /// its shared memory could not be opened or mapped.
+        case shareUnavailable
     }
 
     /// What kind of problem this is.
