@@ -348,11 +348,37 @@ func shareCounterOneProcess(increments: Int) async throws -> Double {
     return Double(increments) / seconds(elapsed)
 }
 
+/// A state held by reference: a share decodes it on every read (it caches value types only).
+final class ByteBox: Codable, Sendable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+}
+
+/// share_counter's large-state figures (µs, mean of `count`): an update of a 1 MiB state from
+/// one process (the decoded state cached: an encode and a copy into the slot), and a read
+/// that decodes it (what a process pays first after another process changed it).
+func shareLargeState(count: Int) async throws -> (update: Double, decodingRead: Double) {
+    let share = try await Share([UInt8](repeating: 1, count: 1 << 20))
+    try await share.update { $0[0] &+= 1 }
+    let updating = try await clock.measure {
+        for index in 0..<count { try await share.update { $0[index] &+= 1 } }
+    }
+    let boxed = try await Share(ByteBox([UInt8](repeating: 1, count: 1 << 20)))
+    _ = try await boxed.read()
+    let reading = try await clock.measure {
+        for _ in 0..<count { _ = try await boxed.read() }
+    }
+    return (seconds(updating) * 1e6 / Double(count), seconds(reading) * 1e6 / Double(count))
+}
+
 func reportShareCounter() async throws {
     let shared = try await shareCounter(processes: 4, increments: 1_000, rounds: 5)
     report("share_counter", "increments_per_second", shared.rate, "increments/s")
     report("share_counter", "final_count", Double(shared.finalCount), "count")
     report("share_counter", "one_process_increments_per_second", try await shareCounterOneProcess(increments: 100_000), "increments/s")
+    let large = try await shareLargeState(count: 200)
+    report("share_counter", "update_1mib_state", large.update, "us")
+    report("share_counter", "decoding_read_1mib_state", large.decodingRead, "us")
 }
 
 if CommandLine.arguments.dropFirst().first == "smoke" {

@@ -34,8 +34,9 @@
 /// **Cost.** The lock is a blocking, process-shared mutex: keep closures short, and do not wait
 /// on anything inside them (a closure is synchronous, so it cannot `await`). Each update encodes
 /// the whole state with the library's binary coder (and decodes it when another process
-/// changed it since this one last looked), so small states update in about a microsecond and a
-/// 1 MiB state in about a millisecond; see BENCHMARKS.md.
+/// changed it since this one last looked): a small state updates in about a microsecond, a
+/// 1 MiB byte array in about 50 µs, and a state of many small values costs more per byte
+/// (BENCHMARKS.md has the figures). Keep large, rarely changed data out of a hot share.
 ///
 /// **Lifecycle.** A share starts running. `stop()` stops it for every process: reads and
 /// updates anywhere then throw `ProcessingError` (code `.shareStopped`) until `start()`;
