@@ -78,7 +78,8 @@ public struct Share<State: Codable & Sendable>: Sendable {
     }
 
     /// One property of the state, as of the last finished update: `try await share.counter`.
-    /// Throws `ProcessingError` (`.shareStopped`) when the share is stopped.
+    /// Throws `ProcessingError` (`.shareStopped`) when the share is stopped. A property named
+    /// like a member of `Share` itself (`description`, `isRunning`) is read through `read()`.
     public subscript<Value: Sendable>(dynamicMember keyPath: KeyPath<State, Value> & Sendable) -> Value {
         get async throws { try storage.read { $0[keyPath: keyPath] } }
     }
