@@ -27,7 +27,7 @@ import Glibc
 /// share's mutex in `header` (which every thread of every process takes first), or in deinit.
 final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked Sendable {
     let token: UInt64
-    /// The processes to find the memfd through, this one first (see `sourcesForEncoding`).
+    /// The processes to find the memfd through, this one first (what `Share.encode(to:)` writes).
     let sources: [ShareSource]
     /// "Share<State> 1a2b3c4d", for messages.
     let name: String
