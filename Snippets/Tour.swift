@@ -101,6 +101,23 @@ struct Square: PoolWork {
     func callAsFunction(_ x: Int) async throws -> Int { x * x }
 }
 
+// MARK: 9. A Share: one state for every process (seed 000's counter)
+
+struct Stats: Codable, Sendable {
+    var counter = 0
+    var log: [String] = []
+}
+
+struct IncrementProcess: Skprocess {
+    var share: Share<Stats>
+    var processConfig = ProcessConfig(runs: 10)
+
+    mutating func run() async throws {}
+    mutating func postrun() async throws {
+        try await share.update { $0.counter += 1 }   // atomic across every process
+    }
+}
+
 print("1. Counter with runs = 10")
 let counter = try await Counter().start()
 print("   result:", try await counter.result())
@@ -171,3 +188,13 @@ try await withPool(workers: 2) { pool in
     _ = try await pool.map.chunkSize(25).itemTimeout(.seconds(5)).retries(1)
         .progress { print("   progress:", $0) }(1...100, Square())        // 25/100 ... 100/100
 }
+
+print("10. A Share: 10 processes × 10 runs, one counter")
+let (shared, log) = try await withShare(Stats()) { share in     // stopped when the scope ends
+    var workers: [ProcessHandle<IncrementProcess>] = []
+    for _ in 0..<10 { workers.append(try await IncrementProcess(share: share).start()) }
+    for worker in workers { try await worker.wait() }
+    try await share.update { $0.log.append("10 processes done") }
+    return (try await share.counter, try await share.log)
+}
+print("   counter:", shared, "| log:", log)

@@ -1,4 +1,5 @@
-// The benchmarks: `swift run -c release ProcessingBenchmarks`. One JSON line per figure:
+// The benchmarks: `swift run -c release ProcessingBenchmarks` runs them all,
+// `swift run -c release ProcessingBenchmarks share_counter` only that one. One JSON line per figure:
 // {"bench": ..., "metric": ..., "value": ..., "unit": ...}
 import Foundation
 import Processing
@@ -86,6 +87,36 @@ struct Sleep: PoolWork {
         try await Task.sleep(for: .milliseconds(milliseconds))
         return milliseconds
     }
+}
+
+/// The shared state of `share_counter`: the counter, and a barrier so that every process
+/// starts counting at the same time.
+struct BenchCounter: Codable, Sendable {
+    var counter = 0
+    var ready = 0
+}
+
+/// Waits at the barrier until all `processes` are there, increments the shared counter
+/// `count` times, and reports when it started and finished (CLOCK_MONOTONIC nanoseconds:
+/// one clock for every process).
+struct ShareIncrements: Skprocess {
+    var share: Share<BenchCounter>
+    var count: Int
+    var processes: Int
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        try await share.update { $0.ready += 1 }
+        while try await share.ready < processes {}
+        let start = monotonicNanoseconds()
+        for _ in 0..<count { try await share.update { $0.counter += 1 } }
+        try await tell([start, monotonicNanoseconds()])
+    }
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
 func report(_ bench: String, _ metric: String, _ value: Double, _ unit: String) {
@@ -342,12 +373,90 @@ if CommandLine.arguments.dropFirst().first == "profile-map-tiny" {
     report("profile", "map_tiny_items_per_second", Double(maps * items.count) / 5, "items/s")
     exit(0)
 }
+/// share_counter: `processes` processes × `increments` updates `{ $0.counter += 1 }` of one
+/// share, all counting at once (they wait at a barrier in the share). Increments/s over the
+/// window from the first process's first update to the last one's last (median of `rounds`,
+/// a new share and new processes each), and the final count (one that is not
+/// processes × increments, if any).
+func shareCounter(processes: Int, increments: Int, rounds: Int) async throws -> (rate: Double, finalCount: Int) {
+    var rates: [Double] = []
+    var finalCount = processes * increments
+    for _ in 0..<rounds {
+        let share = try await Share(BenchCounter())
+        var handles: [ProcessHandle<ShareIncrements>] = []
+        for _ in 0..<processes {
+            handles.append(try await ShareIncrements(share: share, count: increments, processes: processes).start())
+        }
+        var starts: [UInt64] = []
+        var ends: [UInt64] = []
+        for handle in handles {
+            let times = try await handle.listen([UInt64].self)!
+            starts.append(times[0])
+            ends.append(times[1])
+            _ = try await handle.result()
+        }
+        rates.append(Double(processes * increments) / (Double(ends.max()! - starts.min()!) / 1e9))
+        let count = try await share.counter
+        if count != processes * increments { finalCount = count }
+    }
+    return (median(rates), finalCount)
+}
+
+/// share_counter's yardstick: the same increments from one task of this process (no other
+/// process, no contention, the decoded state cached): the cost of an update by itself.
+func shareCounterOneProcess(increments: Int) async throws -> Double {
+    let share = try await Share(BenchCounter())
+    for _ in 0..<100 { try await share.update { $0.counter += 1 } }
+    let elapsed = try await clock.measure {
+        for _ in 0..<increments { try await share.update { $0.counter += 1 } }
+    }
+    return Double(increments) / seconds(elapsed)
+}
+
+/// A state held by reference: a share decodes it on every read (it caches value types only).
+final class ByteBox: Codable, Sendable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+}
+
+/// share_counter's large-state figures (µs, mean of `count`): an update of a 1 MiB state from
+/// one process (the decoded state cached: an encode and a copy into the slot), and a read
+/// that decodes it (what a process pays first after another process changed it).
+func shareLargeState(count: Int) async throws -> (update: Double, decodingRead: Double) {
+    let share = try await Share([UInt8](repeating: 1, count: 1 << 20))
+    try await share.update { $0[0] &+= 1 }
+    let updating = try await clock.measure {
+        for index in 0..<count { try await share.update { $0[index] &+= 1 } }
+    }
+    let boxed = try await Share(ByteBox([UInt8](repeating: 1, count: 1 << 20)))
+    _ = try await boxed.read()
+    let reading = try await clock.measure {
+        for _ in 0..<count { _ = try await boxed.read() }
+    }
+    return (seconds(updating) * 1e6 / Double(count), seconds(reading) * 1e6 / Double(count))
+}
+
+func reportShareCounter() async throws {
+    let shared = try await shareCounter(processes: 4, increments: 1_000, rounds: 5)
+    report("share_counter", "increments_per_second", shared.rate, "increments/s")
+    report("share_counter", "final_count", Double(shared.finalCount), "count")
+    report("share_counter", "one_process_increments_per_second", try await shareCounterOneProcess(increments: 100_000), "increments/s")
+    let large = try await shareLargeState(count: 200)
+    report("share_counter", "update_1mib_state", large.update, "us")
+    report("share_counter", "decoding_read_1mib_state", large.decodingRead, "us")
+}
+
 if CommandLine.arguments.dropFirst().first == "smoke" {
     // CI: proves a statically linked worker starts and talks (this executable is linked
     // with -static-stdlib in every configuration), without timing anything that matters.
     report("smoke", "spawn_roundtrip", median(try await spawnRoundTrips(2)), "ms")
     report("smoke", "message_roundtrip", median(try await messageRoundTrips(10)), "us")
     try await checkClosures()
+    report("smoke", "share_counter_final_count", Double(try await shareCounter(processes: 2, increments: 100, rounds: 1).finalCount), "count")
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "share_counter" {
+    try await reportShareCounter()
     exit(0)
 }
 report("spawn_roundtrip", "median", median(try await spawnRoundTrips(20)), "ms")
@@ -376,3 +485,4 @@ report("map_cpu", "serial", cpu.serial * 1e3, "ms")
 report("map_cpu", "two_workers", cpu.parallel * 1e3, "ms")
 report("map_cpu", "speedup", cpu.serial / cpu.parallel, "x")
 report("unordered_first", "first_result", try await unorderedFirst(), "ms")
+try await reportShareCounter()

@@ -62,4 +62,24 @@ long processing_send_with_fds(int socket, const void *bytes, unsigned long lengt
 /// (room for PROCESSING_MAX_ATTACHED_FDS) and counted in `*count`. Returns the bytes read, 0 at
 /// EOF, or -1 with errno. `*truncated` is set when fds were lost (MSG_CTRUNC).
 long processing_receive_with_fds(int socket, void *bytes, unsigned long length, int *fds, int *count, int *truncated);
+// MARK: - Share: a sealed memfd and atomics on shared memory; the Glibc module shows neither.
+
+/// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), sealed against shrinking (so a mapping
+/// of it can never fault past its end). Returns the fd, or -1 with errno.
+int processing_memfd_create(const char *name);
+
+/// Atomic loads and stores on memory shared between processes (acquire / release).
+static inline uint64_t processing_atomic_load_u64(const void *address) {
+    return __atomic_load_n((const uint64_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline void processing_atomic_store_u64(void *address, uint64_t value) {
+    __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELEASE);
+}
+static inline uint32_t processing_atomic_load_u32(const void *address) {
+    return __atomic_load_n((const uint32_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline void processing_atomic_store_u32(void *address, uint32_t value) {
+    __atomic_store_n((uint32_t *)address, value, __ATOMIC_RELEASE);
+}
+
 #endif

@@ -28,6 +28,11 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         /// A closure given to a `Pool` captures values (or is not a plain closure literal),
         /// so it cannot be rebuilt in a worker.
         case closureNotTransferable
+        /// A `Share` was used (read or updated) while stopped; `start()` makes it usable again.
+        case shareStopped
+        /// A `Share` could not be reached: the process it came from no longer holds it, or
+        /// its shared memory could not be opened or mapped.
+        case shareUnavailable
     }
 
     /// What kind of problem this is.

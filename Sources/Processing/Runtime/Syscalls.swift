@@ -246,3 +246,118 @@ extension Syscall {
         _ = Glibc.read(fd, &value, 8)
     }
 }
+
+// MARK: - Share's calls: shared memory and its process-shared robust mutex
+
+/// What locking a share's mutex found.
+enum SharedLockOutcome: Equatable {
+    /// The lock is held; the state is as the last finished update left it.
+    case acquired
+    /// The lock is held, and its previous owner died holding it (the mutex is made consistent
+    /// again before returning; the state needs no repair, see `ShareStorage`).
+    case ownerDied
+    /// This thread already holds it (an update nested inside another's closure).
+    case heldByThisThread
+}
+
+extension Syscall {
+    /// This process's id.
+    static func processID() -> pid_t { getpid() }
+
+    /// The memory page size.
+    static func pageSize() -> Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
+
+    /// A new, empty close-on-exec memfd, sealed so that it can grow but never shrink.
+    static func makeSharedMemory(name: String) throws(SystemError) -> Int32 {
+        try check("memfd_create") { processing_memfd_create(name) }
+    }
+
+    /// The size of the file behind `fd`.
+    static func fileSize(_ fd: Int32) throws(SystemError) -> Int {
+        var status = stat()
+        _ = try check("fstat") { fstat(fd, &status) }
+        return Int(status.st_size)
+    }
+
+    /// Grows the file behind `fd` to `size` bytes (new bytes read as zero).
+    static func growFile(_ fd: Int32, to size: Int) throws(SystemError) {
+        _ = try check("ftruncate") { ftruncate(fd, off_t(size)) }
+    }
+
+    /// Maps `length` bytes of `fd` from `offset`, readable, writable and shared between processes.
+    static func mapShared(_ fd: Int32, offset: Int, length: Int) throws(SystemError) -> UnsafeMutableRawPointer {
+        while true {
+            let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
+            if let address, address != MAP_FAILED { return address }
+            if Glibc.errno == EINTR { continue }
+            throw SystemError(call: "mmap", errno: Glibc.errno)
+        }
+    }
+
+    static func unmap(_ address: UnsafeMutableRawPointer, length: Int) { _ = munmap(address, length) }
+
+    /// Where `/proc/<pid>/fd/<fd>` points (for a memfd, `/memfd:<name> (deleted)`), or nil.
+    static func processFileLink(pid: pid_t, fd: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: 512)
+        let count = readlink("/proc/\(pid)/fd/\(fd)", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return buffer.withUnsafeBufferPointer { pointer in
+            String(decoding: UnsafeRawBufferPointer(start: pointer.baseAddress, count: count), as: UTF8.self)
+        }
+    }
+
+    /// Opens, read-write and close-on-exec, the file another process (or this one) holds as `fd`.
+    static func openProcessFile(pid: pid_t, fd: Int32) throws(SystemError) -> Int32 {
+        try check("open(/proc/\(pid)/fd/\(fd))") { open("/proc/\(pid)/fd/\(fd)", O_RDWR | O_CLOEXEC | O_NOCTTY) }
+    }
+
+    /// Initialises a mutex in shared memory: process-shared, robust (a dead owner's lock is
+    /// handed to the next locker with `EOWNERDEAD`) and error-checking (relocking from the
+    /// owning thread fails instead of deadlocking).
+    static func initializeSharedMutex(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) throws(SystemError) {
+        var attributes = pthread_mutexattr_t()
+        try checkCode("pthread_mutexattr_init") { pthread_mutexattr_init(&attributes) }
+        defer { pthread_mutexattr_destroy(&attributes) }
+        try checkCode("pthread_mutexattr_setpshared") {
+            pthread_mutexattr_setpshared(&attributes, Int32(PTHREAD_PROCESS_SHARED))
+        }
+        try checkCode("pthread_mutexattr_setrobust") { pthread_mutexattr_setrobust(&attributes, Int32(PTHREAD_MUTEX_ROBUST)) }
+        try checkCode("pthread_mutexattr_settype") { pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK)) }
+        try checkCode("pthread_mutex_init") { pthread_mutex_init(mutex, &attributes) }
+    }
+
+    /// Takes a shared mutex without blocking; nil when another thread or process holds it.
+    static func tryLockSharedMutex(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) throws(SystemError) -> SharedLockOutcome? {
+        let code = pthread_mutex_trylock(mutex)
+        if code == EBUSY { return nil }
+        return try lockOutcome(mutex, code, "pthread_mutex_trylock")
+    }
+
+    /// Takes a shared mutex, blocking until it is free.
+    static func lockSharedMutex(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) throws(SystemError) -> SharedLockOutcome {
+        try lockOutcome(mutex, pthread_mutex_lock(mutex), "pthread_mutex_lock")
+    }
+
+    static func unlockSharedMutex(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) {
+        _ = pthread_mutex_unlock(mutex)
+    }
+
+    private static func lockOutcome(
+        _ mutex: UnsafeMutablePointer<pthread_mutex_t>, _ code: Int32, _ call: String
+    ) throws(SystemError) -> SharedLockOutcome {
+        switch code {
+        case 0: return .acquired
+        case EOWNERDEAD:
+            try checkCode("pthread_mutex_consistent") { pthread_mutex_consistent(mutex) }
+            return .ownerDied
+        case EDEADLK: return .heldByThisThread
+        default: throw SystemError(call: call, errno: code)
+        }
+    }
+
+    /// For pthread calls, which return an error number instead of setting errno.
+    private static func checkCode(_ call: String, _ body: () -> Int32) throws(SystemError) {
+        let code = body()
+        if code != 0 { throw SystemError(call: call, errno: code) }
+    }
+}
