@@ -60,7 +60,15 @@ public final class Pool: Sendable {
             do {
                 return register(try await PoolWorker.launch())
             } catch {
-                state.withLock { $0.live -= 1 }
+                // The place is free again: a map waiting for one must not wait forever.
+                let waiter: CheckedContinuation<PoolWorker?, any Error>? = state.withLock { state in
+                    guard !state.waiters.isEmpty, !state.isClosed else {
+                        state.live -= 1
+                        return nil
+                    }
+                    return state.waiters.removeFirst()
+                }
+                if let waiter { spawn(for: waiter) }
                 throw error
             }
         case .wait:
@@ -93,16 +101,21 @@ public final class Pool: Sendable {
         switch next {
         case .give(let waiter): waiter.resume(returning: worker)
         case .spawnFor(let waiter):
-            Task {
-                do {
-                    waiter.resume(returning: register(try await PoolWorker.launch()))
-                } catch {
-                    state.withLock { $0.live -= 1 }
-                    waiter.resume(throwing: error)
-                }
-            }
+            spawn(for: waiter)
         case .kill: worker.kill()
         case .none: break
+        }
+    }
+
+    /// Starts a worker for a map waiting in `checkOut`, in a place already counted in `live`.
+    private func spawn(for waiter: CheckedContinuation<PoolWorker?, any Error>) {
+        Task {
+            do {
+                waiter.resume(returning: register(try await PoolWorker.launch()))
+            } catch {
+                state.withLock { $0.live -= 1 }
+                waiter.resume(throwing: error)
+            }
         }
     }
 

@@ -15,7 +15,12 @@ final class PoolWorker: Sendable {
         var ended: ProcessCrashError?
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
         var exited = false
+        var isReady = false
+        var readyWaiter: CheckedContinuation<Void, any Error>?
     }
+
+    /// The batch id of the worker's first reply, which says it is ready for batches.
+    static let readyBatchID: UInt64 = 0
 
     /// Set by `launch` before anything is sent to the child; cleared at its exit, which breaks
     /// the cycle through the child's event handler.
@@ -34,10 +39,39 @@ final class PoolWorker: Sendable {
         var request = StartRequest(typeName: "", state: [])
         request.poolWorker = true
         try? await child.channel.send(Frame.encode(.start) { try BinaryEncoder().encode(request, appendingTo: &$0) })
+        do {
+            try await worker.waitUntilReady()
+        } catch {
+            worker.kill()
+            throw error
+        }
         return worker
     }
 
     var isDead: Bool { state.withLock { $0.ended != nil } }
+
+    /// Waits for the worker's ready reply (throws `ProcessCrashError` if it dies first, and
+    /// `CancellationError` if the waiting task is cancelled).
+    private func waitUntilReady() async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let result: Result<Void, any Error>? = state.withLock { state in
+                    if state.isReady { return .success(()) }
+                    if let ended = state.ended { return .failure(ended) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    state.readyWaiter = continuation
+                    return nil
+                }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.readyWaiter = nil }
+                return state.readyWaiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
 
     /// Runs one batch of encoded inputs with work `work` (installed first if this worker does
     /// not have it yet) and returns the encoded reply. Throws `ProcessCrashError` if the worker
@@ -132,6 +166,15 @@ final class PoolWorker: Sendable {
             guard let batchID = BinaryFormat.readVarint(frame.payload, at: &offset) else {
                 return brokeProtocol("a batch reply without its id")
             }
+            if batchID == Self.readyBatchID {
+                let waiter = state.withLock { state in
+                    state.isReady = true
+                    defer { state.readyWaiter = nil }
+                    return state.readyWaiter
+                }
+                waiter?.resume()
+                return
+            }
             let pending = state.withLock { state in
                 guard state.pendingBatch == batchID, let pending = state.pending else { return nil as CheckedContinuation<[UInt8], any Error>? }
                 state.pending = nil
@@ -144,14 +187,16 @@ final class PoolWorker: Sendable {
             brokeProtocol(end.description)
         case .exited(let status, let stderrTail):
             let crash = ProcessCrashError(cause: .init(status), stderrTail: stderrTail, processName: "a pool worker", currentRun: 0)
-            let (pending, waiters) = state.withLock { state in
+            let (pending, waiters, readyWaiter) = state.withLock { state in
                 if state.ended == nil { state.ended = crash }
                 state.exited = true
-                defer { state.pending = nil; state.exitWaiters = [] }
+                defer { state.pending = nil; state.exitWaiters = []; state.readyWaiter = nil }
                 childBox.withLock { $0 = nil }
-                return (state.pending, state.exitWaiters)
+                return (state.pending, state.exitWaiters, state.readyWaiter)
             }
-            pending?.resume(throwing: state.withLock { $0.ended! })
+            let ended = state.withLock { $0.ended! }
+            pending?.resume(throwing: ended)
+            readyWaiter?.resume(throwing: ended)
             for waiter in waiters { waiter.resume() }
         }
     }

@@ -115,6 +115,10 @@ final class WorkerContext: Sendable {
             if request.poolWorker {
                 // Before the next frame (a .work) is read: this thread reads frames in order.
                 poolService.withLock { $0 = PoolWorkerService(context: self) }
+                // Ready: the parent times items from here, not from the spawn.
+                let ready = Frame.encode(.batchReply) { BinaryFormat.appendVarint(PoolWorker.readyBatchID, to: &$0) }
+                let channel = channel
+                Task { try? await channel.send(ready) }
             }
             let waiter = starts.withLock { state in
                 guard let waiter = state.waiter else {
