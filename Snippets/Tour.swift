@@ -198,3 +198,25 @@ let (shared, log) = try await withShare(Stats()) { share in     // stopped when 
     return (try await share.counter, try await share.log)
 }
 print("   counter:", shared, "| log:", log)
+
+// MARK: 11. A pipe pair: a direct channel to one process
+
+struct PipeDoubler: Skprocess {
+    var pipe: ProcessPipe.Point                                  // its descriptor crosses with it
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        while let x = try await pipe.recv(Int?.self) { try await pipe.send(x * 2) }
+    }
+}
+
+print("11. A pipe pair")
+let (anchor, point) = try ProcessPipe.pair()
+let doubler = try await PipeDoubler(pipe: point).start()        // the point moves to the child
+var doubledOverPipe: [Int] = []
+for x in [1, 2, 3] {
+    try await anchor.send(Optional(x))
+    doubledOverPipe.append(try await anchor.recv(Int.self))
+}
+try await anchor.send(Int?.none)
+try await doubler.wait()
+print("   doubled over the pipe:", doubledOverPipe)

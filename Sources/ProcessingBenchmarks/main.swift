@@ -359,6 +359,53 @@ func unorderedFirst() async throws -> Double {
     return first
 }
 
+/// Answers every Int on its pipe with the same Int until it reads -1; or, given `sink`
+/// blobs to take, reads them and answers their total size.
+struct PipeEcho: Skprocess {
+    var pipe: ProcessPipe.Point
+    var sink = 0
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        if sink > 0 {
+            var total = 0
+            for _ in 0..<sink { total += try await pipe.recv(Data.self).count }
+            try await pipe.send(total)
+            return
+        }
+        while true {
+            let x = try await pipe.recv(Int.self)
+            if x < 0 { return }
+            try await pipe.send(x)
+        }
+    }
+}
+
+/// pipe_roundtrip: µs per anchor → point → anchor round trip (median of `count`), and MB/s
+/// one way for `blobs` × `size` bytes.
+func pipeFigures(count: Int, blobs: Int, size: Int) async throws -> (roundTrip: Double, megabytesPerSecond: Double) {
+    let (anchor, point) = try ProcessPipe.pair()
+    let echo = try await PipeEcho(pipe: point).start()
+    for x in 0..<50 { try await anchor.send(x); _ = try await anchor.recv(Int.self) }
+    var times: [Double] = []
+    for x in 0..<count {
+        let start = clock.now
+        try await anchor.send(x)
+        _ = try await anchor.recv(Int.self)
+        times.append(seconds(clock.now - start) * 1e6)
+    }
+    try await anchor.send(-1)
+    try await echo.wait()
+    let (bulkAnchor, bulkPoint) = try ProcessPipe.pair()
+    let sink = try await PipeEcho(pipe: bulkPoint, sink: blobs).start()
+    let blob = Data(repeating: 7, count: size)
+    let elapsed = try await clock.measure {
+        for _ in 0..<blobs { try await bulkAnchor.send(blob) }
+        _ = try await bulkAnchor.recv(Int.self)
+    }
+    try await sink.wait()
+    return (median(times), Double(blobs * size) / seconds(elapsed) / 1e6)
+}
+
 if CommandLine.arguments.dropFirst().first == "profile-map-tiny" {
     // For `perf record`: warm map_tiny in a loop for a few seconds.
     let pool = Pool(workers: 2)
@@ -452,6 +499,7 @@ if CommandLine.arguments.dropFirst().first == "smoke" {
     report("smoke", "spawn_roundtrip", median(try await spawnRoundTrips(2)), "ms")
     report("smoke", "message_roundtrip", median(try await messageRoundTrips(10)), "us")
     try await checkClosures()
+    report("smoke", "pipe_roundtrip", try await pipeFigures(count: 10, blobs: 2, size: 1 << 16).roundTrip, "us")
     report("smoke", "share_counter_final_count", Double(try await shareCounter(processes: 2, increments: 100, rounds: 1).finalCount), "count")
     exit(0)
 }
@@ -485,4 +533,7 @@ report("map_cpu", "serial", cpu.serial * 1e3, "ms")
 report("map_cpu", "two_workers", cpu.parallel * 1e3, "ms")
 report("map_cpu", "speedup", cpu.serial / cpu.parallel, "x")
 report("unordered_first", "first_result", try await unorderedFirst(), "ms")
+let pipe = try await pipeFigures(count: 1000, blobs: 200, size: 1 << 20)
+report("pipe_roundtrip", "median", pipe.roundTrip, "us")
+report("pipe_roundtrip", "one_way_1mib", pipe.megabytesPerSecond, "MB/s")
 try await reportShareCounter()
