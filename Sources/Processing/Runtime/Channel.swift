@@ -160,10 +160,7 @@ final class Channel: Sendable {
             do {
                 result = try bytes.withUnsafeBytes { buffer throws(SystemError) in
                     let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
-                    if offset == 0, let attachments {
-                        return try Syscall.send(fd, rest, attaching: attachments.descriptors)
-                    }
-                    return try Syscall.send(fd, rest)
+                    return try Syscall.send(fd, rest, attaching: offset == 0 ? attachments?.descriptors ?? [] : [])
                 }
             } catch {
                 let failure = ProcessingError(.channelClosed, "the other process is gone (\(error))")

@@ -61,12 +61,28 @@ struct Frame: Sendable {
             BinaryFormat.appendVarint(UInt64(attachmentCount), to: &bytes)
         }
         try writePayload(&bytes)
+        setLength(of: &bytes)
+        return bytes
+    }
+
+    /// The same frame, announcing `attachmentCount` descriptors (for a frame whose count was
+    /// only known once its payload was encoded). Copies the frame; frames with descriptors are rare.
+    static func announcing(_ attachmentCount: Int, in frame: [UInt8]) -> [UInt8] {
+        guard attachmentCount > 0 else { return frame }
+        var bytes = Array(frame[..<(headerLength + 1)])
+        bytes[headerLength] |= attachmentsFlag
+        BinaryFormat.appendVarint(UInt64(attachmentCount), to: &bytes)
+        bytes.append(contentsOf: frame[(headerLength + 1)...])
+        setLength(of: &bytes)
+        return bytes
+    }
+
+    private static func setLength(of bytes: inout [UInt8]) {
         let length = UInt32(bytes.count - headerLength)
         bytes[0] = UInt8(truncatingIfNeeded: length)
         bytes[1] = UInt8(truncatingIfNeeded: length >> 8)
         bytes[2] = UInt8(truncatingIfNeeded: length >> 16)
         bytes[3] = UInt8(truncatingIfNeeded: length >> 24)
-        return bytes
     }
 }
 

@@ -87,21 +87,10 @@ enum Syscall {
         }
     }
 
-    /// A nonblocking socket send that cannot raise SIGPIPE.
-    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
-        while true {
-            let count = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
-            if count >= 0 { return .transferred(count) }
-            switch Glibc.errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return .wouldBlock
-            case let code: throw SystemError(call: "send", errno: code)
-            }
-        }
-    }
 
-    /// A nonblocking socket send with descriptors attached (SCM_RIGHTS), without SIGPIPE.
-    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, attaching fds: [Int32]) throws(SystemError) -> IOResult {
+    /// A nonblocking socket send that cannot raise SIGPIPE, with descriptors attached
+    /// (SCM_RIGHTS) when there are any.
+    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, attaching fds: [Int32] = []) throws(SystemError) -> IOResult {
         while true {
             let count = fds.withUnsafeBufferPointer { fds in
                 processing_send_with_fds(fd, buffer.baseAddress, UInt(buffer.count), fds.baseAddress, Int32(fds.count))
@@ -118,14 +107,15 @@ enum Syscall {
     /// A nonblocking socket read that also takes the descriptors that arrive (close-on-exec),
     /// appending them to `fds`. Throws `EBADMSG` when the kernel dropped some (MSG_CTRUNC).
     static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, fds: inout [Int32]) throws(SystemError) -> IOResult {
-        var received = [Int32](repeating: -1, count: Int(PROCESSING_MAX_ATTACHED_FDS))
         while true {
             var count: Int32 = 0
             var truncated: Int32 = 0
-            let bytes = received.withUnsafeMutableBufferPointer { slots in
-                processing_receive_with_fds(fd, buffer.baseAddress, UInt(buffer.count), slots.baseAddress, &count, &truncated)
+            // On the stack: this runs for every read of every channel.
+            let bytes = withUnsafeTemporaryAllocation(of: Int32.self, capacity: Int(PROCESSING_MAX_ATTACHED_FDS)) { slots in
+                let bytes = processing_receive_with_fds(fd, buffer.baseAddress, UInt(buffer.count), slots.baseAddress, &count, &truncated)
+                if count > 0 { fds.append(contentsOf: slots[..<Int(count)]) }
+                return bytes
             }
-            if count > 0 { fds.append(contentsOf: received[..<Int(count)]) }
             if truncated != 0 { throw SystemError(call: "recvmsg", errno: EBADMSG) }
             if bytes > 0 { return .transferred(bytes) }
             if bytes == 0 { return .endOfFile }

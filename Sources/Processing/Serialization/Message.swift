@@ -11,13 +11,16 @@ struct Message: Sendable {
     static func frame<T: Encodable>(_ value: T, moves: Bool) throws -> OutgoingFrame {
         let typeName = try TypeName.locatable(T.self, role: "a message")
         do {
-            let (body, attachments) = try DescriptorTransfer.collecting(moves: moves) { try BinaryEncoder().encode(value) }
-            let bytes = Frame.encode(.message, attachmentCount: attachments?.count ?? 0) { bytes in
-                BinaryFormat.appendVarint(UInt64(typeName.utf8.count), to: &bytes)
-                bytes.append(contentsOf: typeName.utf8)
-                bytes.append(contentsOf: body)
+            // Encoded straight into the frame (no copy of the value); the rare frame that carries
+            // descriptors is rebuilt to announce them.
+            let (bytes, attachments) = try DescriptorTransfer.collecting(moves: moves) {
+                try Frame.encode(.message) { bytes in
+                    BinaryFormat.appendVarint(UInt64(typeName.utf8.count), to: &bytes)
+                    bytes.append(contentsOf: typeName.utf8)
+                    try BinaryEncoder().encode(value, appendingTo: &bytes)
+                }
             }
-            return OutgoingFrame(bytes: bytes, attachments: attachments)
+            return OutgoingFrame(bytes: Frame.announcing(attachments?.count ?? 0, in: bytes), attachments: attachments)
         } catch let error as ProcessingError {
             throw error
         } catch let error as PipeEndpointError {
