@@ -503,6 +503,20 @@ if CommandLine.arguments.dropFirst().first == "smoke" {
     report("smoke", "share_counter_final_count", Double(try await shareCounter(processes: 2, increments: 100, rounds: 1).finalCount), "count")
     exit(0)
 }
+if CommandLine.arguments.dropFirst().first == "profile-pipe" {
+    // For `perf record`: pipe round trips only.
+    report("profile", "pipe_roundtrip", try await pipeFigures(count: 200_000, blobs: 1, size: 1).roundTrip, "us")
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "latency" {
+    // The round trips alone, three times over (they are the figures that vary run to run).
+    for _ in 0..<3 {
+        report("message_roundtrip", "median", median(try await messageRoundTrips(1000)), "us")
+        report("message_roundtrip", "socketpair_threads_median", median(socketPairRoundTrips(1000)), "us")
+        report("pipe_roundtrip", "median", try await pipeFigures(count: 1000, blobs: 20, size: 1 << 20).roundTrip, "us")
+    }
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "share_counter" {
     try await reportShareCounter()
     exit(0)

@@ -54,6 +54,6 @@ final class PipeConnection: Sendable {
 
     func receive<T: Decodable>(_ type: T.Type, timeout: Duration?) async throws -> T? {
         startIfNeeded()
-        return try await mailbox.receive(T.self, timeout: timeout)
+        return try await mailbox.receive(T.self, timeout: timeout, polling: channel)
     }
 }

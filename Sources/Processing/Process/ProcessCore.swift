@@ -92,6 +92,9 @@ final class ProcessCore: Sendable {
 
     var isAlive: Bool { state.withLock { $0.isActive } }
 
+    /// The running child's channel, for a listen that polls it before it sleeps.
+    var channel: Channel? { state.withLock { $0.child?.channel } }
+
     var currentRun: Int { state.withLock { $0.currentRun } }
 
     var timers: ProcessTimers { state.withLock { $0.timers } }

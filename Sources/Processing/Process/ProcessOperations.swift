@@ -92,9 +92,9 @@ extension ListenOperation {
     func receive<T: Codable & Sendable>(_ type: T.Type, timeout: Duration?, limit: Duration?,
                                         currentRun: @Sendable () -> Int) async throws -> T? {
         guard let limit, timeout.map({ limit < $0 }) ?? true else {
-            return try await core.mailbox.receive(T.self, timeout: timeout)
+            return try await core.mailbox.receive(T.self, timeout: timeout, polling: core.channel)
         }
-        guard let message = try await core.mailbox.receive(T.self, timeout: limit) else {
+        guard let message = try await core.mailbox.receive(T.self, timeout: limit, polling: core.channel) else {
             throw ResultTimeoutError(operation: "listen", timeout: limit, currentRun: currentRun())
         }
         return message

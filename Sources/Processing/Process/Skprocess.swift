@@ -79,7 +79,8 @@ extension Skprocess {
     /// or when the parent asks the process to stop while it waits.
     /// Works inside the lifecycle hooks, which run in the child.
     public func listen<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T? {
-        try await WorkerContext.require("listen").mailbox.receive(T.self, timeout: timeout)
+        let context = try WorkerContext.require("listen")
+        return try await context.mailbox.receive(T.self, timeout: timeout, polling: context.channel)
     }
 
     /// Asks the process to stop: the current run finishes (its `postrun` included), then

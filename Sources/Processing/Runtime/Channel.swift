@@ -73,6 +73,25 @@ final class Channel: Sendable {
         var registration: Reactor.Registration?
         /// Whether the registration asks for writability (while `pending` is not empty).
         var wantsWrite = false
+        /// Listens reading the socket from their own threads for a moment; while there are any
+        /// the reactor does not watch for reads, so it does not wake to race them.
+        var pollers = 0
+        /// What the registration asks for now.
+        var registeredInterest: Reactor.Interest = .read
+
+        var interest: Reactor.Interest {
+            var interest: Reactor.Interest = pollers == 0 ? .read : []
+            if wantsWrite { interest.insert(.write) }
+            return interest
+        }
+
+        /// Tells the reactor when what the channel wants to hear about changed.
+        mutating func updateRegistration() {
+            let interest = interest
+            guard let registration, interest != registeredInterest else { return }
+            registeredInterest = interest
+            Reactor.shared.update(registration, interest: interest)
+        }
     }
 
     private let writer = Mutex(WriterState())
@@ -102,7 +121,7 @@ final class Channel: Sendable {
             }
             writer.withLock { state in
                 state.registration = registration
-                if state.wantsWrite { Reactor.shared.update(registration, interest: [.read, .write]) }
+                state.updateRegistration()
             }
         }
     }
@@ -125,9 +144,7 @@ final class Channel: Sendable {
                                               attachments: offset == 0 ? attachments : nil))
             if !state.wantsWrite {
                 state.wantsWrite = true
-                if let registration = state.registration {
-                    Reactor.shared.update(registration, interest: [.read, .write])
-                }
+                state.updateRegistration()
             }
             return ticket
         }
@@ -192,7 +209,7 @@ final class Channel: Sendable {
             }
             if state.pending.isEmpty && state.wantsWrite {
                 state.wantsWrite = false
-                if let registration = state.registration { Reactor.shared.update(registration, interest: .read) }
+                state.updateRegistration()
             }
             var resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = []
             state.waiters.removeAll { waiter in
@@ -217,7 +234,21 @@ final class Channel: Sendable {
     /// Reads everything available now and delivers the complete frames. Runs on the reactor
     /// thread: when the socket is readable, and to drain the channel once its child has
     /// exited, so no frame written before the exit is lost.
-    func readAvailable() {
+    func readAvailable() { drain(onReactor: true) }
+
+    /// Reads what is there now from the caller's thread (a listen polling before it sleeps);
+    /// an end found here is left to the reactor.
+    func poll() { drain(onReactor: false) }
+
+    /// A listen starts or stops polling the socket itself.
+    func setPolling(_ polling: Bool) {
+        writer.withLock { state in
+            state.pollers += polling ? 1 : -1
+            state.updateRegistration()
+        }
+    }
+
+    private func drain(onReactor: Bool) {
         reading.withLock { state in
             guard !state.ended else { return }
             do {
@@ -253,22 +284,31 @@ final class Channel: Sendable {
                     case .transferred: continue
                     case .wouldBlock: return
                     case .endOfFile:
+                        guard onReactor else { return }
                         endReading(&state, state.reader.isAtFrameBoundary ? .closed : .truncated(state.reader.partialDescription))
                     }
                 }
             } catch let error as MalformedFrame {
-                endReading(&state, .malformed(error.description))
+                endReading(&state, .malformed(error.description), onReactor: onReactor)
             } catch let error as SystemError {
-                endReading(&state, error.errno == ECONNRESET ? .closed : .failed(error))
+                endReading(&state, error.errno == ECONNRESET ? .closed : .failed(error), onReactor: onReactor)
             } catch {
-                endReading(&state, .failed(SystemError(call: "read", errno: EIO)))
+                endReading(&state, .failed(SystemError(call: "read", errno: EIO)), onReactor: onReactor)
             }
         }
     }
 
-    private func endReading(_ state: inout ReadState, _ end: ChannelEnd) {
+    private func endReading(_ state: inout ReadState, _ end: ChannelEnd, onReactor: Bool = true) {
         guard !state.ended else { return }
         state.ended = true
+        guard onReactor else {
+            // The end's handlers run on the reactor thread.
+            Reactor.shared.execute { [self] in
+                stopWatching()
+                onEnd(end)
+            }
+            return
+        }
         stopWatching()
         onEnd(end)
     }

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// What happens to a child, as the reactor sees it (delivered on the reactor thread).
+/// What happens to a child, as the reactor sees it.
 enum ChildEvent: Sendable {
     case frame(Frame)
     /// The control channel ended before the child exited (a malformed frame, for instance).
@@ -12,8 +12,10 @@ enum ChildEvent: Sendable {
 }
 
 /// One worker process as the parent sees it: its control channel, its stderr pipe and the
-/// pidfd that reports its exit. Every callback runs on the reactor thread; by `.exited` all
-/// of its fds are closed and the child is reaped.
+/// pidfd that reports its exit. Callbacks run on the reactor thread, except that a `listen`
+/// polling the channel may deliver `.frame`s on its own thread (still one at a time and in
+/// order, under the channel's read lock); by `.exited` all of its fds are closed and the
+/// child is reaped.
 final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor thread only
     let pid: pid_t
     let channel: Channel
