@@ -33,6 +33,11 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         /// A `Share` could not be reached: the process it came from no longer holds it, or
         /// its shared memory could not be opened or mapped.
         case shareUnavailable
+        /// A `Reconnector` was used in a process it crossed into before it was reconnected
+        /// (`reconnectAll(_:auth:)`, or an `autoreconnect` setting on the process).
+        case notConnected
+        /// A `Reconnector` could not connect again (a refused password, a server gone).
+        case reconnectFailed
     }
 
     /// What kind of problem this is.

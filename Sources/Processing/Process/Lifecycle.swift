@@ -31,6 +31,14 @@ enum Lifecycle {
         var run = request.firstRun
         let output: P.Output
         do {
+            if P.autoreconnect.isEnabled {
+                // Before the first hook; a failure counts as prerun's, so lives retry it.
+                do {
+                    try await reconnectAll(process, auth: P.autoreconnect.credentials)
+                } catch {
+                    throw PreRunError(currentRun: run, underlying: RemoteError(capturing: error))
+                }
+            }
             while !context.stopRequested, runs.map({ run < $0 }) ?? true {
                 context.setCurrentRun(run)
                 let started = ContinuousClock.now

@@ -27,6 +27,11 @@ public protocol Skprocess: Codable {
     /// How the process runs. Declare it as a stored property to configure it.
     var processConfig: ProcessConfig { get }
 
+    /// Whether the `Reconnector`s in the process (connections, files) connect again in the
+    /// child before the first hook, and with which passwords. `.off` by default; declare
+    /// `static let autoreconnect = Autoreconnect([...])` to turn it on.
+    static var autoreconnect: Autoreconnect { get }
+
     /// Runs before each `run()`.
     mutating func prerun() async throws
     /// The work of one run. Required.
@@ -51,6 +56,8 @@ public struct NoResult: Codable, Sendable, Equatable {
 extension Skprocess {
     /// The default: run until stopped, once, with no time limits.
     public var processConfig: ProcessConfig { ProcessConfig() }
+    /// Off by default: placeholders stay placeholders until `reconnectAll(_:auth:)`.
+    public static var autoreconnect: Autoreconnect { .off }
     /// Does nothing by default.
     public mutating func prerun() async throws {}
     /// Does nothing by default.

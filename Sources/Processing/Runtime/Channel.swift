@@ -131,6 +131,7 @@ final class Channel: Sendable {
     /// Sends one encoded frame (see `Frame.encode`), with the descriptors it announced.
     /// Returns once the kernel has all of it.
     func send(_ bytes: [UInt8], attaching attachments: AttachedDescriptors? = nil) async throws {
+        if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
         let ticket: UInt64? = try writer.withLock { state in
             if let failure = state.failure { throw failure }
             var offset = 0
@@ -259,7 +260,10 @@ final class Channel: Sendable {
                         // A large frame: read straight into its buffer.
                         if let frame = try state.reader.fillBody({ buffer in
                             outcome = try Syscall.receive(fd, into: buffer, fds: &state.receivedDescriptors)
-                            if case .transferred(let count) = outcome { return count }
+                            if case .transferred(let count) = outcome {
+                                if FrameTap.isRecording { FrameTap.record(UnsafeRawBufferPointer(rebasing: buffer[..<count])) }
+                                return count
+                            }
                             return 0
                         }) {
                             frames.append(frame)
@@ -267,6 +271,7 @@ final class Channel: Sendable {
                     } else {
                         outcome = try Syscall.receive(fd, into: state.scratch, fds: &state.receivedDescriptors)
                         if case .transferred(let count) = outcome {
+                            if FrameTap.isRecording { FrameTap.record(UnsafeRawBufferPointer(rebasing: state.scratch[..<count])) }
                             try state.reader.consume(UnsafeRawBufferPointer(rebasing: state.scratch[..<count]), into: &frames)
                         }
                     }
