@@ -220,3 +220,29 @@ for x in [1, 2, 3] {
 try await anchor.send(Int?.none)
 try await doubler.wait()
 print("   doubled over the pipe:", doubledOverPipe)
+
+// MARK: 12. autoreconnect: a live resource crosses as its parameters and reconnects
+
+struct JournalReader: Skprocess {
+    // Reconnect every Reconnector before the first hook. Passwords, when a resource needs
+    // one, go here by type and property name (["MyApp.Database": ["*": "…", "audit": "…"]]):
+    // this static is read in the child, so no password ever crosses the process boundary.
+    static let autoreconnect = Autoreconnect()
+    var journal: OpenFile                                         // crosses as path + offset
+    var processConfig = ProcessConfig(runs: 1)
+    var entries: [String] = []
+    mutating func run() async throws {
+        let rest = String(decoding: try journal.read(), as: UTF8.self)   // reopened, same offset
+        entries = rest.split(separator: "\n").map(String.init)
+    }
+    func result() async throws -> [String] { entries }
+}
+
+print("12. autoreconnect")
+let journalPath = FileManager.default.temporaryDirectory.appendingPathComponent("tour-journal-\(getpid()).txt").path
+try Data("header\nfirst entry\nsecond entry\n".utf8).write(to: URL(fileURLWithPath: journalPath))
+let journal = try OpenFile(path: journalPath)
+_ = try journal.read(upTo: 7)                                    // the parent reads the header
+let entriesRead = try await JournalReader(journal: journal).start().result()
+try? FileManager.default.removeItem(atPath: journalPath)
+print("   the child read on from offset 7:", entriesRead)

@@ -508,6 +508,16 @@ if CommandLine.arguments.dropFirst().first == "profile-pipe" {
     report("profile", "pipe_roundtrip", try await pipeFigures(count: 200_000, blobs: 1, size: 1).roundTrip, "us")
     exit(0)
 }
+if CommandLine.arguments.dropFirst().first == "throughput" {
+    // The 1 MiB one-way figures alone, three times over.
+    for _ in 0..<3 {
+        let throughput = try await messageThroughput(count: 200, size: 1 << 20)
+        report("message_throughput", "parent_to_child", throughput.toChild, "MB/s")
+        report("message_throughput", "child_to_parent", throughput.toParent, "MB/s")
+        report("pipe_roundtrip", "one_way_1mib", try await pipeFigures(count: 10, blobs: 200, size: 1 << 20).megabytesPerSecond, "MB/s")
+    }
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "latency" {
     // The round trips alone, three times over (they are the figures that vary run to run).
     for _ in 0..<3 {

@@ -45,6 +45,18 @@ struct Silent: Skprocess {
     mutating func run() async throws { try await Task.sleep(for: .milliseconds(20)) }
 }
 
+/// Listens until a stop wakes its listen with nil; reports that it was woken.
+struct StopListener: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    var woken = 0
+    mutating func run() async throws {
+        try await tell("listening")
+        while try await listen(Int.self) != nil {}
+        woken += 1
+    }
+    func result() async throws -> Int { woken }
+}
+
 @Suite("tell and listen between parent and child", .timeLimit(.minutes(2)))
 struct ProcessMessagingTests {
     @Test("seed 001's command loop: ten prints, then a stop")
@@ -94,6 +106,28 @@ struct ProcessMessagingTests {
         #expect(try await handle.listen(String.self, timeout: .milliseconds(100)) == nil)
         #expect(try await handle.listen(String.self, timeout: .zero) == nil)
         await handle.kill()
+        try await handle.wait()
+    }
+
+    @Test("a stop wakes a child's listen whether it is polling its socket or asleep")
+    func stopWakesListen() async throws {
+        // The stop comes at once (the listen is still polling) or later (it sleeps).
+        for delay in [0, 0, 0, 50, 200, 1_000, 5_000, 20_000] {
+            let handle = try await StopListener().start()
+            #expect(try await handle.listen(String.self, timeout: .seconds(10)) == "listening")
+            if delay > 0 { try await Task.sleep(for: .microseconds(delay)) }
+            await handle.stop()
+            #expect(try await handle.result() == 1, "stop after \(delay) µs")
+        }
+    }
+
+    @Test("a listen time-out shorter than the polling budget still returns nil, and a later message still arrives")
+    func shortListenTimeout() async throws {
+        let handle = try await Doubler().start()
+        for _ in 0..<20 { #expect(try await handle.listen(Int.self, timeout: .microseconds(5)) == nil) }
+        try await handle.tell(21)
+        #expect(try await handle.listen(Int.self, timeout: .seconds(10)) == 42)
+        try await handle.tell(-1)
         try await handle.wait()
     }
 

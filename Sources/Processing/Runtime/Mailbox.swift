@@ -43,6 +43,8 @@ final class Mailbox: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Messages this large are bulk transfers: they are not polled for (see `Channel.poll`).
+    static let largeMessage = 64 * 1024
     /// How long a `listen` reads its channel itself before it sleeps. A reply that comes
     /// within it costs no thread wake-up: in a conversation (the parent tells, the child
     /// answers) most do, and a round trip drops from about 90 µs to about 12 (BENCHMARKS.md).
@@ -92,10 +94,17 @@ final class Mailbox: Sendable {
         }
         let start = ContinuousClock.now
         var timeout = timeout
-        if let channel {
-            if let polled = try poll(channel, for: T.self, until: start + min(budget, timeout ?? budget)) {
+        var learns = channel != nil
+        if let channel, budget > .zero {
+            switch try poll(channel, for: T.self, until: start + min(budget, timeout ?? budget)) {
+            case .message(let polled):
                 adaptPollBudget(waited: ContinuousClock.now - start)
                 return polled
+            case .largeFrame:
+                learns = false
+                state.withLock { $0.pollBudget.sawLargeFrame() }
+            case .nothing:
+                break
             }
             if let limit = timeout {
                 let left = limit - (ContinuousClock.now - start)
@@ -125,7 +134,11 @@ final class Mailbox: Sendable {
         } onCancel: {
             state.withLock { $0.removeWaiter(id) }?.continuation.resume(throwing: CancellationError())
         }
-        if channel != nil { adaptPollBudget(waited: message == nil ? .seconds(1) : ContinuousClock.now - start) }
+        if learns {
+            let waited = message == nil ? .seconds(1) : ContinuousClock.now - start
+            let large = (message?.body.count ?? 0) >= Self.largeMessage
+            state.withLock { large ? $0.pollBudget.sawLargeFrame() : $0.pollBudget.adapt(waited: waited) }
+        }
         guard let message else { return nil }
         guard message.typeName == TypeName.mangled(T.self) else {
             // Put it back at the front: a listen for the right type still gets it.
@@ -139,16 +152,24 @@ final class Mailbox: Sendable {
         state.withLock { $0.pollBudget.adapt(waited: waited) }
     }
 
+    private enum PollOutcome<T> {
+        case message(T)
+        /// A large frame is coming in: the reactor reads it (see `Channel.poll`).
+        case largeFrame
+        case nothing
+    }
+
     /// Reads `channel` from this thread until a message is queued or `deadline` passes. The
     /// reactor stops watching the channel for reads meanwhile, so it does not wake to race.
-    private func poll<T: Decodable>(_ channel: Channel, for type: T.Type, until deadline: ContinuousClock.Instant) throws -> T? {
+    private func poll<T: Decodable>(_ channel: Channel, for type: T.Type, until deadline: ContinuousClock.Instant) throws -> PollOutcome<T> {
         channel.setPolling(true)
         defer { channel.setPolling(false) }
         repeat {
-            channel.poll()
-            if let queued = try takeQueued(T.self) { return queued }
+            let small = channel.poll()
+            if let queued = try takeQueued(T.self) { return .message(queued) }
+            if !small { return .largeFrame }
         } while ContinuousClock.now < deadline && !Task.isCancelled
-        return nil
+        return .nothing
     }
 
     /// The first queued message as a `T` (consumed), nil if none; throws on a mismatch
@@ -197,6 +218,12 @@ struct PollBudget {
     static let maximum = Duration.milliseconds(1)
 
     private(set) var duration = Duration.microseconds(100)
+
+    /// A large message was coming in: bulk transfers do not poll (a receiver polling for
+    /// them halved 1 MiB throughput), until a wait for a small message teaches otherwise.
+    mutating func sawLargeFrame() {
+        duration = .zero
+    }
 
     /// Learns from how long a listen waited for its message.
     mutating func adapt(waited: Duration) {
