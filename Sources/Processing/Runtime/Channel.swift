@@ -235,12 +235,14 @@ final class Channel: Sendable {
     /// Reads everything available now and delivers the complete frames. Runs on the reactor
     /// thread: when the socket is readable, and to drain the channel once its child has
     /// exited, so no frame written before the exit is lost.
-    func readAvailable() { drain(onReactor: true) }
+    func readAvailable() {
+        reading.withLock { drain(&$0, onReactor: true) }
+    }
 
     /// Reads what is there now from the caller's thread (a listen polling before it sleeps);
     /// an end found here is left to the reactor. Returns false while a large frame is coming
-    /// in: polling for it would read it in slivers as the sender writes them and take the CPU
-    /// the sender needs (it halved 1 MiB throughput), so the reactor reads it instead.
+    /// in: polling for bulk transfers halved 1 MiB throughput (BENCHMARKS.md), so the
+    /// reactor reads them.
     func poll() -> Bool {
         // Never wait for the reactor's read: what it reads reaches the mailbox anyway.
         reading.withLockIfAvailable { state in
@@ -255,10 +257,6 @@ final class Channel: Sendable {
             state.pollers += polling ? 1 : -1
             state.updateRegistration()
         }
-    }
-
-    private func drain(onReactor: Bool) {
-        reading.withLock { drain(&$0, onReactor: onReactor) }
     }
 
     private func drain(_ state: inout ReadState, onReactor: Bool) {

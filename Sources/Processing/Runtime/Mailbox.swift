@@ -45,10 +45,6 @@ final class Mailbox: Sendable {
     private let state = Mutex(State())
     /// Messages this large are bulk transfers: they are not polled for (see `Channel.poll`).
     static let largeMessage = 64 * 1024
-    /// How long a `listen` reads its channel itself before it sleeps. A reply that comes
-    /// within it costs no thread wake-up: in a conversation (the parent tells, the child
-    /// answers) most do, and a round trip drops from about 90 µs to about 12 (BENCHMARKS.md).
-    /// A listen that finds nothing spends this much CPU once.
 
     /// Queues a message, or hands it to the first waiting `listen`.
     func deliver(_ message: Message) {
@@ -98,11 +94,11 @@ final class Mailbox: Sendable {
         if let channel, budget > .zero {
             switch try poll(channel, for: T.self, until: start + min(budget, timeout ?? budget)) {
             case .message(let polled):
-                adaptPollBudget(waited: ContinuousClock.now - start)
+                learn(waited: ContinuousClock.now - start, large: false)
                 return polled
             case .largeFrame:
                 learns = false
-                state.withLock { $0.pollBudget.sawLargeFrame() }
+                learn(waited: .zero, large: true)
             case .nothing:
                 break
             }
@@ -135,9 +131,8 @@ final class Mailbox: Sendable {
             state.withLock { $0.removeWaiter(id) }?.continuation.resume(throwing: CancellationError())
         }
         if learns {
-            let waited = message == nil ? .seconds(1) : ContinuousClock.now - start
-            let large = (message?.body.count ?? 0) >= Self.largeMessage
-            state.withLock { large ? $0.pollBudget.sawLargeFrame() : $0.pollBudget.adapt(waited: waited) }
+            learn(waited: message == nil ? .seconds(1) : ContinuousClock.now - start,
+                  large: (message?.body.count ?? 0) >= Self.largeMessage)
         }
         guard let message else { return nil }
         guard message.typeName == TypeName.mangled(T.self) else {
@@ -148,8 +143,9 @@ final class Mailbox: Sendable {
         return try message.decode(as: T.self)
     }
 
-    private func adaptPollBudget(waited: Duration) {
-        state.withLock { $0.pollBudget.adapt(waited: waited) }
+    /// Adapts the polling budget to a listen that waited `waited` for a message.
+    private func learn(waited: Duration, large: Bool) {
+        state.withLock { large ? $0.pollBudget.sawLargeFrame() : $0.pollBudget.adapt(waited: waited) }
     }
 
     private enum PollOutcome<T> {
@@ -209,10 +205,10 @@ final class Mailbox: Sendable {
 /// that fell asleep makes the other miss its budget too, so a fixed 50 µs budget gave round
 /// trips of 12 µs in some series and 100–180 µs in others. The budget therefore grows at
 /// once to four times a wait it just missed, and shrinks slowly toward eight times the
-/// waits it catches. A mailbox
-/// whose messages come rarely (later than `maximum`) halves it down to `minimum`, so a
-/// listen that waits long spends at most a few tens of µs of CPU before it sleeps.
-/// (A fixed 1 ms budget measured the same round trip as this one, 10–12 µs.)
+/// waits it catches. A mailbox whose messages come rarely (later than `maximum`) halves it
+/// down to `minimum`, so a listen that waits long spends at most a few tens of µs of CPU
+/// before it sleeps. (A fixed 1 ms budget measured the same round trip as this one,
+/// 10–12 µs.) Large messages set it to zero: polling for them halved bulk throughput.
 struct PollBudget {
     static let minimum = Duration.microseconds(20)
     static let maximum = Duration.milliseconds(1)
