@@ -26,6 +26,9 @@ let package = Package(
                 // toolchain's static Foundation, which is not this package's to fix.
                 "-use-ld=lld",
             ])]),
+        // A program the tests run as a separate process, as a user's app would be: dynamically
+        // linked, with top-level code in main.swift, started with whatever stdio a test gives it.
+        .executableTarget(name: "ProcessingFixture", dependencies: ["Processing"], path: "Tests/Fixture"),
         .testTarget(name: "ProcessingTests", dependencies: ["Processing"]),
     ]
 )

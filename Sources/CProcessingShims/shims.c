@@ -41,6 +41,19 @@ int processing_pidfd_reap(int pidfd, int *code, int *status) {
     return 1;
 }
 
+int processing_pidfd_has_exited(int pidfd) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    return info.si_pid != 0;
+}
+
+int processing_child_signal_ignored(void) {
+    struct sigaction action;
+    if (sigaction(SIGCHLD, NULL, &action) != 0) return 0;
+    return action.sa_handler == SIG_IGN || (action.sa_flags & SA_NOCLDWAIT) != 0;
+}
+
 int processing_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
@@ -101,6 +114,18 @@ extern init_function __init_array_end[] __attribute__((weak));
 
 static void processing_worker_constructor(int argc, char **argv, char **envp);
 
+void processing_end_process_group(void) {
+    kill(0, SIGKILL);
+    _exit(71);
+}
+
+/// The parent died: end the worker's process group (the worker and the children it started,
+/// unless they left the group), as the parent would have when this worker ended.
+static void processing_parent_died(int signal) {
+    (void)signal;
+    processing_end_process_group();
+}
+
 /// With --static-swift-stdlib the runtime's, Dispatch's and Foundation's constructors sit after
 /// ours in this image's .init_array (and swiftrt's metadata registration may too): run the rest
 /// of the array ourselves before entering Swift, since the worker never returns to the loader.
@@ -125,10 +150,16 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
                 PROCESSING_WORKER_ENV, marker);
         _exit(70);
     }
-    // Die with the parent (the spawning thread is permanent, see Spawner), and catch the
-    // case where the parent died before this line ran.
-    processing_set_parent_death_signal(SIGKILL);
-    if (parent != 0 && (long)getppid() != parent) _exit(71);
+    // Die with the parent (the spawning thread is permanent, see Spawner), taking this
+    // worker's own children with it, and catch the case where the parent died before this
+    // line ran.
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = processing_parent_died;
+    sigemptyset(&action.sa_mask);
+    sigaction(PROCESSING_PARENT_DEATH_SIGNAL, &action, NULL);
+    processing_set_parent_death_signal(PROCESSING_PARENT_DEATH_SIGNAL);
+    if (parent != 0 && (long)getppid() != parent) processing_end_process_group();
     if (fcntl(control, F_GETFD) == -1) {
         fprintf(stderr, "Processing: this process was started as a worker (%s is set) but has no control "
                         "channel on fd %d; do not set %s yourself.\n", PROCESSING_WORKER_ENV, control,

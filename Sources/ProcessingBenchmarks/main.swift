@@ -508,6 +508,11 @@ if CommandLine.arguments.dropFirst().first == "profile-pipe" {
     report("profile", "pipe_roundtrip", try await pipeFigures(count: 200_000, blobs: 1, size: 1).roundTrip, "us")
     exit(0)
 }
+if CommandLine.arguments.dropFirst().first == "profile-share" {
+    // For `perf record`: uncontended updates of one process only.
+    report("profile", "share_one_process", try await shareCounterOneProcess(increments: 2_000_000), "increments/s")
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "throughput" {
     // The 1 MiB one-way figures alone, three times over.
     for _ in 0..<3 {

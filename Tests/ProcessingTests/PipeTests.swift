@@ -177,6 +177,49 @@ struct PipeTests {
         #expect(report.fdsAfter == report.fdsBefore, "now open: \(descriptors)")
         #expect(report.childrenAfter == 0)
     }
+
+    @Test("a channel started after it was closed watches nothing, even when its number is reused")
+    func startAfterClose() async throws {
+        // In a child: reusing a descriptor number on purpose is safe only where no other test
+        // opens descriptors meanwhile.
+        #expect(try await LateStartProbe().start().result() == 7,
+                "the closed channel read the bytes of the descriptor that reused its number")
+    }
+}
+
+/// Closes a channel, gives its number to a pipe, then starts the channel late (as a pipe's
+/// first use racing its close does): returns how many bytes written to the pipe are still
+/// there to read (7, unless the stale channel took them).
+struct LateStartProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> Int {
+        let (ours, peer) = try Syscall.socketPair()
+        defer { Syscall.close(peer) }
+        try Channel.prepare(ours)
+        let channel = Channel(fd: ours, onFrame: { _ in }, onEnd: { _ in })
+        await onReactor { channel.close() }
+        let pipe = try Syscall.pipe()
+        guard dup2(pipe.read, ours) == ours else { return -1 }
+        defer { Syscall.close(ours); Syscall.close(pipe.read); Syscall.close(pipe.write) }
+        channel.start()
+        await onReactor {}
+        _ = "stolen?".withCString { write(pipe.write, $0, 7) }
+        try await Task.sleep(for: .milliseconds(50))
+        var buffer = [UInt8](repeating: 0, count: 16)
+        _ = fcntl(ours, F_SETFL, fcntl(ours, F_GETFL) | O_NONBLOCK)
+        return buffer.withUnsafeMutableBytes { read(ours, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Runs `body` on the reactor and waits until it has run.
+func onReactor(_ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { continuation in
+        Reactor.shared.execute {
+            body()
+            continuation.resume()
+        }
+    }
 }
 
 /// Counts its own sockets, pipes and pidfds (in a child, undisturbed by tests running beside

@@ -167,4 +167,75 @@ struct PoolTests {
         await other.terminate()
         await #expect(throws: (any Error).self) { try await running.value }
     }
+    // MARK: Faults: waits that must end
+
+    @Test("one worker, two maps at once, many times: neither waits forever for the worker")
+    func twoMapsOneWorker() async throws {
+        try await withPool(workers: 1) { pool in
+            for round in 0..<60 {
+                let both = try await outcome(within: .seconds(20)) {
+                    async let first = pool.map.chunkSize(1)(0..<3, Square())
+                    async let second = pool.map.chunkSize(1)(0..<3, Square())
+                    return try await first + second
+                }
+                #expect(both.flatMap { try? $0.get() } == [0, 1, 4, 0, 1, 4], "round \(round)")
+                guard both != nil else { return }
+            }
+        }
+    }
+
+    @Test("close() lets a map that waits for a worker finish, and then refuses new maps")
+    func closeServesWaitingMaps() async throws {
+        let pool = Pool(workers: 1)
+        let running = Task { try await pool.map.chunkSize(1)([300, 1], Nap()) }
+        try await Task.sleep(for: .milliseconds(100))
+        let waiting = Task { try await pool.map.chunkSize(1)([2, 3], Nap()) }
+        try await Task.sleep(for: .milliseconds(50))
+        let closed = try await outcome { await pool.close() }
+        #expect(closed != nil, "close() did not return")
+        #expect(try await running.value == [300, 1])
+        let second = try await outcome { try await waiting.value }
+        #expect(second.flatMap { try? $0.get() } == [2, 3], "a map waiting for a worker when close() came was stranded")
+        await #expect(throws: ProcessingError.self) { try await pool.map(0..<1, Square()) }
+    }
+
+    @Test("a chunk size above the look-ahead runs, and a map cancelled while its input waits ends")
+    func largeChunks() async throws {
+        try await withPool(workers: 2) { pool in
+            let large = try await outcome { try await pool.map.chunkSize(10_000)(0..<20_000, Square()) }
+            #expect(large.flatMap { try? $0.get() }?.count == 20_000, "a chunk of 10,000 items hung the map")
+        }
+    }
+
+    @Test("a crashed worker's error names the items it was running, not a run")
+    func crashNamesItems() async throws {
+        let marker = NSTemporaryDirectory() + "processing-killonce-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        try await withPool(workers: 1) { pool in
+            let error = await expectError(PoolItemError.self) {
+                try await pool.map.chunkSize(4)(12..<16, KillOnce(marker: marker))
+            }
+            let text = String(describing: error.map { $0 as Any } ?? "")
+            #expect(text.contains("items 0–3") || text.contains("items 0-3"), "\(text)")
+            #expect(!text.contains("during run 0"), "\(text)")
+        }
+    }
+
+    @Test("a second batch on a busy worker is refused, and the first still completes")
+    func oneBatchAtATime() async throws {
+        let worker = try await PoolWorker.launch()
+        let work = try PoolJobWork(Nap(), pool: Pool(workers: 1))
+        guard case .workers(let install, _, let encode, _) = work.runner else {
+            Issue.record("not worker work")
+            return
+        }
+        let first = Task { try await worker.run(batch: encode([200]), work: install) }
+        try await Task.sleep(for: .milliseconds(50))
+        let second = try await outcome { try await worker.run(batch: encode([1]), work: install) }
+        if case .success? = second { Issue.record("a second batch ran on a busy worker") }
+        let firstDone = try await outcome { try await first.value }
+        #expect(firstDone != nil, "the first batch's caller was stranded by the second")
+        worker.kill()
+        await worker.waitForExit()
+    }
 }

@@ -45,6 +45,22 @@ struct UndecodableState: Skprocess {
     mutating func run() async throws {}
 }
 
+/// Crashes 40 calls deep, so that the runtime's stack trace is long.
+struct DeepCrasher: Skprocess {
+    mutating func run() async throws { descend(40) }
+    func descend(_ depth: Int) {
+        if depth > 0 { descend(depth - 1) }
+        if depth == 0 { fatalError("deep boom") }
+        print(depth)  // not a tail call
+    }
+}
+
+/// Runs once with the configuration it is given.
+struct Configured: Skprocess {
+    var processConfig: ProcessConfig
+    mutating func run() async throws {}
+}
+
 /// Exits by itself without a result.
 struct Quitter: Skprocess {
     mutating func run() async throws { Syscall.exitImmediately(9) }
@@ -152,6 +168,40 @@ struct ProcessFailureTests {
         let error = try #require(await expectError(ProcessingError.self) { try await handle.result() })
         #expect(error.code == .malformedFrame)
         #expect(error.message.contains("truncated"))
+    }
+
+    @Test("five bytes announcing a 1 GiB frame cost the parent no 1 GiB, and other processes go on")
+    func hugeFrameHeader() async throws {
+        let before = residentBytes()
+        var vandals: [ProcessHandle<ChannelVandal>] = []
+        for _ in 0..<3 {
+            vandals.append(try await ChannelVandal(bytes: [0xff, 0xff, 0xff, 0x3f, 0x02], exitAfterwards: false).start())
+        }
+        let counted = try await outcome(within: .seconds(30)) { try await Counter().start().result() }
+        #expect(counted.flatMap { try? $0.get() } == 10)
+        let grown = residentBytes() - before
+        #expect(grown < 512 << 20, "the parent grew by \(grown >> 20) MiB for three frame headers")
+        for vandal in vandals {
+            await vandal.kill()
+            _ = try await vandal.wait()
+        }
+    }
+
+    @Test("a crash report keeps the fatal error's message, however deep the stack")
+    func crashReportKeepsTheMessage() async throws {
+        let error = try #require(await expectError(ProcessCrashError.self) { try await DeepCrasher().start().result() })
+        #expect(String(describing: error).contains("Fatal error: deep boom"), "\(error)")
+    }
+
+    @Test("a configuration with a negative run count or no lives is refused before anything spawns")
+    func invalidConfiguration() async throws {
+        for config in [ProcessConfig(runs: -1), ProcessConfig(lives: 0), ProcessConfig(lives: -2),
+                       ProcessConfig(joinIn: .zero), ProcessConfig(timeouts: .init(run: .seconds(-1)))] {
+            let error = try #require(await expectError(ProcessingError.self) { try await Configured(processConfig: config).start() })
+            #expect(error.code == .invalidConfiguration)
+            let setting = config.lives < 1 ? "lives" : config.runs != nil ? "runs" : config.joinIn != nil ? "joinIn" : "timeouts.run"
+            #expect(error.message.contains(setting) && error.message.contains("Configured"), "\(error)")
+        }
     }
 
     @Test("operations on a handle that was never started say so")

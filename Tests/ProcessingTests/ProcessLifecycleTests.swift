@@ -89,6 +89,32 @@ struct ProcessLifecycleTests {
         #expect(try await NoResultProcess().start().result() == NoResult())
     }
 
+    @Test("a result() whose type is not Codable is a compile error, not a silent NoResult",
+          .timeLimit(.minutes(2)))
+    func nonCodableResult() async throws {
+        let refused = try await onPlainThread { try typecheck("""
+            import Processing
+            final class Report {}
+            struct Reporter: Skprocess {
+                mutating func run() async throws {}
+                func result() async throws -> Report { Report() }
+            }
+            func use() async throws { _ = try await Reporter().start().result() }
+            """) }
+        #expect(refused.status != 0, "a non-Codable result() compiled")
+        #expect(refused.output.contains("Encodable") || refused.output.contains("Decodable"), "\(refused.output)")
+        // The same with a Codable result compiles: the refusal is about the type, not the setup.
+        let accepted = try await onPlainThread { try typecheck("""
+            import Processing
+            struct Reporter: Skprocess {
+                mutating func run() async throws {}
+                func result() async throws -> [Int] { [1] }
+            }
+            func use() async throws { let _: [Int] = try await Reporter().start().result() }
+            """) }
+        #expect(accepted.status == 0, "\(accepted.output)")
+    }
+
     @Test("a throwing hook gives its error kind, the run, and the original error", arguments: ProcessSection.allCases.filter { $0 != .error })
     func throwingHook(section: ProcessSection) async throws {
         let handle = try await FailingHook(failIn: section).start()
@@ -142,4 +168,30 @@ struct ProcessLifecycleTests {
         #expect(error.message.contains("ProcessHandle"))
         #expect(Counter().currentRun == 0)
     }
+}
+
+/// Typechecks `source` against the Processing module this test binary was built with (blocks
+/// its thread for the compiler: call it on a plain thread).
+func typecheck(_ source: String) throws -> (status: Int32, output: String) {
+    let build = URL(fileURLWithPath: Syscall.executablePath()).deletingLastPathComponent()
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("processing-typecheck-\(UUID()).swift")
+    try source.write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let searchPath = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/opt/swift/usr/bin"]
+    let compiler = searchPath.map { $0 + "/swiftc" }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "swiftc"
+    let process = Foundation.Process()
+    process.executableURL = URL(fileURLWithPath: compiler)
+    process.arguments = [
+        "-typecheck", "-swift-version", "6",
+        "-I", build.appendingPathComponent("Modules").path,
+        "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CProcessingShims.build/module.modulemap").path,
+        file.path,
+    ]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
 }

@@ -171,6 +171,190 @@ struct ProcessMessagingTests {
         await handle.kill()
         try await handle.wait()
     }
+
+    // MARK: Faults: waits that must end, bounds that must hold
+
+    @Test("tell.timeout and stop() return while the child reads nothing, and the stop still reaches it")
+    func tellToStoppedChild() async throws {
+        let handle = try await StoppablePID().start()
+        let pid = try #require(try await handle.listen(Int.self, timeout: .seconds(30)))
+        #expect(kill(pid_t(pid), SIGSTOP) == 0)
+        defer { kill(pid_t(pid), SIGCONT) }
+        // 16 MiB the stopped child does not read: its socket fills and the tell waits.
+        let blob = [UInt8](repeating: 7, count: 16 << 20)
+        let large = try await outcome { try await handle.tell.timeout(.milliseconds(300))(blob) }
+        #expect(large != nil, "tell.timeout did not return while the child was stopped")
+        if case .success? = large { Issue.record("16 MiB went into a stopped child's socket") }
+        // Behind the part of the large frame that is already out (a frame cannot be cut).
+        let small = try await outcome { try await handle.tell.timeout(.milliseconds(200))("hello") }
+        #expect(small != nil, "a tell queued behind it did not return")
+        if case .failure(let error)? = small { #expect(error is ResultTimeoutError, "\(error)") }
+        let stopped = try await outcome { await handle.stop() }
+        #expect(stopped != nil, "stop() did not return while the child was stopped")
+        kill(pid_t(pid), SIGCONT)
+        let report = try await outcome { try await handle.result() }
+        #expect(report.flatMap { try? $0.get() } == true, "the stop did not reach the child once it ran again")
+        await handle.kill()
+    }
+
+    @Test("a parent that does not listen holds a bounded mailbox: the child's tells wait, and none is lost")
+    func boundedMailbox() async throws {
+        let report = try await MailboxBoundProbe().start().result()
+        #expect(report.toldBeforeListening < report.count, "all \(report.count) MiB were taken into the mailbox unasked")
+        #expect(report.queuedBytes <= report.capacity + (1 << 20) + 64, "\(report.queuedBytes) bytes queued")
+        #expect(report.receivedInOrder == report.count)
+        #expect(report.result == report.count)
+    }
+
+    @Test("a message over the size limit is refused before it is sent, both ways, and the channel stays usable")
+    func messageOverTheLimit() async throws {
+        #expect(try await MessageLimitProbe().start().result() == [
+            "refused: messageTooLarge, naming the limit", "then: 42", "the child was refused: messageTooLarge",
+        ])
+    }
+
+    @Test("a listen's time-out is gone once the listen returns: nothing keeps the mailbox alive")
+    func listenTimerReleased() async throws {
+        weak var mailbox: Mailbox?
+        do {
+            let handle = try await Doubler().start()
+            mailbox = handle.core.mailbox
+            for value in 0..<100 {
+                try await handle.tell(value)
+                #expect(try await handle.listen(Int.self, timeout: .seconds(3600)) == value * 2)
+            }
+            try await handle.tell(-1)
+            try await handle.wait()
+        }
+        #expect(mailbox == nil, "an answered listen's hour-long time-out still holds its mailbox")
+    }
+
+    @Test("a listen for another type does not strand a listen for the type that arrives")
+    func listenersOfTwoTypes() async throws {
+        let handle = try await TypedEcho().start()
+        let forString = Task { try await handle.listen(String.self, timeout: .seconds(20)) }
+        try await Task.sleep(for: .milliseconds(20))
+        let forInt = Task { try await handle.listen(Int.self, timeout: .seconds(20)) }
+        try await Task.sleep(for: .milliseconds(20))
+        try await handle.tell(7)            // echoed as an Int
+        #expect(try await forInt.value == 7)
+        try await handle.tell(-1)           // echoed as a String, then it stops
+        #expect(try await forString.value == "done")
+        try await handle.wait()
+    }
+}
+
+/// A parent of its own (so that its limit binds no other test): with a 1 MiB message limit,
+/// tells a grandchild 2 MiB, then 21; then starts a grandchild that tries to tell 2 MiB back.
+struct MessageLimitProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> [String] {
+        ProcessingLimits.maximumMessageSize = 1 << 20
+        var report: [String] = []
+        let doubler = try await Doubler().start()
+        do {
+            try await doubler.tell([UInt8](repeating: 1, count: 2 << 20))
+            report.append("sent 2 MiB")
+        } catch let error as ProcessingError {
+            report.append("refused: \(error.code)" + (error.message.contains("maximumMessageSize") ? ", naming the limit" : ""))
+        }
+        try await doubler.tell(21)
+        report.append("then: \(try await doubler.listen(Int.self, timeout: .seconds(30)) ?? -1)")
+        try await doubler.tell(-1)
+        _ = try await doubler.wait()
+        do {
+            _ = try await LargeTeller().start().result()
+            report.append("the child sent 2 MiB")
+        } catch let error as RunError {
+            report.append("the child was refused: \((error.underlying?.value as? ProcessingError)?.code.rawValue ?? "\(error)")")
+        }
+        return report
+    }
+}
+
+/// Tries to tell 2 MiB.
+struct LargeTeller: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws { try await tell([UInt8](repeating: 2, count: 2 << 20)) }
+}
+
+/// Tells its pid first, then runs until stopped; its result says whether onFinish ran.
+struct StoppablePID: Skprocess {
+    var finished = false
+    mutating func prerun() async throws {
+        if currentRun == 0 { try await tell(Int(getpid())) }
+    }
+    mutating func run() async throws { try await Task.sleep(for: .milliseconds(5)) }
+    mutating func onFinish() async throws { finished = true }
+    func result() async throws -> Bool { finished }
+}
+
+/// A parent of its own, with a 4 MiB mailbox capacity (so that the setting binds no other
+/// test): a grandchild tells 40 × 1 MiB while it does not listen; then it listens to all.
+struct MailboxBoundProbe: Skprocess {
+    struct Report: Codable, Sendable {
+        var count = 40
+        var capacity = 4 << 20
+        var toldBeforeListening = 0
+        var queuedBytes = 0
+        var receivedInOrder = 0
+        var result = 0
+    }
+
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> Report {
+        var report = Report()
+        ProcessingLimits.mailboxCapacity = report.capacity
+        let told = try await Share(0)
+        let handle = try await MegabyteTeller(count: report.count, told: told).start()
+        // Until all are told (unbounded), or the count has not moved for half a second (the
+        // child waits in tell).
+        var stableSince = ContinuousClock.now
+        let deadline = ContinuousClock.now + .seconds(30)
+        while report.toldBeforeListening < report.count, ContinuousClock.now - stableSince < .milliseconds(500),
+              ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            let now = try await told.read()
+            if now != report.toldBeforeListening || now == 0 { (report.toldBeforeListening, stableSince) = (now, ContinuousClock.now) }
+        }
+        report.queuedBytes = handle.core.mailbox.queuedBytes
+        for index in 0..<report.count {
+            guard let message = try await handle.listen([UInt8].self, timeout: .seconds(30)),
+                  message.count == 1 << 20, message.first == UInt8(truncatingIfNeeded: index) else { break }
+            report.receivedInOrder += 1
+        }
+        report.result = try await handle.result()
+        return report
+    }
+}
+
+/// Tells `count` messages of 1 MiB, counting each in a share once its tell returned.
+struct MegabyteTeller: Skprocess {
+    var count: Int
+    var told: Share<Int>
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        for index in 0..<count {
+            try await tell([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 1 << 20))
+            try await told.update { $0 += 1 }
+        }
+    }
+    func result() async throws -> Int { try await told.read() }
+}
+
+/// Echoes an Int as an Int; a negative one ends it with the String "done".
+struct TypedEcho: Skprocess {
+    mutating func run() async throws {
+        guard let value = try await listen(Int.self) else { return }
+        if value < 0 {
+            try await tell("done")
+            stop()
+        } else {
+            try await tell(value)
+        }
+    }
 }
 
 /// Receives bytes and sends them back reversed.

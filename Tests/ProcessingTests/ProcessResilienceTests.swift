@@ -186,8 +186,49 @@ struct ProcessResilienceTests {
         #expect(echoed == "hello")
         _ = try await handle.result()
     }
+
+    @Test("joinIn bounds a child that does not stop: after the grace period it is killed, and the error says why")
+    func joinInKillsAStuckChild() async throws {
+        for spinning in [true, false] {
+            let handle = try await Unstoppable(spinning: spinning).start()
+            let ended = try await outcome(within: .seconds(30)) { try await handle.result() }
+            let error = try #require(ended, "joinIn did not end a child that ignores stop (spinning: \(spinning))")
+            guard case .failure(let failure) = error else {
+                Issue.record("a stuck child returned a result")
+                continue
+            }
+            #expect(failure is JoinTimeoutError, "\(failure)")
+            #expect(String(describing: failure).contains("joinIn"), "\(failure)")
+            #expect(!handle.isAlive)
+        }
+    }
+
+    @Test("a wait's time-out is gone once the wait returns: nothing keeps the process alive")
+    func waitTimerReleased() async throws {
+        weak var core: ProcessCore?
+        do {
+            let handle = try await Counter().start()
+            core = handle.core
+            #expect(try await handle.wait(timeout: .seconds(3600)))
+        }
+        #expect(core == nil, "an ended wait's hour-long time-out still holds the process")
+    }
 }
 
+/// Runs until stopped; once joinIn asks it to stop (after 100 ms), its onFinish never ends:
+/// it spins (never awaiting) or sleeps an hour, and its grace is short.
+struct Unstoppable: Skprocess {
+    var spinning: Bool
+    var processConfig = ProcessConfig(runs: nil, joinIn: .milliseconds(100), joinGrace: .milliseconds(200))
+    mutating func run() async throws { try await Task.sleep(for: .milliseconds(5)) }
+    mutating func onFinish() async throws {
+        if spinning {
+            var x: UInt64 = 1
+            while x != 0 { x = x &* 6364136223846793005 &+ 1442695040888963407 }
+        }
+        try await Task.sleep(for: .seconds(3600))
+    }
+}
 /// Crashes at once on its first life (leaving its pid in a file); on its second, echoes
 /// one message.
 struct RestartingEcho: Skprocess {

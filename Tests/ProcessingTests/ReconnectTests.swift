@@ -25,7 +25,7 @@ final class VaultServer: Sendable {
     var denied: Int { counts.state.withLock { $0.denied } }
     var accepted: Int { counts.state.withLock { $0.accepted } }
 
-    init() throws {
+    init(passwords: [String: String] = vaultPasswords) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.listener = listener
         var address = sockaddr_in()
@@ -50,14 +50,14 @@ final class VaultServer: Sendable {
                 guard client >= 0 else { return }  // shut down
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                 counts.state.withLock { $0.open.append(client) }
-                let session = Thread { VaultServer.serve(client, counts: counts) }
+                let session = Thread { VaultServer.serve(client, passwords: passwords, counts: counts) }
                 session.start()
             }
         }
         acceptor.start()
     }
 
-    private static func serve(_ client: Int32, counts: Counts) {
+    private static func serve(_ client: Int32, passwords: [String: String], counts: Counts) {
         var pending: [UInt8] = []
         var user: String?
         func reply(_ line: String) { _ = line.utf8CString.withUnsafeBytes { write(client, $0.baseAddress, $0.count - 1) } }
@@ -71,7 +71,7 @@ final class VaultServer: Sendable {
                 pending.removeFirst(end + 1)
                 if let current = user, words.first == "PING" {
                     reply("PONG \(words.dropFirst().joined(separator: " ")) as \(current)\n")
-                } else if words.count == 3, words[0] == "AUTH", vaultPasswords[words[1]] == words[2] {
+                } else if words.count == 3, words[0] == "AUTH", passwords[words[1]] == words[2] {
                     user = words[1]
                     counts.state.withLock { $0.accepted += 1 }
                     reply("OK\n")

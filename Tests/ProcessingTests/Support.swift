@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Processing
 
@@ -67,4 +68,39 @@ func expectError<E, T>(_ expected: E.Type, sourceLocation: SourceLocation = #_so
         Issue.record("expected \(E.self), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
     }
     return nil
+}
+
+/// What a call ended with, set once by the task running it.
+final class CallOutcome<T: Sendable>: Sendable {
+    let result = Mutex<Result<T, any Error>?>(nil)
+}
+
+/// Runs `body` in a task of its own and waits up to `timeout` for it: its result, or nil if it
+/// had not finished by then (the task is cancelled and left to end). A call that hangs fails
+/// the test that expected it to return, instead of blocking the suite until its time limit.
+func outcome<T: Sendable>(within timeout: Duration = .seconds(20),
+                          _ body: @escaping @Sendable () async throws -> T) async throws -> Result<T, any Error>? {
+    let box = CallOutcome<T>()
+    let task = Task {
+        do {
+            let value = try await body()
+            box.result.withLock { $0 = .success(value) }
+        } catch {
+            box.result.withLock { $0 = .failure(error) }
+        }
+    }
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if let result = box.result.withLock({ $0 }) { return result }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    task.cancel()
+    return nil
+}
+
+/// This process's resident memory, in bytes.
+func residentBytes() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = statm.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(getpagesize()) : 0
 }

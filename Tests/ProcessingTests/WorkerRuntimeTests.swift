@@ -13,6 +13,17 @@ struct MiddleParent: Skprocess {
     }
 }
 
+/// Closes its own reactor's epoll descriptor (as a loop closing every descriptor would), then
+/// wakes the reactor.
+struct ReactorVandal: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        close(Reactor.shared.epfd)
+        Reactor.shared.execute {}
+        try await Task.sleep(for: .seconds(30))
+    }
+}
+
 /// Whether a process exists and is not a zombie.
 func isRunning(_ pid: Int) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -53,6 +64,12 @@ struct WorkerRuntimeTests {
         let (status, stderr) = try runThisBinary(workerMarker: "yes")
         #expect(status == 70)
         #expect(stderr.contains("not a worker marker"))
+    }
+
+    @Test("a reactor whose epoll descriptor was closed from outside says so and ends, instead of spinning")
+    func reactorDescriptorClosed() async throws {
+        let error = try #require(await expectError(ProcessCrashError.self) { try await ReactorVandal().start().result() })
+        #expect(error.crashMessage?.contains("the reactor can no longer wait") == true, "\(error)")
     }
 
     /// Runs this test binary with the worker marker set (and no control channel) by hand.

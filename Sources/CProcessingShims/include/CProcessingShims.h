@@ -20,12 +20,27 @@ int processing_pidfd_send_signal(int pidfd, int signal);
 /// waitid(P_PIDFD, pidfd, WEXITED | WNOHANG). Returns 1 and fills the outputs when the child
 /// was reaped, 0 when it is still running, -1 with errno on error.
 int processing_pidfd_reap(int pidfd, int *code, int *status);
+/// waitid(P_PIDFD, pidfd, WEXITED | WNOHANG | WNOWAIT): 1 when the child has exited (it stays
+/// reapable), 0 while it runs, -1 with errno on error.
+int processing_pidfd_has_exited(int pidfd);
+/// Whether this program ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT): the kernel then discards
+/// children's exit statuses.
+int processing_child_signal_ignored(void);
 int processing_pipe2_cloexec(int fds[2]);
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 /// The image base of the loaded object containing `address` (dladdr), or NULL.
 void *processing_image_base(const void *address);
 /// Sets PR_SET_PDEATHSIG; returns 0 or -1.
 int processing_set_parent_death_signal(int signal);
+
+/// The signal a worker receives when its parent dies (PR_SET_PDEATHSIG). Its handler ends the
+/// worker's process group: the worker, and the children it started that stayed in the group.
+/// A real-time signal, so that it is not one a program is likely to handle itself.
+#define PROCESSING_PARENT_DEATH_SIGNAL (SIGRTMAX - 1)
+
+/// Kills this process's whole process group (this process included); never returns. A worker
+/// leaves this way when its parent is gone, so that nothing it started outlives it.
+void processing_end_process_group(void) __attribute__((noreturn));
 
 // MARK: - epoll (the reactor) and eventfd (waking it); the Glibc module shows neither.
 

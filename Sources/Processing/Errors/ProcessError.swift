@@ -157,6 +157,30 @@ public struct ResultTimeoutError: ProcessError {
     }
 }
 
+/// `joinIn` asked the process to stop, and it was still running `grace` later (a run that never
+/// ends, a child stopped with SIGSTOP): the parent killed it. Final: no retry follows, and
+/// `error(_:)` does not run.
+public struct JoinTimeoutError: ProcessError, Codable {
+    /// The process's `joinIn`: the most time it had in all.
+    public let joinIn: Duration
+    /// How long it had to stop after `joinIn` passed (`ProcessConfig.joinGrace`).
+    public let grace: Duration
+    /// The run the process was in when it was killed (0-based).
+    public let currentRun: Int
+    /// Always nil: this failure is not an error thrown by your code.
+    public var underlying: RemoteError? { nil }
+
+    /// Creates the error for a process still running `grace` after its `joinIn`.
+    public init(joinIn: Duration, grace: Duration, currentRun: Int) {
+        (self.joinIn, self.grace, self.currentRun) = (joinIn, grace, currentRun)
+    }
+
+    /// A readable account of the error.
+    public var description: String {
+        "JoinTimeoutError: the process was still running \(grace) after its joinIn of \(joinIn) asked it to stop, in run \(currentRun); it was killed"
+    }
+}
+
 /// The child process ended without a result: it crashed (a signal such as `SIGSEGV`, a
 /// `fatalError`'s `SIGILL`/`SIGTRAP`), was killed (by `kill()` or from outside), or exited.
 public struct ProcessCrashError: ProcessError, Codable {
@@ -168,6 +192,9 @@ public struct ProcessCrashError: ProcessError, Codable {
         case exit(Int32)
         /// Ended by `kill()` on its handle.
         case killed
+        /// Ended without a result, and how is unknown: the kernel discarded its exit status,
+        /// because this program ignores SIGCHLD (`sigchldIgnored`), or something else reaped it.
+        case statusUnavailable(sigchldIgnored: Bool)
 
         /// A readable account of the error or value.
         public var description: String {
@@ -175,6 +202,10 @@ public struct ProcessCrashError: ProcessError, Codable {
             case .signal(let number): "killed by \(Syscall.signalName(number)) (signal \(number))"
             case .exit(let status): "exited with status \(status) without a result"
             case .killed: "ended by kill(); a killed process has no result"
+            case .statusUnavailable(true):
+                "ended without a result, and its exit status is unknown: this program ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the kernel discards children's exit statuses; leave SIGCHLD at its default to learn how a child ended"
+            case .statusUnavailable(false):
+                "ended without a result, and its exit status is unknown: something else in this program reaped it (a waitpid(-1, ...))"
             }
         }
     }
@@ -183,16 +214,32 @@ public struct ProcessCrashError: ProcessError, Codable {
     public let cause: Cause
     /// The last lines the child wrote to stderr (a `fatalError` message, for instance).
     public let stderrTail: String
+    /// The line of the child's stderr that said why it died (`…: Fatal error: boom`), if one
+    /// did; kept even when a long stack trace followed it.
+    public let crashMessage: String?
+    /// How many stack frame lines the child printed after `crashMessage`.
+    public let stackFrameCount: Int
     /// The process type's name.
     public let processName: String
     /// The run the process was in when it failed (0-based).
     public let currentRun: Int
+    /// For a pool worker: the positions in the map's input of the items it was running.
+    public internal(set) var items: ClosedRange<Int>?
     /// Always nil: this failure is not an error thrown by your code.
     public var underlying: RemoteError? { nil }
 
     /// Creates the error for a child that ended without a result.
     public init(cause: Cause, stderrTail: String, processName: String, currentRun: Int) {
-        (self.cause, self.stderrTail, self.processName, self.currentRun) = (cause, stderrTail, processName, currentRun)
+        var tail = StderrTail()
+        Array(stderrTail.utf8).withUnsafeBytes { tail.append($0) }
+        self.init(cause: cause, stderr: tail, processName: processName, currentRun: currentRun)
+    }
+
+    init(cause: Cause, stderr: StderrTail, processName: String, currentRun: Int) {
+        (self.cause, self.processName, self.currentRun) = (cause, processName, currentRun)
+        stderrTail = stderr.text
+        crashMessage = stderr.crashLine
+        stackFrameCount = stderr.framesAfterCrashLine
     }
 
     /// The signal that ended the child, if a signal did.
@@ -201,10 +248,22 @@ public struct ProcessCrashError: ProcessError, Codable {
         return nil
     }
 
-    /// A readable account of the error or value.
+    /// A readable account of the error: how the child ended, the message it died with and
+    /// the last lines it wrote that are not stack frames.
     public var description: String {
-        var text = "ProcessCrashError: \(processName) \(cause) during run \(currentRun)"
-        let lines = stderrTail.split(separator: "\n", omittingEmptySubsequences: true).suffix(5)
+        var text = "ProcessCrashError: \(processName) \(cause) "
+        if let items {
+            text += items.count == 1 ? "while running item \(items.lowerBound)" : "while running items \(items.lowerBound)–\(items.upperBound)"
+        } else {
+            text += "during run \(currentRun)"
+        }
+        if let crashMessage {
+            text += ": \(crashMessage)"
+            if stackFrameCount > 0 { text += " (then a stack trace of \(stackFrameCount) frames)" }
+        }
+        let lines = stderrTail.split(separator: "\n", omittingEmptySubsequences: true)
+            .filter { !StderrTail.isStackFrame($0) && $0.trimmingWhitespace != crashMessage && $0 != "Current stack trace:" }
+            .suffix(5)
         if !lines.isEmpty { text += "; its last stderr lines:\n" + lines.joined(separator: "\n") }
         return text
     }

@@ -38,6 +38,15 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         case notConnected
         /// A `Reconnector` could not connect again (a refused password, a server gone).
         case reconnectFailed
+        /// A `ProcessConfig` setting cannot work (a negative run count, no lives): refused by
+        /// `start()` before anything is spawned.
+        case invalidConfiguration
+        /// A message (or a process's state, a result, a pool batch) is larger than
+        /// `ProcessingLimits.maximumMessageSize`: it was not sent.
+        case messageTooLarge
+        /// A worker answered with something other than what was asked of it (a pool batch's
+        /// results that do not match its items, say): its items fail with this.
+        case unexpectedReply
     }
 
     /// What kind of problem this is.

@@ -13,11 +13,12 @@ final class PipeConnection: Sendable {
     /// Whether this end was used in this process (and may hold what it read).
     var isStarted: Bool { started.load(ordering: .acquiring) }
 
-    /// Takes ownership of `fd` (a socket) and starts reading it.
+    /// Takes ownership of `fd` (a socket); reading starts at the first use.
     init(fd: Int32) throws {
+        try Channel.prepare(fd)
         let mailbox = Mailbox()
         self.mailbox = mailbox
-        channel = try Channel(fd: fd, onFrame: { frame in
+        channel = Channel(fd: fd, onFrame: { frame in
             guard frame.kind == .message else {
                 return mailbox.close(ProcessingError(.malformedFrame, "a \(frame.kind) frame arrived on a pipe, which carries messages only"))
             }
@@ -29,6 +30,8 @@ final class PipeConnection: Sendable {
         }, onEnd: { end in
             mailbox.close(ProcessingError(.channelClosed, "the other end of the pipe was closed, or its process ended (\(end.description))"))
         })
+        // A peer that sends more than this end reads waits, instead of this process growing.
+        mailbox.attach(channel)
     }
 
     private func startIfNeeded() {

@@ -16,12 +16,9 @@ import Synchronization
 /// task that awaits or iterates a map kills the workers running its items.
 public final class Pool: Sendable {
     private struct State {
-        var idle: [PoolWorker] = []
-        /// Every worker alive or starting, busy or idle.
-        var all: [ObjectIdentifier: PoolWorker] = [:]
-        var live = 0
-        var waiters: [CheckedContinuation<PoolWorker?, any Error>] = []
-        var isClosed = false
+        var checkout: PoolCheckout
+        var nextWaiterID: UInt64 = 0
+        var closeWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWorkID = 0
         var workIDs: [[UInt8]: Int] = [:]
         /// The batch size each work's last map settled on, where the next map starts.
@@ -30,102 +27,82 @@ public final class Pool: Sendable {
 
     /// How many worker processes the pool runs at most.
     public let workers: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     /// Creates a pool of `workers` processes (nil: the active CPU count); none start until used.
     public init(workers: Int? = nil) {
         self.workers = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
+        state = Mutex(State(checkout: PoolCheckout(capacity: self.workers)))
     }
 
     deinit {
-        for worker in state.withLock({ $0.all.values }) { worker.kill() }
+        for worker in state.withLock({ $0.checkout.everyWorker }) { worker.kill() }
+    }
+
+    private func perform(_ actions: PoolCheckout.Actions) {
+        for worker in actions.kill { worker.kill() }
+        for (waiter, result) in actions.resume { waiter.resume(with: result) }
+    }
+
+    // MARK: Maps
+
+    /// A map starts: refused (`ProcessingError`) once the pool is closing or closed.
+    func beginMap() throws(ProcessingError) {
+        try state.withLock { state throws(ProcessingError) in try state.checkout.beginMap() }
+    }
+
+    /// A map has ended (its slots have given their workers back).
+    func endMap() {
+        let (actions, closed) = state.withLock { state in
+            let actions = state.checkout.endMap()
+            return (actions, state.checkout.phase == .closed)
+        }
+        perform(actions)
+        if closed { wakeCloseWaiters() }
     }
 
     // MARK: Workers
 
-    /// An idle worker, a new one if the pool has room, or the next one to come free.
-    /// Nil once the pool is closed.
+    /// A worker for one slot of a running map: an idle one, a new one if the pool has room,
+    /// or the next one to come free. Nil once the pool is closed. Throws `CancellationError`
+    /// if the waiting task is cancelled, and what starting a worker threw.
     func checkOut() async throws -> PoolWorker? {
-        enum Next { case worker(PoolWorker), spawn, wait, closed }
-        let next: Next = state.withLock { state in
-            if state.isClosed { return .closed }
-            if let worker = state.idle.popLast() { return .worker(worker) }
-            if state.live < workers { state.live += 1; return .spawn }
-            return .wait
+        let id = state.withLock { state in
+            defer { state.nextWaiterID += 1 }
+            return state.nextWaiterID
         }
-        switch next {
+        let grant: PoolCheckout.Grant = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let now: Result<PoolCheckout.Grant, any Error>? = state.withLock { state in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    return state.checkout.checkOut(id: id, waiter: continuation).map { .success($0) }
+                }
+                if let now { continuation.resume(with: now) }
+            }
+        } onCancel: {
+            state.withLock { $0.checkout.cancel(id: id) }?.resume(throwing: CancellationError())
+        }
+        switch grant {
         case .worker(let worker): return worker
         case .closed: return nil
         case .spawn:
+            let worker: PoolWorker
             do {
-                return register(try await PoolWorker.launch())
+                worker = try await PoolWorker.launch()
             } catch {
-                // The place is free again: a map waiting for one must not wait forever.
-                let waiter: CheckedContinuation<PoolWorker?, any Error>? = state.withLock { state in
-                    guard !state.waiters.isEmpty, !state.isClosed else {
-                        state.live -= 1
-                        return nil
-                    }
-                    return state.waiters.removeFirst()
-                }
-                if let waiter { spawn(for: waiter) }
+                // The place is free again: a slot waiting for one must not wait forever.
+                perform(state.withLock { $0.checkout.spawnFailed() })
                 throw error
             }
-        case .wait:
-            return try await withCheckedThrowingContinuation { continuation in
-                state.withLock { $0.waiters.append(continuation) }
-            }
+            if state.withLock({ $0.checkout.spawned(worker) }) { worker.kill() }
+            return worker
         }
     }
 
-    /// Gives a worker back: to a waiting map, to the idle list, or (dead) frees its place.
+    /// Gives a worker back: to a waiting slot, to the idle list, or (dead) frees its place.
     func checkIn(_ worker: PoolWorker) {
-        enum Next { case give(CheckedContinuation<PoolWorker?, any Error>), spawnFor(CheckedContinuation<PoolWorker?, any Error>), kill, none }
-        let next: Next = state.withLock { state in
-            if worker.isDead {
-                state.all[ObjectIdentifier(worker)] = nil
-                state.live -= 1
-                guard !state.waiters.isEmpty, !state.isClosed else { return .none }
-                state.live += 1
-                return .spawnFor(state.waiters.removeFirst())
-            }
-            if state.isClosed {
-                state.all[ObjectIdentifier(worker)] = nil
-                state.live -= 1
-                return .kill
-            }
-            if !state.waiters.isEmpty { return .give(state.waiters.removeFirst()) }
-            state.idle.append(worker)
-            return .none
-        }
-        switch next {
-        case .give(let waiter): waiter.resume(returning: worker)
-        case .spawnFor(let waiter):
-            spawn(for: waiter)
-        case .kill: worker.kill()
-        case .none: break
-        }
-    }
-
-    /// Starts a worker for a map waiting in `checkOut`, in a place already counted in `live`.
-    private func spawn(for waiter: CheckedContinuation<PoolWorker?, any Error>) {
-        Task {
-            do {
-                waiter.resume(returning: register(try await PoolWorker.launch()))
-            } catch {
-                state.withLock { $0.live -= 1 }
-                waiter.resume(throwing: error)
-            }
-        }
-    }
-
-    private func register(_ worker: PoolWorker) -> PoolWorker {
-        let closed = state.withLock { state in
-            state.all[ObjectIdentifier(worker)] = worker
-            return state.isClosed
-        }
-        if closed { worker.kill() }
-        return worker
+        let dead = worker.isDead
+        perform(state.withLock { $0.checkout.checkIn(worker, dead: dead) })
     }
 
     /// The id under which `work` is installed in workers (the same encoded work, the same id).
@@ -160,40 +137,67 @@ public final class Pool: Sendable {
 
     // MARK: Ending
 
-    /// Stops taking maps, lets running ones finish, then ends the workers and waits until
-    /// they are reaped.
+    /// Stops taking maps (a new one throws `ProcessingError`), lets the running ones finish,
+    /// then ends the workers and waits until they are reaped. A cancelled `close()` stops
+    /// waiting; the pool still closes when its maps end.
     public func close() async {
-        let idle = state.withLock { state in
-            state.isClosed = true
-            defer { state.idle = [] }
-            return state.idle
+        let (actions, closed) = state.withLock { state in
+            let actions = state.checkout.close()
+            return (actions, state.checkout.phase == .closed)
         }
-        for worker in idle { worker.kill() }
-        // Busy workers are killed as their maps give them back (see checkIn).
+        perform(actions)
+        if !closed { await waitUntilClosed() }
         await reapAll()
     }
 
     /// Kills every worker now, busy or idle; maps still running fail. The pool takes no
     /// more work.
     public func terminate() async {
-        let (all, waiters) = state.withLock { state in
-            state.isClosed = true
-            defer { state.idle = []; state.waiters = [] }
-            return (Array(state.all.values), state.waiters)
-        }
-        for waiter in waiters { waiter.resume(returning: nil) }
-        for worker in all { worker.kill() }
+        perform(state.withLock { $0.checkout.terminate() })
+        wakeCloseWaiters()
         await reapAll()
     }
 
-    /// Waits until every worker has exited and been reaped.
+    private func waitUntilClosed() async {
+        let id = state.withLock { state in
+            defer { state.nextWaiterID += 1 }
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let done = state.withLock { state in
+                    let done = state.checkout.phase == .closed || Task.isCancelled
+                    if !done { state.closeWaiters[id] = continuation }
+                    return done
+                }
+                if done { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.closeWaiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    private func wakeCloseWaiters() {
+        let waiters = state.withLock { state in
+            defer { state.closeWaiters = [:] }
+            return Array(state.closeWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until every worker has exited and been reaped (a worker still being started is
+    /// killed when it registers, and waited for too).
     private func reapAll() async {
-        while true {
-            let all = state.withLock { Array($0.all.values) }
-            guard !all.isEmpty else { return }
+        while !Task.isCancelled {
+            let (all, starting) = state.withLock { ($0.checkout.everyWorker, $0.checkout.starting) }
+            if all.isEmpty {
+                guard starting > 0 else { return }
+                try? await Task.sleep(for: .milliseconds(1))
+                continue
+            }
             for worker in all {
                 await worker.waitForExit()
-                state.withLock { $0.all[ObjectIdentifier(worker)] = nil }
+                state.withLock { $0.checkout.reaped(worker) }
             }
         }
     }

@@ -77,7 +77,7 @@ extension PoolJobWork {
     }
 
     /// `Skprocess` values as items: each runs in a process of its own, its result the output.
-    static func processes<P: Skprocess & Sendable>(_ type: P.Type) throws -> PoolJobWork<P, P.Output> {
+    static func processes<P: Skprocess & Sendable>(_ type: P.Type) throws -> PoolJobWork<P, P.Output> where P.Output: Codable & Sendable {
         _ = try TypeName.locatable(P.self, role: "a process run by a pool")
         _ = try TypeName.locatable(P.Output.self, role: "what \(String(reflecting: P.self)) gives back")
         return PoolJobWork<P, P.Output>(runner: .processes { process in
@@ -108,10 +108,19 @@ enum PoolJob {
         settings: PoolMapSettings, deadline: (limit: Duration, operation: String)? = nil
     ) -> PoolResults<Output> where Inputs.Element == Input {
         let (stream, continuation) = AsyncThrowingStream<DeliveredBatch<Output>, any Error>.makeStream()
-        let credits = Credits(itemsAhead)
+        // Room for at least one whole batch, whatever `chunkSize` asks for.
+        let credits = Credits(max(itemsAhead, settings.chunkSize ?? 0))
+        do {
+            // Registered now, at the call: a close() that comes after it lets this map finish.
+            try pool.beginMap()
+        } catch {
+            continuation.finish(throwing: error)
+            return PoolResults(stream: stream, credits: credits)
+        }
         let delivery = Delivery(continuation: continuation, ordered: ordered, progress: settings.progress,
                                 total: (inputs as? any CountedInputs)?.knownCount)
         let driver = Task {
+            defer { pool.endMap() }
             let feeder = Feeder(inputs)
             do {
                 try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -199,7 +208,7 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             }
             if batch.items.count < size { credits.release(size - batch.items.count) }
             let started = ContinuousClock.now
-            guard let outcomes = try await run(batch.items) else {
+            guard let outcomes = try await run(batch.items, firstIndex: batch.firstIndex) else {
                 // The pool closed before this batch could start: another slot may take it.
                 await feeder.putBack(batch)
                 return
@@ -214,7 +223,7 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
     }
 
     /// Each item's outcome, or nil if the pool closed before the items could start.
-    private func run(_ items: [Input]) async throws -> BatchOutcomes<Output>? {
+    private func run(_ items: [Input], firstIndex: Int) async throws -> BatchOutcomes<Output>? {
         switch work.runner {
         case .processes(let runProcess):
             var outcomes: [Result<Output, any Error>] = []
@@ -222,18 +231,19 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             return .mixed(outcomes)
         case .workers(let install, let attachments, let encode, let decode):
             do {
-                return try await attempt(items, install: install, attachments: attachments, encode: encode, decode: decode)
+                return try await attempt(items, firstIndex: firstIndex, install: install, attachments: attachments,
+                                         encode: encode, decode: decode)
             } catch let lost as WorkerLost {
                 guard settings.retries > 0 else { return .mixed(Array(repeating: .failure(lost.error), count: items.count)) }
                 // Once more each, one at a time, so that the item that killed the worker is found.
                 var outcomes: [Result<Output, any Error>] = []
-                for item in items {
+                for (position, item) in zip(items.indices, items) {
                     var lastLoss = lost
                     var outcome: Result<Output, any Error>?
                     for _ in 0..<settings.retries {
                         do {
-                            guard let single = try await attempt([item], install: install, attachments: attachments,
-                                                                 encode: encode, decode: decode) else {
+                            guard let single = try await attempt([item], firstIndex: firstIndex + position, install: install,
+                                                                 attachments: attachments, encode: encode, decode: decode) else {
                                 throw ProcessingError(.invalidState, "the pool was closed or terminated while this map was retrying an item")
                             }
                             outcome = single[0]
@@ -249,10 +259,11 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
         }
     }
 
-    /// Runs `items` as one batch on this slot's worker (checked out first if it has none).
-    /// Throws `WorkerLost` if the worker dies or overruns the item time-out.
+    /// Runs `items` (the input's from `firstIndex` on) as one batch on this slot's worker
+    /// (checked out first if it has none). Throws `WorkerLost` if the worker dies, overruns the
+    /// item time-out, or answers with something that is not this batch's results.
     private func attempt(
-        _ items: [Input], install: PoolWorkInstall, attachments: AttachedDescriptors?,
+        _ items: [Input], firstIndex: Int, install: PoolWorkInstall, attachments: AttachedDescriptors?,
         encode: @Sendable ([Input]) throws -> [UInt8],
         decode: @Sendable ([UInt8]) throws -> BatchOutcomes<Output>
     ) async throws -> BatchOutcomes<Output>? {
@@ -260,17 +271,59 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             worker = try await pool.checkOut()
             if worker == nil { return nil }
         }
+        let positions = firstIndex...(firstIndex + items.count - 1)
         do {
             let reply = try await worker!.run(batch: encode(items), work: install, attachments: attachments,
                                               timeout: settings.itemTimeout.map { $0 * items.count })
-            return try decode(reply)
-        } catch let error where error is ProcessCrashError || error is PoolTimeoutError {
-            pool.checkIn(worker!)
-            worker = nil
-            // A worker killed because this map was cancelled is not an item's failure.
-            try Task.checkCancellation()
-            throw WorkerLost(error: error)
+            return try Self.check(reply, of: items.count, positions: positions, decode: decode)
+        } catch var crash as ProcessCrashError {
+            crash.items = positions
+            throw try lose(crash)
+        } catch let error where error is PoolTimeoutError {
+            throw try lose(error)
+        } catch let error as ProcessingError where error.code == .unexpectedReply {
+            // The worker is in no state to trust with more items: replace it.
+            worker?.kill()
+            throw try lose(error)
         }
+    }
+
+    /// The worker is gone (or must go): give it back, and report the loss unless this map was
+    /// cancelled (a worker killed for that is not an item's failure).
+    private func lose(_ error: any Error) throws -> WorkerLost {
+        pool.checkIn(worker!)
+        worker = nil
+        try Task.checkCancellation()
+        return WorkerLost(error: error)
+    }
+
+    /// A reply's outcomes, once they are checked to be this batch's: one per item, decoded.
+    /// Anything else fails the batch's items with `.unexpectedReply` (never fewer results than
+    /// items, never a crash of this process).
+    private static func check(
+        _ reply: [UInt8], of count: Int, positions: ClosedRange<Int>,
+        decode: @Sendable ([UInt8]) throws -> BatchOutcomes<Output>
+    ) throws -> BatchOutcomes<Output> {
+        let outcomes: BatchOutcomes<Output>
+        do {
+            outcomes = try decode(reply)
+        } catch {
+            throw unexpectedReply("results that did not decode (\(error))", count: count, positions: positions)
+        }
+        guard outcomes.count == count else {
+            throw unexpectedReply("\(outcomes.count) results", count: count, positions: positions)
+        }
+        return outcomes
+    }
+
+    private static func unexpectedReply(_ what: String, count: Int, positions: ClosedRange<Int>) -> ProcessingError {
+        let items = count == 1 ? "item \(positions.lowerBound)" : "items \(positions.lowerBound)–\(positions.upperBound)"
+        return ProcessingError(.unexpectedReply, """
+            a pool worker answered the batch of \(items) (\(count) in all) with \(what). Work that reads a \
+            top-level variable of main.swift sees uninitialised memory in a worker, where the program's \
+            top-level code never runs: declare the variable in another file (globals there are set up on \
+            first use, in workers too), or pass the value in the items or in a PoolWork's properties
+            """)
     }
 }
 
@@ -294,15 +347,35 @@ actor Feeder<Inputs: AsyncSequence & Sendable> where Inputs.Element: Sendable {
     }
 
     private var isTaking = false
-    private var turnWaiters: [CheckedContinuation<Void, Never>] = []
+    private var turnWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var nextTurn: UInt64 = 0
+
+    /// Waits while another slot takes; a cancelled slot stops waiting.
+    private func waitForTurn() async throws {
+        let id = nextTurn
+        nextTurn += 1
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
+                turnWaiters.append((id, continuation))
+            }
+        } onCancel: {
+            Task { await self.cancelTurn(id) }
+        }
+    }
+
+    private func cancelTurn(_ id: UInt64) {
+        guard let index = turnWaiters.firstIndex(where: { $0.id == id }) else { return }
+        turnWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
 
     func take(_ count: Int) async throws -> Batch? {
         // The iterator may suspend, and the actor is reentrant: one take at a time.
-        while isTaking { await withCheckedContinuation { turnWaiters.append($0) } }
+        while isTaking { try await waitForTurn() }
         isTaking = true
         defer {
             isTaking = false
-            if !turnWaiters.isEmpty { turnWaiters.removeFirst().resume() }
+            if !turnWaiters.isEmpty { turnWaiters.removeFirst().continuation.resume() }
         }
         if !returned.isEmpty { return returned.removeLast() }
         guard !isExhausted else { return nil }
@@ -446,28 +519,47 @@ final class Delivery<Output: Sendable>: Sendable {
 final class Credits: Sendable {
     private struct State {
         var available: Int
-        var waiters: [(count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var waiters: [(id: UInt64, count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextID: UInt64 = 0
         var cancelled = false
     }
 
     private let state: Mutex<State>
+    /// The most credits there are (what one `acquire` takes at most).
+    let capacity: Int
 
     init(_ count: Int) {
+        capacity = count
         state = Mutex(State(available: count))
     }
 
+    /// Takes `count` credits (at most the capacity), waiting until they are free; throws
+    /// `CancellationError` when the map or the waiting task is cancelled.
     func acquire(_ count: Int) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let result: Result<Void, any Error>? = state.withLock { state in
-                if state.cancelled { return .failure(CancellationError()) }
-                if state.waiters.isEmpty, state.available >= count {
-                    state.available -= count
-                    return .success(())
+        let count = min(count, capacity)
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let result: Result<Void, any Error>? = state.withLock { state in
+                    if state.cancelled || Task.isCancelled { return .failure(CancellationError()) }
+                    if state.waiters.isEmpty, state.available >= count {
+                        state.available -= count
+                        return .success(())
+                    }
+                    state.waiters.append((id, count, continuation))
+                    return nil
                 }
-                state.waiters.append((count, continuation))
-                return nil
+                if let result { continuation.resume(with: result) }
             }
-            if let result { continuation.resume(with: result) }
+        } onCancel: {
+            let waiter: CheckedContinuation<Void, any Error>? = state.withLock { state in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index).continuation
+            }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 

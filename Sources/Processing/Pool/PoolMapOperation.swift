@@ -103,14 +103,14 @@ extension Modifiable where Base == PoolMapOperation, Form == AsyncCall {
     /// results.
     public func callAsFunction<Processes: Sequence & Sendable>(
         _ processes: Processes
-    ) async throws -> [Processes.Element.Output] where Processes.Element: Skprocess & Sendable {
+    ) async throws -> [Processes.Element.Output] where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         try await run(SequenceInputs(base: processes)) { try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 
     /// Runs every process of an asynchronous input to its end (see the `Sequence` form).
     public func callAsFunction<Processes: AsyncSequence & Sendable>(
         _ processes: Processes
-    ) async throws -> [Processes.Element.Output] where Processes.Element: Skprocess & Sendable {
+    ) async throws -> [Processes.Element.Output] where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         try await run(processes) { try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 }
@@ -142,7 +142,7 @@ extension Modifiable where Base == PoolMapOperation, Form == BackgroundCall {
     /// Starts running every process; the future holds their results.
     public func callAsFunction<Processes: Sequence & Sendable>(
         _ processes: Processes
-    ) -> Future<[Processes.Element.Output]> where Processes.Element: Skprocess & Sendable {
+    ) -> Future<[Processes.Element.Output]> where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         run(SequenceInputs(base: processes)) { try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 }
@@ -174,7 +174,7 @@ extension Modifiable where Base == PoolMapOperation, Form == SyncCall {
     /// Runs every process to its end, blocking the calling thread.
     public func callAsFunction<Processes: Sequence & Sendable>(
         _ processes: Processes
-    ) throws -> [Processes.Element.Output] where Processes.Element: Skprocess & Sendable {
+    ) throws -> [Processes.Element.Output] where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         try run(SequenceInputs(base: processes)) { try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 }

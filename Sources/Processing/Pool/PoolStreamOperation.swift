@@ -84,14 +84,14 @@ extension Modifiable where Base == PoolStreamOperation, Form == AsyncCall {
     /// The results of the processes, each run to its end in a process of its own, as they come.
     public func callAsFunction<Processes: Sequence & Sendable>(
         _ processes: Processes
-    ) throws -> PoolResults<Processes.Element.Output> where Processes.Element: Skprocess & Sendable {
+    ) throws -> PoolResults<Processes.Element.Output> where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         try run(SequenceInputs(base: processes)) { _ in try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 
     /// The results of the processes of an asynchronous input, as they come.
     public func callAsFunction<Processes: AsyncSequence & Sendable>(
         _ processes: Processes
-    ) throws -> PoolResults<Processes.Element.Output> where Processes.Element: Skprocess & Sendable {
+    ) throws -> PoolResults<Processes.Element.Output> where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         try run(processes) { _ in try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 }
@@ -121,7 +121,7 @@ extension Modifiable where Base == PoolStreamOperation, Form == SyncCall {
     /// The outcomes of the processes, each run to its end, blocking for each.
     public func callAsFunction<Processes: Sequence & Sendable>(
         _ processes: Processes
-    ) throws -> BlockingPoolResults<Processes.Element.Output> where Processes.Element: Skprocess & Sendable {
+    ) throws -> BlockingPoolResults<Processes.Element.Output> where Processes.Element: Skprocess & Sendable, Processes.Element.Output: Codable & Sendable {
         try run(SequenceInputs(base: processes)) { _ in try PoolJobWork<Processes.Element, Processes.Element.Output>.processes(Processes.Element.self) }
     }
 }

@@ -64,10 +64,22 @@ extension PoolWork {
                     }
                     index += 1
                 }
-                return try BinaryEncoder().encode(BatchReply<Output>.outcomes(outcomes))
+                return try sized(BinaryEncoder().encode(BatchReply<Output>.outcomes(outcomes)), items: inputs.count)
             }
             index += 1
         }
-        return try BinaryEncoder().encode(BatchReply<Output>.outputs(outputs))
+        return try sized(BinaryEncoder().encode(BatchReply<Output>.outputs(outputs)), items: inputs.count)
+    }
+
+    /// `reply`, or, when it would make a frame over `ProcessingLimits.maximumMessageSize`, a
+    /// reply failing every item of the batch with `.messageTooLarge`.
+    private func sized(_ reply: [UInt8], items: Int) throws -> [UInt8] {
+        do {
+            try Frame.checkSize(reply.count + 16, of: .batchReply)
+            return reply
+        } catch {
+            let failure = ItemOutcome<Output>.failure(RemoteErrorPayload(error))
+            return try BinaryEncoder().encode(BatchReply<Output>.outcomes(Array(repeating: failure, count: items)))
+        }
     }
 }

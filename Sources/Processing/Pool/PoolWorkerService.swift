@@ -37,7 +37,8 @@ final class PoolWorkerService: Sendable {
             } catch {
                 return reportBroken("batch \(batchID) could not be decoded or its results encoded: \(error)")
             }
-            let frame = Frame.encode(.batchReply) { bytes in
+            // runBatch keeps a reply under the size limit (items whose results do not fit fail).
+            let frame = Frame.control(.batchReply) { bytes in
                 BinaryFormat.appendVarint(batchID, to: &bytes)
                 bytes.append(contentsOf: reply)
             }

@@ -71,6 +71,8 @@ struct StartRequest: Codable, Sendable {
     /// Set when the child is a pool worker: it serves `.work` and `.batch` frames until the
     /// parent closes the channel, and `typeName` and `state` are unused.
     var poolWorker = false
+    /// The parent's `ProcessingLimits.maximumMessageSize`, which the child takes on.
+    var maximumMessageSize: Int?
 
     init(typeName: String, state: [UInt8]) {
         self.typeName = typeName
@@ -93,13 +95,13 @@ enum SectionMarker {
     static let left: UInt8 = 0xFF
 
     static func entering(_ section: ProcessSection, run: Int) -> [UInt8] {
-        Frame.encode(.section) { bytes in
+        Frame.control(.section) { bytes in
             bytes.append(UInt8(ProcessSection.allCases.firstIndex(of: section)!))
             BinaryFormat.appendVarint(UInt64(run), to: &bytes)
         }
     }
 
-    static let leaving: [UInt8] = Frame.encode(.section) { $0.append(left) }
+    static let leaving: [UInt8] = Frame.control(.section) { $0.append(left) }
 
     /// Reads a payload: the section entered and its run, or nil for leaving. Throws on garbage.
     static func decode(_ payload: [UInt8]) throws(MalformedFrame) -> (section: ProcessSection, run: Int)? {

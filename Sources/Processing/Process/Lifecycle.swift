@@ -91,11 +91,18 @@ enum Lifecycle {
     ) async -> Never {
         await recorder.flush(run: run)
         do {
+            // `start()` required `Output: Codable` where the process was started; here the type
+            // is only known at run time.
+            guard let encodable = output as? any Encodable else {
+                throw ProcessingError(.encodingFailed, "\(String(reflecting: P.Output.self)) is not Encodable")
+            }
             let frame = try Frame.encode(.result) { bytes in
                 BinaryFormat.appendVarint(UInt64(run), to: &bytes)
-                try BinaryEncoder().encode(output, appendingTo: &bytes)
+                try BinaryEncoder().encode(encodable, appendingTo: &bytes)
             }
             await recorder.context.finish(frame)
+        } catch let error as ProcessingError where error.code == .messageTooLarge {
+            await recorder.context.finish(failure: error)
         } catch {
             await recorder.context.finish(failure: ProcessingError(.encodingFailed,
                 "the result of \(String(reflecting: P.self)) (\(String(reflecting: P.Output.self))) could not be encoded: \(error)"))

@@ -5,10 +5,17 @@
 /// var processConfig = ProcessConfig(runs: 10, lives: 3)
 /// ```
 public struct ProcessConfig: Codable, Sendable, Equatable {
-    /// How many times `prerun`/`run`/`postrun` run; nil runs until `stop()`.
+    /// How many times `prerun`/`run`/`postrun` run; nil (the default, as in the seeds) runs
+    /// until `stop()` is called, from the parent or inside the process, or `joinIn` passes.
+    /// 0 runs none: only `onFinish` and `result`.
     public var runs: Int?
-    /// The most time the process may take in all; then it stops gracefully. Nil: no limit.
+    /// The most time the process may take in all, retries included; then it is asked to stop
+    /// gracefully (its current run finishes, then `onFinish` and `result`). Nil: no limit.
     public var joinIn: Duration?
+    /// How long a process asked to stop by `joinIn` has to finish before it is killed (a run
+    /// that never ends, a child stopped with SIGSTOP); `result()` then throws
+    /// `JoinTimeoutError`. 5 seconds by default.
+    public var joinGrace: Duration
     /// How many attempts the process gets: 1 never retries; `n` retries `n - 1` times,
     /// resuming from the last successful run.
     public var lives: Int
@@ -51,11 +58,36 @@ public struct ProcessConfig: Codable, Sendable, Equatable {
         }
     }
 
-    /// Creates a configuration; the defaults run until stopped, once, with no time limits.
-    public init(runs: Int? = nil, joinIn: Duration? = nil, lives: Int = 1, timeouts: Timeouts = Timeouts()) {
+    /// Creates a configuration. The defaults: runs until `stop()` (`runs` nil), one life (no
+    /// retry), no time limits. `start()` refuses a negative `runs`, `lives` below 1 and
+    /// time limits that are not positive, with `ProcessingError` (`.invalidConfiguration`).
+    public init(runs: Int? = nil, joinIn: Duration? = nil, joinGrace: Duration = .seconds(5), lives: Int = 1,
+                timeouts: Timeouts = Timeouts()) {
         self.runs = runs
         self.joinIn = joinIn
+        self.joinGrace = joinGrace
         self.lives = lives
         self.timeouts = timeouts
+    }
+
+    /// Throws `ProcessingError` (`.invalidConfiguration`) naming the first setting of
+    /// `process` that cannot work, and what it should be.
+    func validate(for process: String) throws(ProcessingError) {
+        func refuse(_ problem: String) -> ProcessingError {
+            ProcessingError(.invalidConfiguration, "the processConfig of \(process) cannot run: \(problem)")
+        }
+        if let runs, runs < 0 {
+            throw refuse("runs is \(runs); give a count of 0 or more, or nil to run until stop()")
+        }
+        if lives < 1 {
+            throw refuse("lives is \(lives); 1 is a single attempt, n allows n - 1 retries")
+        }
+        if let joinIn, joinIn <= .zero { throw refuse("joinIn is \(joinIn); give a positive duration, or nil for no limit") }
+        if joinGrace < .zero { throw refuse("joinGrace is \(joinGrace); give zero or a positive duration") }
+        for section in ProcessSection.allCases {
+            if let limit = timeouts[section], limit <= .zero {
+                throw refuse("timeouts.\(section) is \(limit); give a positive duration, or nil for no limit")
+            }
+        }
     }
 }

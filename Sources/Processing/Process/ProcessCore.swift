@@ -60,8 +60,22 @@ final class ProcessCore: Sendable {
         var timers = ProcessTimers()
         /// Messages told while no child was running (between a failure and its retry).
         var pendingMessages: [OutgoingFrame] = []
-        var waiters: [UInt64: CheckedContinuation<Bool, any Error>] = [:]
+        var waiters: [UInt64: (continuation: CheckedContinuation<Bool, any Error>, timer: OneShotTimer?)] = [:]
         var nextWaiterID: UInt64 = 1
+        /// The time-outs running for this process; each is cancelled when its wait ends, and all
+        /// when the process ends (so none keeps it alive).
+        var joinTimer: OneShotTimer?
+        var sectionTimer: OneShotTimer?
+        var killTimer: OneShotTimer?
+        /// `joinIn` and its grace passed with the process still running: it was killed, and
+        /// ends with `JoinTimeoutError` (no retry).
+        var joinExpired = false
+
+        /// The timers to cancel, taken out.
+        mutating func takeTimers() -> [OneShotTimer] {
+            defer { (joinTimer, sectionTimer, killTimer) = (nil, nil, nil) }
+            return [joinTimer, sectionTimer, killTimer].compactMap { $0 }
+        }
 
         var child: ChildProcess? {
             if case .running(let child) = phase { return child }
@@ -115,15 +129,32 @@ final class ProcessCore: Sendable {
                 throw ProcessingError(.invalidState, "\(processName) was already started; a handle starts one process once")
             }
             state.phase = .launching
+            if let joinIn = config.joinIn {
+                state.joinTimer = OneShotTimer(after: joinIn) { [weak self] in self?.joinInPassed() }
+            }
             return makeRequest(state)
         }
-        if let joinIn = config.joinIn {
-            Reactor.after(joinIn) { [weak self] in
-                guard let self else { return }
-                Task { await self.requestStop() }
-            }
-        }
         try await spawn(request)
+    }
+
+    /// `joinIn` passed: ask the process to stop, and kill it if it has not within its grace.
+    private func joinInPassed() {
+        let active = state.withLock { state in
+            guard state.isActive else { return false }
+            state.joinTimer = OneShotTimer(after: config.joinGrace) { [weak self] in self?.joinGracePassed() }
+            return true
+        }
+        if active { requestStop() }
+    }
+
+    private func joinGracePassed() {
+        let child: ChildProcess? = state.withLock { state in
+            guard state.isActive else { return nil }
+            state.joinExpired = true
+            state.killRequested = true
+            return state.child
+        }
+        child?.signal(SIGKILL)
     }
 
     private func makeRequest(_ state: State) -> StartRequest {
@@ -133,6 +164,7 @@ final class ProcessCore: Sendable {
         request.sendsStateCheckpoints = config.lives > 1
         request.timedSections = ProcessSection.allCases.filter { config.timeouts[$0] != nil }
         request.handleFailure = state.handlingFailure.map(FailureReport.init)
+        request.maximumMessageSize = ProcessingLimits.maximumMessageSize
         return request
     }
 
@@ -144,6 +176,7 @@ final class ProcessCore: Sendable {
             finish(with: .failure(error))
             throw error
         }
+        mailbox.attach(child.channel)
         var request = request
         let (killed, pending, attachments): (Bool, [OutgoingFrame], AttachedDescriptors?) = state.withLock { state in
             state.phase = .running(child)
@@ -183,13 +216,15 @@ final class ProcessCore: Sendable {
         try await child?.channel.send(frame)
     }
 
-    func requestStop() async {
+    /// Asks the process to stop gracefully. Returns at once: the stop goes ahead of messages
+    /// not yet written, and reaches a child that reads nothing (stopped, busy) once it reads.
+    func requestStop() {
         let child: ChildProcess? = state.withLock { state in
             guard state.isActive else { return nil }
             state.stopRequested = true
             return state.child
         }
-        try? await child?.channel.send(Frame.encode(.stop))
+        child?.channel.post(urgent: Frame.encode(.stop))
     }
 
     /// Kills the child now and gives up the process: no retry, no `error(_:)`.
@@ -225,19 +260,21 @@ final class ProcessCore: Sendable {
                 let immediate: Result<Bool, any Error>? = state.withLock { state in
                     if Task.isCancelled { return .failure(CancellationError()) }
                     if case .ended = state.phase { return .success(true) }
-                    state.waiters[id] = continuation
+                    // Armed under the lock, so that it cannot fire before the waiter is there.
+                    let timer = timeout.map { limit in
+                        OneShotTimer(after: limit) { [weak self] in
+                            self?.state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(returning: false)
+                        }
+                    }
+                    state.waiters[id] = (continuation, timer)
                     return nil
                 }
-                if let immediate {
-                    continuation.resume(with: immediate)
-                } else if let timeout {
-                    Reactor.after(timeout) { [self] in
-                        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: false)
-                    }
-                }
+                if let immediate { continuation.resume(with: immediate) }
             }
         } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.timer?.cancel()
+            waiter?.continuation.resume(throwing: CancellationError())
         }
     }
 
@@ -254,8 +291,8 @@ final class ProcessCore: Sendable {
                 return state.child
             }
             child?.signal(SIGKILL)
-        case .exited(let status, let stderrTail):
-            switch state.withLock({ afterExit(&$0, status: status, stderrTail: stderrTail) }) {
+        case .exited(let status, let stderr):
+            switch state.withLock({ afterExit(&$0, status: status, stderr: stderr) }) {
             case .finish(let outcome):
                 finish(with: outcome)
             case .launch(let request):
@@ -267,13 +304,21 @@ final class ProcessCore: Sendable {
     /// The heart of `lives`: a failure that a retry can fix starts a new child from the last
     /// checkpoint; on the last life, a crash or time-out (which left no child to run
     /// `error(_:)`) starts one that runs only `error(_:)`.
-    private func afterExit(_ state: inout State, status: ExitStatus, stderrTail: String) -> AfterExit {
+    private func afterExit(_ state: inout State, status: ExitStatus, stderr: StderrTail) -> AfterExit {
         state.timedSection = nil
+        state.sectionTimer?.cancel()
+        state.killTimer?.cancel()
+        (state.sectionTimer, state.killTimer) = (nil, nil)
         let crashed = state.reported == nil
+        let cause: ProcessCrashError.Cause = state.killRequested ? .killed : ProcessCrashError.Cause(status)
         let ending = state.reported ?? .failure(ProcessCrashError(
-            cause: state.killRequested ? .killed : ProcessCrashError.Cause(status),
-            stderrTail: stderrTail, processName: processName, currentRun: state.currentRun))
+            cause: cause, stderr: stderr, processName: processName, currentRun: state.currentRun))
         state.reported = nil
+        if state.joinExpired {
+            guard crashed else { return .finish(ending) }
+            return .finish(.failure(JoinTimeoutError(joinIn: config.joinIn ?? .zero, grace: config.joinGrace,
+                                                     currentRun: state.currentRun)))
+        }
         if state.killRequested { return .finish(ending) }
         if let original = state.handlingFailure {
             // The child that ran error(_:) decided, unless it died too: then the failure stands.
@@ -355,16 +400,18 @@ final class ProcessCore: Sendable {
     // MARK: Section time-outs
 
     private func sectionChanged(_ entered: (section: ProcessSection, run: Int)?) {
-        guard let entered, let limit = config.timeouts[entered.section] else {
-            state.withLock { $0.timedSection = nil }
-            return
-        }
-        let token = state.withLock { state in
+        let previous: OneShotTimer? = state.withLock { state in
+            defer { state.sectionTimer = nil }
+            state.timedSection = nil
+            guard let entered, let limit = config.timeouts[entered.section] else { return state.sectionTimer }
             state.nextToken += 1
-            state.timedSection = TimedSection(token: state.nextToken, section: entered.section, run: entered.run, limit: limit)
-            return state.nextToken
+            let token = state.nextToken
+            state.timedSection = TimedSection(token: token, section: entered.section, run: entered.run, limit: limit)
+            let replaced = state.sectionTimer
+            state.sectionTimer = OneShotTimer(after: limit) { [weak self] in self?.sectionOverran(token) }
+            return replaced
         }
-        Reactor.after(limit) { [weak self] in self?.sectionOverran(token) }
+        previous?.cancel()
     }
 
     /// The parent enforces time-outs (Swift has no safe way to interrupt a thread): SIGTERM,
@@ -373,14 +420,14 @@ final class ProcessCore: Sendable {
         let child: ChildProcess? = state.withLock { state in
             guard let timed = state.timedSection, timed.token == token, let child = state.child else { return nil }
             state.timedSection = nil
+            state.sectionTimer = nil
             if state.reported == nil {
                 state.reported = .failure(ProcessTimeoutError(section: timed.section, timeout: timed.limit, currentRun: timed.run))
             }
+            state.killTimer = OneShotTimer(after: Self.terminationGrace) { child.signal(SIGKILL) }
             return child
         }
-        guard let child else { return }
-        child.signal(SIGTERM)
-        Reactor.after(Self.terminationGrace) { child.signal(SIGKILL) }
+        child?.signal(SIGTERM)
     }
 
     private func protocolViolation(_ what: String) {
@@ -388,15 +435,19 @@ final class ProcessCore: Sendable {
     }
 
     private func finish(with outcome: Outcome) {
-        let waiters = state.withLock { state in
+        let (waiters, timers) = state.withLock { state in
             state.phase = .ended(outcome)
             state.pendingMessages = []
             state.resumeAttachments = nil
             defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
+            return (Array(state.waiters.values), state.takeTimers())
         }
+        for timer in timers { timer.cancel() }
         mailbox.close(ProcessingError(.channelClosed, "\(processName) has ended and no message is left to listen for"))
-        for waiter in waiters { waiter.resume(returning: true) }
+        for waiter in waiters {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(returning: true)
+        }
     }
 }
 
@@ -405,6 +456,7 @@ extension ProcessCrashError.Cause {
         switch status {
         case .signaled(let signal): self = .signal(signal)
         case .exited(let code): self = .exit(code)
+        case .unavailable: self = .statusUnavailable(sigchldIgnored: Syscall.ignoresChildSignal())
         }
     }
 }

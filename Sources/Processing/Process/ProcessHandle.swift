@@ -6,12 +6,17 @@
 /// (`handle.result.timeout(.seconds(10))`, `.background()`, `.sync()`).
 ///
 /// Dropping the last reference to a handle kills its child: a child never outlives what owns it.
-public final class ProcessHandle<P: Skprocess>: Sendable {
+///
+/// `P.Output`, what `result()` returns, must be `Codable` and `Sendable`: a process whose
+/// `result()` returns another type has no handle (a compile error where it is started).
+public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable & Sendable {
     let core: ProcessCore
 
     /// Prepares `process` to run in a child; `start()` spawns it. Throws if the type cannot
-    /// be found by name in a child (private, fileprivate, local) or does not encode.
+    /// be found by name in a child (private, fileprivate, local) or does not encode, and
+    /// `ProcessingError` (`.invalidConfiguration`) if its `processConfig` cannot work.
     public init(_ process: P) throws {
+        try process.processConfig.validate(for: String(reflecting: P.self))
         let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
             try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
         }
@@ -52,9 +57,11 @@ public final class ProcessHandle<P: Skprocess>: Sendable {
     }
 
     /// Asks the process to stop gracefully: the current run finishes, then `onFinish` and
-    /// `result` run. Use `wait()` or `result()` to wait for it.
+    /// `result` run. Use `wait()` or `result()` to wait for it. Returns at once, also when the
+    /// child reads nothing for now (busy, or stopped with SIGSTOP): the stop goes ahead of
+    /// messages not yet written, and reaches it when it reads again.
     public func stop() async {
-        await core.requestStop()
+        core.requestStop()
     }
 
     /// Kills the child now, ignoring `lives`: no `onFinish`, no result (`result()` throws
@@ -80,7 +87,7 @@ public final class ProcessHandle<P: Skprocess>: Sendable {
     }
 }
 
-extension Skprocess {
+extension Skprocess where Output: Codable & Sendable {
     /// Starts this process in a child and returns its handle.
     public func start() async throws -> ProcessHandle<Self> {
         let handle = try ProcessHandle(self)

@@ -11,7 +11,7 @@ public struct StartOperation: NullaryOperation {
 }
 
 /// `ProcessHandle.result`: the process's result once it has ended.
-public struct ResultOperation<P: Skprocess>: NullaryOperation {
+public struct ResultOperation<P: Skprocess>: NullaryOperation where P.Output: Codable & Sendable {
     let core: ProcessCore
     /// The handle, kept alive while a call runs: dropping the last reference kills the child.
     let owner: any AnyObject & Sendable

@@ -21,8 +21,13 @@
 /// The type must be `Codable` and findable by name in the child: internal or public, not
 /// `private`, `fileprivate` or declared inside a function (`start()` refuses those).
 public protocol Skprocess: Codable {
-    /// What `result()` returns; `NoResult` when the process defines no `result()`.
-    associatedtype Output: Codable & Sendable = NoResult
+    /// What `result()` returns; `NoResult` when the process defines no `result()`. It must be
+    /// `Codable` and `Sendable` to cross back to the parent: `start()` requires it, so a
+    /// `result()` returning another type is a compile error where the process is started,
+    /// rather than a `NoResult` in its place. (It is left unconstrained here on purpose: with
+    /// the constraint, such a `result()` would not count as the requirement's witness, and the
+    /// default `NoResult` would be taken silently.)
+    associatedtype Output = NoResult
 
     /// How the process runs. Declare it as a stored property to configure it.
     var processConfig: ProcessConfig { get }
@@ -54,7 +59,7 @@ public struct NoResult: Codable, Sendable, Equatable {
 }
 
 extension Skprocess {
-    /// The default: run until stopped, once, with no time limits.
+    /// The default: runs until `stop()`, with one life and no time limits.
     public var processConfig: ProcessConfig { ProcessConfig() }
     /// Off by default: placeholders stay placeholders until `reconnectAll(_:auth:)`.
     public static var autoreconnect: Autoreconnect { .off }

@@ -13,7 +13,7 @@ public func withProcess<P: Skprocess, R>(
     _ process: P,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (ProcessHandle<P>) async throws -> R
-) async throws -> R {
+) async throws -> R where P.Output: Codable & Sendable {
     let handle = try ProcessHandle(process)
     try await handle.start()
     do {

@@ -27,18 +27,27 @@ enum ChannelEnd: Sendable {
 /// A control channel: length-prefixed frames over one nonblocking Unix socket.
 ///
 /// Reads happen on the reactor thread (it drains the socket until `EAGAIN` and hands each
-/// complete frame to `onFrame`). Writes happen on the caller's thread under the `writer`
-/// lock: a nonblocking `send` that usually completes at once; what the kernel does not take
-/// waits in `pending` until the reactor reports the socket writable, and the sender waits
-/// until its frame is out (backpressure, no unbounded buffer).
+/// complete frame to `onFrame`), and from a `listen` polling the socket on its own thread;
+/// both under the `reading` lock, so frames are delivered one at a time and in order. Writes
+/// happen on the caller's thread under the `writer` lock: a nonblocking `send` that usually
+/// completes at once; what the kernel does not take waits in the `ChannelWriter` until the
+/// reactor reports the socket writable, and the sender waits until its frame is out
+/// (backpressure, no unbounded buffer), or until it is cancelled.
+///
+/// Reading can be paused (`pauseReading`): the mailbox a channel feeds does so when it holds
+/// as much as it may, so that the peer's sends wait instead of this process's memory growing.
+///
+/// Lock order: `reading`, then `writer`.
 final class Channel: Sendable {
     let fd: Int32
     private let onFrame: @Sendable (Frame) -> Void
     private let onEnd: @Sendable (ChannelEnd) -> Void
 
-    /// Reading state, touched on the reactor thread; the lock makes that checkable rather
-    /// than assumed, and frames are delivered under it, in order.
+    /// Reading state: the frame being reassembled, descriptors not yet claimed.
     private let reading: Mutex<ReadState>
+    /// Set by `pauseReading` (possibly from inside `onFrame`, under the read lock, hence an
+    /// atomic); the reader checks it between reads.
+    private let readingPaused = Atomic<Bool>(false)
 
     private struct ReadState: ~Copyable {
         var reader = FrameReader()
@@ -55,39 +64,25 @@ final class Channel: Sendable {
         }
     }
 
-    private struct PendingWrite {
-        let ticket: UInt64
-        let bytes: [UInt8]
-        var offset: Int
-        /// Sent with the first byte; kept alive until then.
-        var attachments: AttachedDescriptors?
-    }
-
     private struct WriterState {
-        var pending: [PendingWrite] = []
-        var nextTicket: UInt64 = 1
-        var completedThrough: UInt64 = 0
-        var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
-        var failure: ProcessingError?
+        var frames = ChannelWriter()
         /// The reactor registration, once `start()` made it and until reading ends.
         var registration: Reactor.Registration?
-        /// Whether the registration asks for writability (while `pending` is not empty).
-        var wantsWrite = false
         /// Listens reading the socket from their own threads for a moment; while there are any
         /// the reactor does not watch for reads, so it does not wake to race them.
         var pollers = 0
         /// What the registration asks for now.
         var registeredInterest: Reactor.Interest = .read
 
-        var interest: Reactor.Interest {
-            var interest: Reactor.Interest = pollers == 0 ? .read : []
-            if wantsWrite { interest.insert(.write) }
+        func interest(readingPaused: Bool) -> Reactor.Interest {
+            var interest: Reactor.Interest = pollers == 0 && !readingPaused ? .read : []
+            if frames.hasPending { interest.insert(.write) }
             return interest
         }
 
         /// Tells the reactor when what the channel wants to hear about changed.
-        mutating func updateRegistration() {
-            let interest = interest
+        mutating func updateRegistration(readingPaused: Bool) {
+            let interest = interest(readingPaused: readingPaused)
             guard let registration, interest != registeredInterest else { return }
             registeredInterest = interest
             Reactor.shared.update(registration, interest: interest)
@@ -96,19 +91,26 @@ final class Channel: Sendable {
 
     private let writer = Mutex(WriterState())
 
-    /// Takes ownership of `fd` (made nonblocking here); call `start()` to begin reading.
-    init(fd: Int32, onFrame: @escaping @Sendable (Frame) -> Void, onEnd: @escaping @Sendable (ChannelEnd) -> Void) throws {
+    /// Makes `fd` ready to be a channel (nonblocking, with large socket buffers); do it before
+    /// `init`, which cannot fail.
+    static func prepare(_ fd: Int32) throws(SystemError) {
         try Syscall.setNonBlocking(fd)
         Syscall.setSocketBuffers(fd, bytes: 1 << 20)
+    }
+
+    /// Takes ownership of `fd`, which `prepare` made ready; call `start()` to begin reading.
+    init(fd: Int32, onFrame: @escaping @Sendable (Frame) -> Void, onEnd: @escaping @Sendable (ChannelEnd) -> Void) {
         self.fd = fd
         self.onFrame = onFrame
         self.onEnd = onEnd
         reading = Mutex(ReadState())
     }
 
-    /// Registers with the reactor; frames start arriving on the reactor thread.
+    /// Registers with the reactor; frames start arriving on the reactor thread. A channel
+    /// closed meanwhile registers nothing (its number may belong to another descriptor now).
     func start() {
         Reactor.shared.execute { [self] in
+            guard !reading.withLock({ $0.closed }) else { return }
             let registration: Reactor.Registration
             do {
                 registration = try Reactor.shared.register(fd, interest: .read) { [self] events in
@@ -121,7 +123,8 @@ final class Channel: Sendable {
             }
             writer.withLock { state in
                 state.registration = registration
-                state.updateRegistration()
+                state.registeredInterest = .read
+                state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
             }
         }
     }
@@ -129,37 +132,30 @@ final class Channel: Sendable {
     // MARK: Writing
 
     /// Sends one encoded frame (see `Frame.encode`), with the descriptors it announced.
-    /// Returns once the kernel has all of it.
+    /// Returns once the kernel has all of it. Cancelling the caller ends the wait at once with
+    /// `CancellationError`: the frame is withdrawn if none of it was written yet, and finished
+    /// otherwise (a frame cannot be cut).
     func send(_ bytes: [UInt8], attaching attachments: AttachedDescriptors? = nil) async throws {
         if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
-        let ticket: UInt64? = try writer.withLock { state in
-            if let failure = state.failure { throw failure }
-            var offset = 0
-            if state.pending.isEmpty {
-                offset = try write(bytes, from: 0, attaching: attachments, state: &state)
-                if offset == bytes.count { return nil }
-            }
-            let ticket = state.nextTicket
-            state.nextTicket += 1
-            state.pending.append(PendingWrite(ticket: ticket, bytes: bytes, offset: offset,
-                                              attachments: offset == 0 ? attachments : nil))
-            if !state.wantsWrite {
-                state.wantsWrite = true
-                state.updateRegistration()
-            }
-            return ticket
+        let sent = try writer.withLock { state throws(ProcessingError) in
+            let sent = try state.frames.send(bytes, attachments: attachments, urgent: false, write: write)
+            if case .queued = sent { state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring)) }
+            return sent
         }
-        guard let ticket else { return }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            writer.withLock { state in
-                if state.completedThrough >= ticket {
-                    continuation.resume()
-                } else if let failure = state.failure {
-                    continuation.resume(throwing: failure)
-                } else {
-                    state.waiters.append((ticket, continuation))
+        guard case .queued(let ticket) = sent else { return }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let now: Result<Void, any Error>? = writer.withLock { state in
+                    if Task.isCancelled {
+                        _ = state.frames.cancel(ticket)
+                        return .failure(CancellationError())
+                    }
+                    return state.frames.wait(for: ticket, continuation)
                 }
+                if let now { continuation.resume(with: now) }
             }
+        } onCancel: {
+            writer.withLock { $0.frames.cancel(ticket) }?.resume(throwing: CancellationError())
         }
     }
 
@@ -168,22 +164,27 @@ final class Channel: Sendable {
         try await send(frame.bytes, attaching: frame.attachments)
     }
 
-    /// Writes as much of `bytes` as the socket takes now; returns the new offset. Attachments
-    /// go with the first byte written.
-    private func write(_ bytes: [UInt8], from start: Int, attaching attachments: AttachedDescriptors? = nil,
-                       state: inout WriterState) throws(ProcessingError) -> Int {
-        var offset = start
-        while offset < bytes.count {
+    /// Queues an urgent frame (a stop) ahead of every frame not yet begun, and returns without
+    /// waiting for it to be written: a peer that reads nothing cannot hold the caller. Dropped
+    /// silently if the channel has ended.
+    func post(urgent bytes: [UInt8]) {
+        if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
+        writer.withLock { state in
+            guard case .queued? = try? state.frames.send(bytes, attachments: nil, urgent: true, waits: false, write: write) else { return }
+            state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
+        }
+    }
+
+    /// Writes as much of `buffer` as the socket takes now, with `attachments` on the first byte.
+    private func write(_ buffer: UnsafeRawBufferPointer, _ attachments: AttachedDescriptors?) throws(ProcessingError) -> Int {
+        var offset = 0
+        while offset < buffer.count {
             let result: IOResult
             do {
-                result = try bytes.withUnsafeBytes { buffer throws(SystemError) in
-                    let rest = UnsafeRawBufferPointer(rebasing: buffer[offset...])
-                    return try Syscall.send(fd, rest, attaching: offset == 0 ? attachments?.descriptors ?? [] : [])
-                }
+                result = try Syscall.send(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]),
+                                          attaching: offset == 0 ? attachments?.descriptors ?? [] : [])
             } catch {
-                let failure = ProcessingError(.channelClosed, "the other process is gone (\(error))")
-                state.failure = failure
-                throw failure
+                throw ProcessingError(.channelClosed, "the other process is gone (\(error))")
             }
             guard case .transferred(let count) = result else { break }
             offset += count
@@ -193,36 +194,9 @@ final class Channel: Sendable {
 
     /// The socket is writable: push out pending frames, wake the senders whose frames are out.
     private func writeReady() {
-        let resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = writer.withLock { state in
-            do {
-                while var first = state.pending.first {
-                    first.offset = try write(first.bytes, from: first.offset, attaching: first.attachments, state: &state)
-                    if first.offset > 0 { first.attachments = nil }
-                    if first.offset < first.bytes.count {
-                        state.pending[0] = first
-                        break
-                    }
-                    state.completedThrough = first.ticket
-                    state.pending.removeFirst()
-                }
-            } catch {
-                state.pending.removeAll()
-            }
-            if state.pending.isEmpty && state.wantsWrite {
-                state.wantsWrite = false
-                state.updateRegistration()
-            }
-            var resumed: [(CheckedContinuation<Void, any Error>, (any Error)?)] = []
-            state.waiters.removeAll { waiter in
-                if waiter.ticket <= state.completedThrough {
-                    resumed.append((waiter.continuation, nil))
-                } else if let failure = state.failure {
-                    resumed.append((waiter.continuation, failure))
-                } else {
-                    return false
-                }
-                return true
-            }
+        let resumed = writer.withLock { state in
+            let resumed = state.frames.flush(write: write)
+            state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
             return resumed
         }
         for (continuation, error) in resumed {
@@ -233,10 +207,10 @@ final class Channel: Sendable {
     // MARK: Reading
 
     /// Reads everything available now and delivers the complete frames. Runs on the reactor
-    /// thread: when the socket is readable, and to drain the channel once its child has
-    /// exited, so no frame written before the exit is lost.
-    func readAvailable() {
-        reading.withLock { drain(&$0, onReactor: true) }
+    /// thread: when the socket is readable, and (`ignoringPause`) to drain the channel once its
+    /// child has exited, so no frame written before the exit is lost.
+    func readAvailable(ignoringPause: Bool = false) {
+        reading.withLock { drain(&$0, onReactor: true, ignoringPause: ignoringPause) }
     }
 
     /// Reads what is there now from the caller's thread (a listen polling before it sleeps);
@@ -246,7 +220,7 @@ final class Channel: Sendable {
     func poll() -> Bool {
         // Never wait for the reactor's read: what it reads reaches the mailbox anyway.
         reading.withLockIfAvailable { state in
-            drain(&state, onReactor: false)
+            drain(&state, onReactor: false, ignoringPause: false)
             return state.reader.missingBodyBytes < state.scratch.count
         } ?? true
     }
@@ -255,14 +229,35 @@ final class Channel: Sendable {
     func setPolling(_ polling: Bool) {
         writer.withLock { state in
             state.pollers += polling ? 1 : -1
-            state.updateRegistration()
+            state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
         }
     }
 
-    private func drain(_ state: inout ReadState, onReactor: Bool) {
+    /// Stops reading until `resumeReading()`: what the peer sends then waits in the sockets,
+    /// and its sends wait once they are full. Any thread, also from inside `onFrame`.
+    func pauseReading() {
+        readingPaused.store(true, ordering: .releasing)
+    }
+
+    /// Reads again after `pauseReading()`.
+    func resumeReading() {
+        guard readingPaused.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        // Level-triggered: once read interest is back, the reactor hears what is waiting.
+        writer.withLock { $0.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring)) }
+    }
+
+    /// How many bytes the frame being read holds now (for tests: what a frame in progress costs).
+    var bufferedFrameBytes: Int { reading.withLock { $0.reader.bufferedCapacity } }
+
+    private func drain(_ state: inout ReadState, onReactor: Bool, ignoringPause: Bool) {
         guard !state.ended else { return }
         do {
             while !state.ended {
+                if !ignoringPause, readingPaused.load(ordering: .acquiring) {
+                    // Loaded again under the lock: a resume in between must not be undone.
+                    writer.withLock { $0.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring)) }
+                    return
+                }
                 var outcome = IOResult.wouldBlock
                 var frames: [Frame] = []
                 if state.reader.missingBodyBytes >= state.scratch.count {
@@ -351,14 +346,8 @@ final class Channel: Sendable {
         }
         guard !alreadyClosed else { return }
         stopWatching()
-        let waiters = writer.withLock { state in
-            if state.failure == nil { state.failure = ProcessingError(.channelClosed, reason) }
-            state.pending.removeAll()
-            defer { state.waiters.removeAll() }
-            return state.waiters.map(\.continuation)
-        }
+        let waiters = writer.withLock { $0.frames.fail(ProcessingError(.channelClosed, reason)) }
         Syscall.close(fd)
-        let failure = ProcessingError(.channelClosed, reason)
-        for continuation in waiters { continuation.resume(throwing: failure) }
+        for (continuation, error) in waiters { continuation.resume(throwing: error ?? ProcessingError(.channelClosed, reason)) }
     }
 }

@@ -1,3 +1,4 @@
+import CProcessingShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,15 +8,16 @@ enum ChildEvent: Sendable {
     case frame(Frame)
     /// The control channel ended before the child exited (a malformed frame, for instance).
     case channelEnded(ChannelEnd)
-    /// The child was reaped; `stderrTail` holds its last stderr lines. Always the last event.
-    case exited(ExitStatus, stderrTail: String)
+    /// The child was reaped; `stderr` holds the end of what it wrote there (and the line that
+    /// says why it died, if one did). Always the last event.
+    case exited(ExitStatus, stderr: StderrTail)
 }
 
 /// One worker process as the parent sees it: its control channel, its stderr pipe and the
 /// pidfd that reports its exit. Callbacks run on the reactor thread, except that a `listen`
 /// polling the channel may deliver `.frame`s on its own thread (still one at a time and in
-/// order, under the channel's read lock); by `.exited` all of its fds are closed and the
-/// child is reaped.
+/// order, under the channel's read lock); by `.exited` all of its fds are closed, the child is
+/// reaped, and its process group (its own children, unless they left it) is killed.
 final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor thread only
     let pid: pid_t
     let channel: Channel
@@ -24,66 +26,62 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private var exitRegistration: Reactor.Registration?
     private var stderrRegistration: Reactor.Registration?
     private let onEvent: @Sendable (ChildEvent) -> Void
-    private var stderrTail: [UInt8] = []
+    private var stderr = StderrTail()
     private var stderrOpen = true
     private var reaped = false
 
-    /// How much of a child's stderr is kept for the error that reports its crash.
-    private static let stderrTailLimit = 4096
+    /// The descriptor numbers a worker finds its channels on (posix_spawn maps them there).
+    private static let childTargets: [Int32] = [STDERR_FILENO, PROCESSING_WORKER_CONTROL_FD]
 
-    /// Spawns a worker and starts watching it. `onEvent` runs on the reactor thread.
+    /// Spawns a worker and starts watching it. `onEvent` runs on the reactor thread. Throws
+    /// `ProcessingError` (`.spawnFailed`) naming the call that failed and, for a lack of
+    /// descriptors or processes, what to raise; nothing opened here is left open then.
     static func launch(onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
-        let (parentEnd, childEnd) = try Syscall.socketPair()
-        let stderrPipe: (read: Int32, write: Int32)
-        let highChildEnd: Int32
-        let highStderr: Int32
+        StderrForwarder.shared.prepare()
+        var opened: [Int32] = []
         do {
-            stderrPipe = try Syscall.pipe()
-            highChildEnd = try Syscall.duplicate(childEnd, atLeast: 10)
-            Syscall.close(childEnd)
-            do {
-                highStderr = try Syscall.duplicate(stderrPipe.write, atLeast: 10)
-                Syscall.close(stderrPipe.write)
-            } catch {
-                Syscall.close(stderrPipe.read)
-                Syscall.close(stderrPipe.write)
-                Syscall.close(highChildEnd)
-                throw error
-            }
-        } catch {
-            Syscall.close(parentEnd)
-            throw ProcessingError(.spawnFailed, "could not create the worker's channels: \(error)")
-        }
-        let spawned: SpawnedChild
-        do {
-            spawned = try await Spawner.shared.spawn(controlFD: highChildEnd, stderrFD: highStderr)
-        } catch {
-            for fd in [parentEnd, highChildEnd, highStderr, stderrPipe.read] { Syscall.close(fd) }
-            throw error
-        }
-        // The child has its own copies now.
-        Syscall.close(highChildEnd)
-        Syscall.close(highStderr)
-        do {
+            let (parentEnd, childEnd) = try Syscall.socketPair()
+            opened += [parentEnd, childEnd]
+            let stderrPipe = try Syscall.pipe()
+            opened += [stderrPipe.read, stderrPipe.write]
+            // posix_spawn maps the child's ends onto 2 and 3: one already numbered like a target
+            // would be clobbered by the other's mapping (or keep its close-on-exec flag).
+            let control = try movedOffTargets(childEnd, opened: &opened)
+            let childStderr = try movedOffTargets(stderrPipe.write, opened: &opened)
+            // Everything that can fail happens before the spawn: after it, nothing may.
+            try Channel.prepare(parentEnd)
             try Syscall.setNonBlocking(stderrPipe.read)
-            let child = try ChildProcess(spawned, channelFD: parentEnd, stderrFD: stderrPipe.read, onEvent: onEvent)
+            let spawned = try await Spawner.shared.spawn(controlFD: control, stderrFD: childStderr)
+            // The child has its own copies now.
+            for fd in opened where fd != parentEnd && fd != stderrPipe.read { Syscall.close(fd) }
+            opened = []
+            let child = ChildProcess(spawned, channelFD: parentEnd, stderrFD: stderrPipe.read, onEvent: onEvent)
             child.start()
             return child
         } catch {
-            Syscall.pidfdSignal(spawned.pidfd, SIGKILL)
-            _ = try? Syscall.reap(spawned.pidfd)
-            for fd in [parentEnd, stderrPipe.read, spawned.pidfd] { Syscall.close(fd) }
-            throw error
+            for fd in opened { Syscall.close(fd) }
+            if error is ProcessingError || error is CancellationError { throw error }
+            throw ProcessingError(.spawnFailed, "a worker process could not be started: \(error)")
         }
     }
 
+    /// `fd`, or a duplicate of it above the child's target numbers (the original closed).
+    private static func movedOffTargets(_ fd: Int32, opened: inout [Int32]) throws(SystemError) -> Int32 {
+        guard childTargets.contains(fd) else { return fd }
+        let moved = try Syscall.duplicate(fd, atLeast: childTargets.max()! + 1)
+        Syscall.close(fd)
+        opened.removeAll { $0 == fd }
+        opened.append(moved)
+        return moved
+    }
+
     private init(_ spawned: SpawnedChild, channelFD: Int32, stderrFD: Int32,
-                 onEvent: @escaping @Sendable (ChildEvent) -> Void) throws {
+                 onEvent: @escaping @Sendable (ChildEvent) -> Void) {
         pid = spawned.pid
         pidfd = spawned.pidfd
         self.stderrFD = stderrFD
         self.onEvent = onEvent
-        channel = try Channel(fd: channelFD, onFrame: { onEvent(.frame($0)) }, onEnd: { end in
+        channel = Channel(fd: channelFD, onFrame: { onEvent(.frame($0)) }, onEnd: { end in
             if case .closed = end { return }  // a normal end: the exit follows
             onEvent(.channelEnded(end))
         })
@@ -115,13 +113,17 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     }
 
     private func childMayHaveExited() {
-        let status: ExitStatus?
+        guard Syscall.hasExited(pidfd) else { return }
+        // Its own children share its process group: they end with it, before the reap lets
+        // the group's number be reused.
+        Syscall.signalGroup(pid, SIGKILL)
+        let status: ExitStatus
         do {
-            status = try Syscall.reap(pidfd)
+            guard let reaped = try Syscall.reap(pidfd) else { return }
+            status = reaped
         } catch {
-            status = .exited(-1)
+            status = .unavailable
         }
-        guard let status else { return }
         finish(status)
     }
 
@@ -129,13 +131,13 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     /// pipe), close every fd, and report.
     private func finish(_ status: ExitStatus) {
         reaped = true
-        channel.readAvailable()
+        channel.readAvailable(ignoringPause: true)
         readStderr()
         channel.close(reason: "the process has exited")
         if let exitRegistration { Reactor.shared.deregister(exitRegistration) }
         Syscall.close(pidfd)
         closeStderr()
-        onEvent(.exited(status, stderrTail: String(decoding: stderrTail, as: UTF8.self)))
+        onEvent(.exited(status, stderr: stderr))
     }
 
     private func closeStderr() {
@@ -148,21 +150,19 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     /// Forwards the child's stderr to ours and keeps its tail for crash reports.
     private func readStderr() {
         guard stderrOpen else { return }
-        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let result = buffer.withUnsafeMutableBytes { try? Syscall.read(stderrFD, into: $0) }
-            switch result {
-            case .transferred(let count)?:
-                buffer.withUnsafeBytes { Syscall.writeAll(STDERR_FILENO, UnsafeRawBufferPointer(rebasing: $0[..<count])) }
-                stderrTail.append(contentsOf: buffer[..<count])
-                if stderrTail.count > Self.stderrTailLimit {
-                    stderrTail.removeFirst(stderrTail.count - Self.stderrTailLimit)
+        withUnsafeTemporaryAllocation(byteCount: 16 * 1024, alignment: 16) { buffer in
+            while true {
+                switch try? Syscall.read(stderrFD, into: buffer) {
+                case .transferred(let count)?:
+                    let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+                    StderrForwarder.shared.forward(chunk)
+                    stderr.append(chunk)
+                case .wouldBlock?:
+                    return
+                case .endOfFile?, nil:
+                    closeStderr()
+                    return
                 }
-            case .wouldBlock?:
-                return
-            case .endOfFile?, nil:
-                closeStderr()
-                return
             }
         }
     }

@@ -31,8 +31,8 @@ enum FrameKind: UInt8, Sendable {
 /// A frame that carries file descriptors (SCM_RIGHTS, sent with its first byte) has the high
 /// bit of its kind byte set, and its payload starts with their count as a varint.
 struct Frame: Sendable {
-    /// Frames larger than this are refused as malformed rather than allocated.
-    static let maximumLength = 1 << 30
+    /// The length field can say no more than this.
+    static let lengthFieldLimit = Int(UInt32.max)
     static let headerLength = 4
     static let attachmentsFlag: UInt8 = 0x80
 
@@ -49,20 +49,43 @@ struct Frame: Sendable {
 
     /// Builds the wire bytes of a frame with no payload.
     static func encode(_ kind: FrameKind) -> [UInt8] {
-        encode(kind) { _ in }
+        control(kind) { _ in }
+    }
+
+    /// Builds the wire bytes of a small frame the library writes itself (a section marker, a
+    /// ready reply: a few bytes, never near the size limit).
+    static func control(_ kind: FrameKind, _ writePayload: (inout [UInt8]) -> Void) -> [UInt8] {
+        var bytes: [UInt8] = [0, 0, 0, 0, kind.rawValue]
+        writePayload(&bytes)
+        setLength(of: &bytes)
+        return bytes
     }
 
     /// Builds the wire bytes of a frame whose payload `writePayload` appends, with no extra copy.
-    /// `attachmentCount` descriptors must be sent with it (`Channel.send(_:attaching:)`).
-    static func encode(_ kind: FrameKind, attachmentCount: Int = 0, _ writePayload: (inout [UInt8]) throws -> Void) rethrows -> [UInt8] {
+    /// `attachmentCount` descriptors must be sent with it (`Channel.send(_:attaching:)`). Throws
+    /// `ProcessingError` (`.messageTooLarge`) for a frame over `ProcessingLimits.maximumMessageSize`.
+    static func encode(_ kind: FrameKind, attachmentCount: Int = 0, _ writePayload: (inout [UInt8]) throws -> Void) throws -> [UInt8] {
         var bytes: [UInt8] = [0, 0, 0, 0, kind.rawValue]
         if attachmentCount > 0 {
             bytes[headerLength] |= attachmentsFlag
             BinaryFormat.appendVarint(UInt64(attachmentCount), to: &bytes)
         }
         try writePayload(&bytes)
+        try checkSize(bytes.count - headerLength, of: kind)
         setLength(of: &bytes)
         return bytes
+    }
+
+    /// Refuses a frame of `length` bytes (kind and payload) over the limit, before it is sent.
+    static func checkSize(_ length: Int, of kind: FrameKind) throws(ProcessingError) {
+        let limit = ProcessingLimits.maximumMessageSize
+        guard length > limit || length > lengthFieldLimit else { return }
+        throw ProcessingError(.messageTooLarge, """
+            \(kind.role) of \(length) bytes is over the limit of \(limit) bytes \
+            (ProcessingLimits.maximumMessageSize), so it was not sent and the channel is unchanged; \
+            send it in parts (a pipe, or several messages), or raise the limit in the parent before \
+            starting the process
+            """)
     }
 
     /// The same frame, announcing `attachmentCount` descriptors (for a frame whose count was
@@ -86,6 +109,23 @@ struct Frame: Sendable {
     }
 }
 
+extension FrameKind {
+    /// What a frame of this kind is, for errors ("a message", "the state of a process").
+    var role: String {
+        switch self {
+        case .message: "a message"
+        case .start: "a process's start request (its state)"
+        case .checkpoint: "a checkpoint (the process's state)"
+        case .result: "a result"
+        case .failure: "a failure report"
+        case .work: "pool work"
+        case .batch: "a batch of pool items"
+        case .batchReply: "a batch's results"
+        case .stop, .section: "a control frame"
+        }
+    }
+}
+
 /// A frame ready to send: its bytes and the descriptors that go with it.
 struct OutgoingFrame: Sendable {
     let bytes: [UInt8]
@@ -101,13 +141,21 @@ struct MalformedFrame: Error, CustomStringConvertible, Sendable {
 ///
 /// A pure state machine: the channel feeds it bytes and gets frames back. Large frames are
 /// read straight into their final buffer (`fillBody`) to avoid a second copy.
+///
+/// A frame header is untrusted input: its buffer starts at most `initialBodyCapacity` bytes
+/// large and doubles as bytes arrive, so five bytes announcing a gigabyte cost nothing much;
+/// a length over `ProcessingLimits.maximumMessageSize` is refused at once.
 struct FrameReader {
     /// The length field and the kind byte.
     private static let prefixLength = Frame.headerLength + 1
+    /// What a frame's buffer starts at, at most: a 1 MiB message fits without growing.
+    static let initialBodyCapacity = 2 << 20
 
     private var prefix: [UInt8] = []
     private var kind = FrameKind.message
+    /// The current frame's bytes so far, and room for more (`bodyFilled` of them are filled).
     private var body: [UInt8] = []
+    private var bodyLength = 0
     private var bodyFilled = 0
     private var inFrame = false
     private var hasAttachments = false
@@ -116,10 +164,14 @@ struct FrameReader {
     var isAtFrameBoundary: Bool { !inFrame && prefix.isEmpty }
 
     /// How many bytes of the current frame are still missing (0 between frames).
-    var missingBodyBytes: Int { inFrame ? body.count - bodyFilled : 0 }
+    var missingBodyBytes: Int { inFrame ? bodyLength - bodyFilled : 0 }
+
+    /// How many bytes the current frame's buffer holds (filled or not): what a frame in
+    /// progress costs now.
+    var bufferedCapacity: Int { body.count }
 
     var partialDescription: String {
-        inFrame ? "a truncated frame: \(bodyFilled) of \(body.count) payload bytes arrived"
+        inFrame ? "a truncated frame: \(bodyFilled) of \(bodyLength) payload bytes arrived"
             : "a truncated frame header: \(prefix.count) of \(Self.prefixLength) bytes arrived"
     }
 
@@ -133,9 +185,10 @@ struct FrameReader {
                 offset += taken
                 guard prefix.count == Self.prefixLength else { return }
                 try beginFrame()
-                if body.isEmpty { frames.append(try finishFrame()); continue }
+                if bodyLength == 0 { frames.append(try finishFrame()); continue }
             }
-            let taken = min(body.count - bodyFilled, bytes.count - offset)
+            let taken = min(bodyLength - bodyFilled, bytes.count - offset)
+            reserve(taken)
             let filled = bodyFilled
             body.withUnsafeMutableBytes { target in
                 target.baseAddress!.advanced(by: filled)
@@ -143,18 +196,35 @@ struct FrameReader {
             }
             bodyFilled += taken
             offset += taken
-            if bodyFilled == body.count { frames.append(try finishFrame()) }
+            if bodyFilled == bodyLength { frames.append(try finishFrame()) }
         }
     }
 
     /// Lets a reader fill the current frame's body directly; returns the frame if complete.
     mutating func fillBody(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Frame? {
+        reserve(1)
         let filled = bodyFilled
         let count = try body.withUnsafeMutableBytes { target in
             try read(UnsafeMutableRawBufferPointer(rebasing: target[filled...]))
         }
         bodyFilled += count
-        return bodyFilled == body.count ? try finishFrame() : nil
+        return bodyFilled == bodyLength ? try finishFrame() : nil
+    }
+
+    /// Makes room for at least `count` more bytes (at most up to the frame's length), doubling.
+    private mutating func reserve(_ count: Int) {
+        let needed = min(bodyFilled + count, bodyLength)
+        guard needed > body.count else { return }
+        let grown = min(bodyLength, max(needed, body.count * 2))
+        let filled = bodyFilled
+        // Uninitialised: pages are touched only as bytes arrive.
+        let old = body
+        body = [UInt8](unsafeUninitializedCapacity: grown) { buffer, count in
+            if filled > 0 {
+                old.withUnsafeBufferPointer { buffer.baseAddress!.update(from: $0.baseAddress!, count: filled) }
+            }
+            count = grown
+        }
     }
 
     private mutating func beginFrame() throws(MalformedFrame) {
@@ -162,21 +232,28 @@ struct FrameReader {
         let rawKind = prefix[4] & ~Frame.attachmentsFlag
         hasAttachments = prefix[4] & Frame.attachmentsFlag != 0
         prefix.removeAll(keepingCapacity: true)
-        guard length >= 1, length <= Frame.maximumLength else {
-            throw MalformedFrame(description: "a frame header announced \(length) bytes (allowed: 1 to \(Frame.maximumLength))")
+        let limit = ProcessingLimits.maximumMessageSize
+        guard length >= 1, length <= limit else {
+            throw MalformedFrame(description: """
+                a frame header announced \(length) bytes, over the limit of \(limit) \
+                (ProcessingLimits.maximumMessageSize, set in the parent)
+                """)
         }
         guard let kind = FrameKind(rawValue: rawKind) else {
             throw MalformedFrame(description: "a frame of unknown kind \(rawKind) (announced \(length) bytes)")
         }
         self.kind = kind
-        body = [UInt8](repeating: 0, count: length - 1)
+        bodyLength = length - 1
         bodyFilled = 0
+        body = []
+        reserve(min(bodyLength, Self.initialBodyCapacity))
         inFrame = true
     }
 
     private mutating func finishFrame() throws(MalformedFrame) -> Frame {
         inFrame = false
         defer { body = [] }
+        if body.count > bodyLength { body.removeLast(body.count - bodyLength) }
         guard hasAttachments else { return Frame(kind: kind, payload: body) }
         var offset = 0
         guard let count = BinaryFormat.readVarint(body, at: &offset), count > 0, count <= UInt64(PROCESSING_MAX_ATTACHED_FDS) else {

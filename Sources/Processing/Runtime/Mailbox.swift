@@ -1,19 +1,48 @@
 import Synchronization
 
-/// Messages that arrived and the `listen` calls waiting for them; used by the parent's handle
-/// and by the child's `self.listen` alike.
+/// Messages that arrived and the `listen` calls waiting for them; used by the parent's handle,
+/// by the child's `self.listen` and by pipe ends alike.
 ///
-/// The state machine (`State`) is apart from its storage: each event returns what to resume,
-/// and continuations are resumed outside the lock.
+/// The state (`State`) is apart from its storage: each event returns what to resume, and
+/// continuations are resumed (and timers cancelled) outside the lock.
+///
+/// - A message goes to the first waiting listen for its type. When none waits for it, it is
+///   queued; a listen finds the first queued message, and fails with `.messageTypeMismatch`
+///   (consuming nothing) when that is of another type. So a message that arrives while only
+///   listens for other types wait is queued, and those listens fail as if they had just begun.
+/// - With a channel attached (`attach(_:)`), the mailbox holds at most
+///   `ProcessingLimits.mailboxCapacity` bytes of queued messages: past that it pauses the
+///   channel, so that the peer's sends wait, and resumes it once half is listened for.
 final class Mailbox: Sendable {
     private struct Waiter {
         let id: UInt64
+        /// The mangled name of the type the listen asked for.
+        let typeName: String?
         let continuation: CheckedContinuation<Message?, any Error>
+        var timer: OneShotTimer?
+    }
+
+    /// What to do outside the lock after an event.
+    private struct Wake {
+        var resume: [(Waiter, Result<Message?, any Error>)] = []
+        var pause = false
+        var resumeReading = false
+
+        func perform(on channel: Channel?) {
+            for (waiter, result) in resume {
+                waiter.timer?.cancel()
+                waiter.continuation.resume(with: result)
+            }
+            if pause { channel?.pauseReading() }
+            if resumeReading { channel?.resumeReading() }
+        }
     }
 
     private struct State {
         var messages: [Message] = []
         var head = 0
+        /// Bytes of the queued messages (bodies and type names).
+        var queuedBytes = 0
         var waiters: [Waiter] = []
         var nextID: UInt64 = 1
         /// Once set, a listen with nothing queued fails with this instead of waiting.
@@ -23,17 +52,44 @@ final class Mailbox: Sendable {
         /// Counts `interruptWaiters` calls: a listen that began before one and was not yet
         /// waiting (it was polling its channel) returns nil too.
         var interruptions = 0
+        /// The channel this mailbox paused, because it holds as much as it may.
+        var paused = false
+        var flowControl: Channel?
 
         var first: Message? { head < messages.count ? messages[head] : nil }
 
-        mutating func takeFirst() -> Message {
+        mutating func enqueue(_ message: Message, capacity: Int, wake: inout Wake) {
+            messages.append(message)
+            queuedBytes += message.cost
+            if flowControl != nil, !paused, queuedBytes > capacity {
+                paused = true
+                wake.pause = true
+            }
+        }
+
+        mutating func takeFirst(capacity: Int, wake: inout Wake) -> Message {
             let message = messages[head]
             head += 1
+            queuedBytes -= message.cost
             if head > 64 && head * 2 > messages.count {
                 messages.removeFirst(head)
                 head = 0
             }
+            if paused, queuedBytes <= capacity / 2 {
+                paused = false
+                wake.resumeReading = true
+            }
             return message
+        }
+
+        mutating func putBack(_ message: Message) {
+            queuedBytes += message.cost
+            if head > 0 {
+                head -= 1
+                messages[head] = message
+            } else {
+                messages.insert(message, at: 0)
+            }
         }
 
         mutating func removeWaiter(_ id: UInt64) -> Waiter? {
@@ -46,36 +102,68 @@ final class Mailbox: Sendable {
     /// Messages this large are bulk transfers: they are not polled for (see `Channel.poll`).
     static let largeMessage = 64 * 1024
 
-    /// Queues a message, or hands it to the first waiting `listen`.
-    func deliver(_ message: Message) {
-        let waiter: Waiter? = state.withLock { state in
-            if state.waiters.isEmpty {
-                state.messages.append(message)
-                return nil
-            }
-            return state.waiters.removeFirst()
+    /// Bounds this mailbox by `ProcessingLimits.mailboxCapacity`, pausing `channel` (the one
+    /// that feeds it) while it is full. A new channel (a retried process's) replaces the last.
+    func attach(_ channel: Channel) {
+        let resume = state.withLock { state in
+            state.flowControl = channel
+            defer { state.paused = false }
+            return state.paused
         }
-        waiter?.continuation.resume(returning: message)
+        if resume { channel.resumeReading() }
+        if state.withLock({ $0.queuedBytes > ProcessingLimits.mailboxCapacity }) {
+            state.withLock { $0.paused = true }
+            channel.pauseReading()
+        }
+    }
+
+    /// Bytes of messages queued and not yet listened for.
+    var queuedBytes: Int { state.withLock { $0.queuedBytes } }
+
+    /// Queues a message, or hands it to the first listen waiting for its type.
+    func deliver(_ message: Message) {
+        let capacity = ProcessingLimits.mailboxCapacity
+        var wake = Wake()
+        let channel = state.withLock { state in
+            if let index = state.waiters.firstIndex(where: { $0.typeName == message.typeName }) {
+                wake.resume.append((state.waiters.remove(at: index), .success(message)))
+            } else {
+                state.enqueue(message, capacity: capacity, wake: &wake)
+                // Now first in line: the listens still waiting (all for other types) fail, as
+                // a listen that began now would.
+                if state.first.map({ $0.typeName == message.typeName }) == true {
+                    wake.resume += state.waiters.map { waiter in
+                        (waiter, .failure(message.mismatch(expectedName: waiter.typeName.map(TypeName.readable) ?? "another type")))
+                    }
+                    state.waiters.removeAll()
+                }
+            }
+            return state.flowControl
+        }
+        wake.perform(on: channel)
     }
 
     /// Fails every waiting `listen` and all later ones that find nothing queued.
     func close(_ error: ProcessingError) {
-        let waiters = state.withLock { state in
+        var wake = Wake()
+        state.withLock { state in
             if state.closedError == nil { state.closedError = error }
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            wake.resume = state.waiters.map { ($0, .failure(error)) }
+            state.waiters.removeAll()
+            state.flowControl = nil
         }
-        for waiter in waiters { waiter.continuation.resume(throwing: error) }
+        wake.perform(on: nil)
     }
 
     /// Wakes every waiting `listen` with nil (the child's listens, when a stop arrives).
     func interruptWaiters() {
-        let waiters = state.withLock { state in
+        var wake = Wake()
+        state.withLock { state in
             state.interruptions += 1
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            wake.resume = state.waiters.map { ($0, .success(nil)) }
+            state.waiters.removeAll()
         }
-        for waiter in waiters { waiter.continuation.resume(returning: nil) }
+        wake.perform(on: nil)
     }
 
     /// The next message as a `T`; nil when `timeout` passes first. With `channel` (the one
@@ -109,35 +197,53 @@ final class Mailbox: Sendable {
             }
         }
 
+        let typeName = TypeName.mangled(T.self)
         let message: Message? = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let immediate: Result<Message?, any Error>? = state.withLock { state in
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    if state.first != nil { return .success(state.takeFirst()) }
-                    if let error = state.closedError { return .failure(error) }
-                    if state.interruptions != interruptions { return .success(nil) }
-                    state.waiters.append(Waiter(id: id, continuation: continuation))
-                    return nil
-                }
-                if let immediate {
-                    continuation.resume(with: immediate)
-                } else if let timeout {
-                    Reactor.after(timeout) { [self] in
-                        state.withLock { $0.removeWaiter(id) }?.continuation.resume(returning: nil)
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message?, any Error>) in
+                var wake = Wake()
+                let channel = state.withLock { state -> Channel? in
+                    let immediate: Result<Message?, any Error>?
+                    if Task.isCancelled {
+                        immediate = .failure(CancellationError())
+                    } else if state.first != nil {
+                        immediate = .success(state.takeFirst(capacity: ProcessingLimits.mailboxCapacity, wake: &wake))
+                    } else if let error = state.closedError {
+                        immediate = .failure(error)
+                    } else if state.interruptions != interruptions {
+                        immediate = .success(nil)
+                    } else {
+                        immediate = nil
                     }
+                    if let immediate {
+                        wake.resume.append((Waiter(id: id, typeName: typeName, continuation: continuation), immediate))
+                        return state.flowControl
+                    }
+                    // Armed under the lock, so that it cannot fire before the waiter is there.
+                    let timer = timeout.map { limit in
+                        OneShotTimer(after: limit) { [self] in
+                            let expired = self.state.withLock { $0.removeWaiter(id) }
+                            expired?.continuation.resume(returning: nil)
+                        }
+                    }
+                    state.waiters.append(Waiter(id: id, typeName: typeName, continuation: continuation, timer: timer))
+                    return state.flowControl
                 }
+                wake.perform(on: channel)
             }
         } onCancel: {
-            state.withLock { $0.removeWaiter(id) }?.continuation.resume(throwing: CancellationError())
+            let cancelled = state.withLock { $0.removeWaiter(id) }
+            cancelled?.timer?.cancel()
+            cancelled?.continuation.resume(throwing: CancellationError())
         }
         if learns {
             learn(waited: message == nil ? .seconds(1) : ContinuousClock.now - start,
                   large: (message?.body.count ?? 0) >= Self.largeMessage)
         }
         guard let message else { return nil }
-        guard message.typeName == TypeName.mangled(T.self) else {
-            // Put it back at the front: a listen for the right type still gets it.
-            putBack(message)
+        guard message.typeName == typeName else {
+            // Taken from the queue for a listen of another type: put it back at the front, for a
+            // listen of the right type.
+            state.withLock { $0.putBack(message) }
             throw message.mismatch(expected: T.self)
         }
         return try message.decode(as: T.self)
@@ -172,28 +278,24 @@ final class Mailbox: Sendable {
     /// (nothing consumed) or when the mailbox is closed and empty.
     private func takeQueued<T: Decodable>(_ type: T.Type) throws -> T? {
         let expected = TypeName.mangled(T.self)
-        let queued: Message? = try state.withLock { state in
+        var wake = Wake()
+        let (queued, channel): (Message?, Channel?) = try state.withLock { state in
             if let first = state.first {
                 // Refuse a mismatch by name, without consuming or decoding anything.
                 guard first.typeName == expected else { throw first.mismatch(expected: T.self) }
-                return state.takeFirst()
+                return (state.takeFirst(capacity: ProcessingLimits.mailboxCapacity, wake: &wake), state.flowControl)
             }
             if let error = state.closedError { throw error }
-            return nil
+            return (nil, nil)
         }
+        wake.perform(on: channel)
         return try queued?.decode(as: T.self)
     }
+}
 
-    private func putBack(_ message: Message) {
-        state.withLock { state in
-            if state.head > 0 {
-                state.head -= 1
-                state.messages[state.head] = message
-            } else {
-                state.messages.insert(message, at: 0)
-            }
-        }
-    }
+extension Message {
+    /// What a queued message costs the mailbox, in bytes.
+    var cost: Int { body.count + typeName.utf8.count }
 }
 
 /// How long a `listen` reads its channel itself before it sleeps, adapted to how soon messages

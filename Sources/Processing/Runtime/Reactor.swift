@@ -45,7 +45,8 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
     private static let pollAfterActivity = Duration.microseconds(50)
     private static let wakeToken: UInt64 = 0
 
-    private let epfd: Int32
+    /// The epoll descriptor (internal for the test that closes it from outside).
+    let epfd: Int32
     private let wakeFD: Int32
     private var handlers: [UInt64: (Events) -> Void] = [:]
     private var nextToken: UInt64 = 1
@@ -99,20 +100,24 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
         handlers[registration.token] = nil
     }
 
-    /// Runs `body` after `delay` (listen and wait time-outs; their handlers only take locks).
-    static func after(_ delay: Duration, _ body: @escaping @Sendable () -> Void) {
-        let (seconds, attoseconds) = delay.components
-        let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds)), execute: body)
-    }
-
     private func run() -> Never {
         threadID.withLock { $0 = pthread_self() }
         var events = [processing_event](repeating: processing_event(), count: 64)
         var lastActivity = ContinuousClock.now
         while true {
             let polling = ContinuousClock.now - lastActivity < Self.pollAfterActivity
-            let count = Syscall.epollWait(epfd, into: &events, timeoutMilliseconds: polling ? 0 : -1)
+            let count: Int
+            do {
+                count = try Syscall.epollWait(epfd, into: &events, timeoutMilliseconds: polling ? 0 : -1)
+            } catch {
+                // Waiting again would spin: every channel, pipe and exit of this process's
+                // children goes unwatched from here, so say why, loudly.
+                fatalError("""
+                    Processing: the reactor can no longer wait for events (\(error)): something closed \
+                    or replaced descriptor \(epfd), which this library owns (a loop that closes every \
+                    descriptor, say). Its child processes can no longer be watched.
+                    """)
+            }
             for index in 0..<count {
                 let event = events[index]
                 if event.token == Self.wakeToken {

@@ -19,14 +19,19 @@ final class Spawner: Sendable {
     static let shared = Spawner()
 
     private struct Job {
+        let id: UInt64
         let controlFD: Int32
         let stderrFD: Int32
         let continuation: CheckedContinuation<SpawnedChild, any Error>
     }
 
-    private let jobs = Mutex<[Job]>([])
+    private struct Queue {
+        var jobs: [Job] = []
+        var nextID: UInt64 = 0
+    }
+
+    private let jobs = Mutex(Queue())
     private let wakeUp = DispatchSemaphore(value: 0)
-    private let executable = Syscall.executablePath()
 
     private init() {
         let thread = Thread { [self] in serve() }
@@ -34,23 +39,41 @@ final class Spawner: Sendable {
         thread.start()
     }
 
-    /// Spawns this binary as a worker whose fd 3 is `controlFD` and fd 2 is `stderrFD`.
-    /// Both must be at least 10, so mapping them onto 2 and 3 cannot clobber one with the other.
+    /// Spawns this process's own image as a worker whose fd 3 is `controlFD` and fd 2 is
+    /// `stderrFD`. Neither may be 2 or 3 (mapping one would clobber the other, or leave it
+    /// close-on-exec); `ChildProcess.launch` sees to that.
+    ///
+    /// A caller cancelled while its spawn waits behind others gets `CancellationError` at once;
+    /// one whose spawn has begun waits the few milliseconds it takes.
     func spawn(controlFD: Int32, stderrFD: Int32) async throws -> SpawnedChild {
-        try await withCheckedThrowingContinuation { continuation in
-            jobs.withLock { $0.append(Job(controlFD: controlFD, stderrFD: stderrFD, continuation: continuation)) }
-            wakeUp.signal()
+        let id = jobs.withLock { queue in
+            defer { queue.nextID += 1 }
+            return queue.nextID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let cancelled = jobs.withLock { queue in
+                    if Task.isCancelled { return true }
+                    queue.jobs.append(Job(id: id, controlFD: controlFD, stderrFD: stderrFD, continuation: continuation))
+                    return false
+                }
+                if cancelled { return continuation.resume(throwing: CancellationError()) }
+                wakeUp.signal()
+            }
+        } onCancel: {
+            let withdrawn: Job? = jobs.withLock { queue in
+                guard let index = queue.jobs.firstIndex(where: { $0.id == id }) else { return nil }
+                return queue.jobs.remove(at: index)
+            }
+            withdrawn?.continuation.resume(throwing: CancellationError())
         }
     }
 
     private func serve() -> Never {
         while true {
             wakeUp.wait()
-            let pending = jobs.withLock { jobs in
-                defer { jobs.removeAll(keepingCapacity: true) }
-                return jobs
-            }
-            for job in pending {
+            // One at a time, so that a cancelled caller's job can still be withdrawn.
+            while let job = jobs.withLock({ $0.jobs.isEmpty ? nil : $0.jobs.removeFirst() }) {
                 job.continuation.resume(with: Result { try spawnWorker(job) })
             }
         }
@@ -84,25 +107,27 @@ final class Spawner: Sendable {
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
-        let arguments = [CommandLine.arguments.first ?? executable]
+        let arguments = [CommandLine.arguments.first ?? Syscall.ownImage]
         let environmentStrings = environment.map { "\($0.key)=\($0.value)" }
 
         var pid: pid_t = 0
+        // The image this process runs, not the file now at its path: a rebuild or a redeploy
+        // may have replaced that file, and a worker must run the same code as its parent.
         let status = withCStrings(arguments) { argv in
             withCStrings(environmentStrings) { envp in
-                posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+                posix_spawn(&pid, Syscall.ownImage, &actions, &attributes, argv, envp)
             }
         }
         guard status == 0 else {
-            throw ProcessingError(.spawnFailed, "posix_spawn of \(executable) failed: \(String(cString: strerror(status)))")
+            throw SystemError(call: "posix_spawn(\(Syscall.ownImage))", errno: status)
         }
         do {
             return SpawnedChild(pid: pid, pidfd: try Syscall.pidfdOpen(pid))
         } catch {
+            // This thread exists only to spawn: waiting here for a SIGKILLed child is brief.
             Syscall.signalGroup(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            throw ProcessingError(.spawnFailed, "\(error)")
+            Syscall.waitForExit(pid)
+            throw error
         }
     }
 }

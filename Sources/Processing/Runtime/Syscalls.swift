@@ -8,13 +8,32 @@ struct SystemError: Error, CustomStringConvertible, Sendable {
     let call: String
     let errno: Int32
 
-    var description: String { "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+    var description: String {
+        "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))" + (remedy.map { "; \($0)" } ?? "")
+    }
+
+    /// What to do about errors a user can fix (running out of descriptors, of processes).
+    var remedy: String? {
+        switch errno {
+        case EMFILE:
+            "this process has as many files open as its limit allows (RLIMIT_NOFILE; each running child holds 4): raise it with `ulimit -n`, or run fewer processes at once"
+        case ENFILE:
+            "the system has as many files open as it allows (fs.file-max): close some, or raise the limit"
+        case EAGAIN where call.hasPrefix("posix_spawn"):
+            "the user's process limit is reached (RLIMIT_NPROC, `ulimit -u`): raise it, or run fewer processes at once"
+        default:
+            nil
+        }
+    }
 }
 
 /// How a reaped child ended.
 enum ExitStatus: Sendable, Equatable {
     case exited(Int32)
     case signaled(Int32)
+    /// It ended, but its status was gone: this program ignores SIGCHLD (the kernel then
+    /// discards children's statuses), or something else reaped it.
+    case unavailable
 }
 
 /// The outcome of a nonblocking read or write.
@@ -36,25 +55,82 @@ enum Syscall {
         }
     }
 
+    // MARK: Descriptors the library opens
+
+    /// The lowest number a descriptor of the library's may have.
+    ///
+    /// A program that closed its stdin, stdout or stderr (a daemon's `close(1)`) would
+    /// otherwise see the next socket or pipe take that number, and its own `print` land in a
+    /// child's channel. So every call that makes a descriptor goes through `descriptor(_:_:)`.
+    static let lowestDescriptor: Int32 = STDERR_FILENO + 1
+
+    /// Runs a call that returns a new descriptor, and keeps that descriptor above 0-2.
+    private static func descriptor(_ call: String, _ body: () -> Int32) throws(SystemError) -> Int32 {
+        _ = standardStreamsReserved
+        return try clearOfStandardStreams(try check(call, body), call: call)
+    }
+
+    /// Done once, before the library opens its first descriptor or starts its first timer:
+    /// a standard descriptor (0-2) the program has closed is opened on /dev/null, as
+    /// `daemon(3)` does. Otherwise descriptors made for the library by others (Dispatch's
+    /// timerfd and epoll descriptors) would take those numbers, and the program's own `print`
+    /// would land in them. The library's own descriptors keep clear of 0-2 anyway
+    /// (`clearOfStandardStreams`), for a program that closes one later.
+    static let standardStreamsReserved: Void = {
+        for fd in 0...STDERR_FILENO where fcntl(fd, F_GETFD) == -1 && Glibc.errno == EBADF {
+            // The lowest free number: this one, since those below it are open.
+            let null = open("/dev/null", O_RDWR)
+            if null >= 0, null != fd { _ = Glibc.close(null) }
+        }
+    }()
+
+    /// `fd`, or (numbered 0-2) a close-on-exec duplicate above them, the original closed.
+    static func clearOfStandardStreams(_ fd: Int32, call: String) throws(SystemError) -> Int32 {
+        guard fd < lowestDescriptor else { return fd }
+        let moved = fcntl(fd, F_DUPFD_CLOEXEC, lowestDescriptor)
+        let code = Glibc.errno
+        _ = Glibc.close(fd)
+        guard moved >= 0 else { throw SystemError(call: "\(call) (moving its descriptor above 2)", errno: code) }
+        return moved
+    }
+
+    /// Both descriptors of a pair call (socketpair, pipe2) above 0-2; on failure neither is left open.
+    private static func descriptorPair(_ call: String, _ fds: [Int32]) throws(SystemError) -> (Int32, Int32) {
+        let first: Int32
+        do {
+            first = try clearOfStandardStreams(fds[0], call: call)
+        } catch {
+            _ = Glibc.close(fds[1])
+            throw error
+        }
+        do {
+            return (first, try clearOfStandardStreams(fds[1], call: call))
+        } catch {
+            _ = Glibc.close(first)
+            throw error
+        }
+    }
+
     /// A close-on-exec Unix stream socket pair.
     static func socketPair() throws(SystemError) -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
         _ = try check("socketpair") {
             socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
         }
-        return (fds[0], fds[1])
+        return try descriptorPair("socketpair", fds)
     }
 
     /// A close-on-exec pipe: (read end, write end).
     static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
         _ = try check("pipe2") { processing_pipe2_cloexec(&fds) }
-        return (fds[0], fds[1])
+        let (read, write) = try descriptorPair("pipe2", fds)
+        return (read, write)
     }
 
-    /// Duplicates `fd` to a close-on-exec descriptor numbered at least `minimum`.
-    static func duplicate(_ fd: Int32, atLeast minimum: Int32) throws(SystemError) -> Int32 {
-        try check("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, minimum) }
+    /// Duplicates `fd` to a close-on-exec descriptor numbered at least `minimum` (and above 2).
+    static func duplicate(_ fd: Int32, atLeast minimum: Int32 = lowestDescriptor) throws(SystemError) -> Int32 {
+        try check("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, max(minimum, lowestDescriptor)) }
     }
 
     static func setNonBlocking(_ fd: Int32) throws(SystemError) {
@@ -116,6 +192,12 @@ enum Syscall {
                 if count > 0 { fds.append(contentsOf: slots[..<Int(count)]) }
                 return bytes
             }
+            // Received descriptors take the lowest free numbers too: keep them above 0-2. (One
+            // that cannot be moved is closed, and the frame then misses it: malformed.)
+            for index in fds.indices where fds[index] < lowestDescriptor {
+                fds[index] = (try? clearOfStandardStreams(fds[index], call: "recvmsg")) ?? -1
+            }
+            fds.removeAll { $0 < 0 }
             if truncated != 0 { throw SystemError(call: "recvmsg", errno: EBADMSG) }
             if bytes > 0 { return .transferred(bytes) }
             if bytes == 0 { return .endOfFile }
@@ -127,26 +209,57 @@ enum Syscall {
         }
     }
 
-    /// A duplicate of `fd`, close-on-exec.
-    static func duplicate(_ fd: Int32) throws(SystemError) -> Int32 {
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else { throw SystemError(call: "fcntl(F_DUPFD_CLOEXEC)", errno: Glibc.errno) }
-        return copy
+    /// A write that cannot raise SIGPIPE, whatever the descriptor is (a pipe's reader may have
+    /// gone: then it throws `EPIPE`). Nonblocking when `fd` is (`.wouldBlock` on `EAGAIN`).
+    ///
+    /// SIGPIPE is blocked on this thread around the write, and one the write raised is taken
+    /// back with `sigtimedwait` before the mask is restored, as libraries that must not
+    /// change a program's signal dispositions do.
+    static func writeWithoutSIGPIPE(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        var pending = sigset_t()
+        sigpending(&pending)
+        let alreadyPending = sigismember(&pending, SIGPIPE) == 1
+        while true {
+            let count = Glibc.write(fd, buffer.baseAddress, buffer.count)
+            if count >= 0 { return .transferred(count) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case EPIPE:
+                if !alreadyPending {
+                    var now = timespec()
+                    _ = sigtimedwait(&pipeSignal, nil, &now)
+                }
+                throw SystemError(call: "write", errno: EPIPE)
+            case let code: throw SystemError(call: "write", errno: code)
+            }
+        }
     }
 
-    /// Writes all of `buffer` to a blocking fd (used to forward a child's stderr).
-    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) {
-        var offset = 0
-        while offset < buffer.count {
-            let count = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if count > 0 { offset += count; continue }
-            if count == -1 && Glibc.errno == EINTR { continue }
-            return  // a closed or full stderr must not stop the reactor
+    /// What kind of file `fd` is (`S_IFREG`, `S_IFIFO`, ...), or nil if it is not open.
+    static func fileType(_ fd: Int32) -> mode_t? {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return nil }
+        return status.st_mode & S_IFMT
+    }
+
+    /// A new open file description of what `fd` refers to (through `/proc/self/fd`), write-only
+    /// and nonblocking, so that making it nonblocking does not change `fd` for its other users.
+    /// Works for pipes, FIFOs and terminals; `ENXIO` for a pipe no one reads any more.
+    static func reopenForNonblockingWrites(_ fd: Int32) throws(SystemError) -> Int32 {
+        try descriptor("open(/proc/self/fd/\(fd))") {
+            open("/proc/self/fd/\(fd)", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         }
     }
 
     static func pidfdOpen(_ pid: pid_t) throws(SystemError) -> Int32 {
-        try check("pidfd_open") { processing_pidfd_open(pid) }
+        try descriptor("pidfd_open") { processing_pidfd_open(pid) }
     }
 
     /// Signals through the pidfd (no pid-reuse race). `ESRCH` (already exited) is not an error.
@@ -157,14 +270,34 @@ enum Syscall {
     /// Signals a process group (a killed child's descendants go with it).
     static func signalGroup(_ group: pid_t, _ signal: Int32) { _ = Glibc.kill(-group, signal) }
 
-    /// Reaps the child behind `pidfd` if it has exited.
+    /// Reaps the child behind `pidfd` if it has exited. `.unavailable` when its status is gone
+    /// (`ECHILD`: SIGCHLD is ignored, or something else reaped it); nil while it runs.
     static func reap(_ pidfd: Int32) throws(SystemError) -> ExitStatus? {
         var code: Int32 = 0
         var status: Int32 = 0
-        let reaped = try check("waitid(P_PIDFD)") { processing_pidfd_reap(pidfd, &code, &status) }
+        let reaped: Int32
+        do {
+            reaped = try check("waitid(P_PIDFD)") { processing_pidfd_reap(pidfd, &code, &status) }
+        } catch where error.errno == ECHILD {
+            return .unavailable
+        }
         guard reaped == 1 else { return nil }
         return code == CLD_EXITED ? .exited(status) : .signaled(status)
     }
+
+    /// Whether the child behind `pidfd` has exited, without reaping it (its pid and process
+    /// group stay reserved until the reap). True also when its status is gone (`ECHILD`).
+    static func hasExited(_ pidfd: Int32) -> Bool {
+        while true {
+            let result = processing_pidfd_has_exited(pidfd)
+            if result >= 0 { return result == 1 }
+            if Glibc.errno == EINTR { continue }
+            return Glibc.errno == ECHILD
+        }
+    }
+
+    /// Whether this program ignores SIGCHLD (then exit statuses are discarded by the kernel).
+    static func ignoresChildSignal() -> Bool { processing_child_signal_ignored() != 0 }
 
     /// Blocks until `pid` has exited and reaps it (only where nothing else can watch it).
     static func waitForExit(_ pid: pid_t) {
@@ -172,7 +305,11 @@ enum Syscall {
         while waitpid(pid, &status, 0) == -1 && Glibc.errno == EINTR {}
     }
 
-    /// The running executable's path (`/proc/self/exe` resolved), so workers re-execute this binary.
+    /// What workers execute: this process's own image, through `/proc/self/exe` (not the
+    /// path it resolves to, which a redeploy or a rebuild may have replaced on disk since).
+    static let ownImage = "/proc/self/exe"
+
+    /// The running executable's path (`/proc/self/exe` resolved), for messages and tests.
     static func executablePath() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
@@ -202,7 +339,7 @@ enum Syscall {
 
 extension Syscall {
     static func epollCreate() throws(SystemError) -> Int32 {
-        try check("epoll_create1") { processing_epoll_create() }
+        try descriptor("epoll_create1") { processing_epoll_create() }
     }
 
     /// Adds (1), deletes (2) or modifies (3) a registration.
@@ -211,19 +348,19 @@ extension Syscall {
     }
 
     /// Waits for events (a timeout of -1 waits forever, 0 only looks).
-    static func epollWait(_ epfd: Int32, into events: inout [processing_event], timeoutMilliseconds: Int32) -> Int {
+    static func epollWait(_ epfd: Int32, into events: inout [processing_event], timeoutMilliseconds: Int32) throws(SystemError) -> Int {
         let capacity = Int32(events.count)
         while true {
             let count = events.withUnsafeMutableBufferPointer {
                 processing_epoll_wait(epfd, $0.baseAddress, capacity, timeoutMilliseconds)
             }
             if count >= 0 { return Int(count) }
-            if Glibc.errno != EINTR { return 0 }
+            if Glibc.errno != EINTR { throw SystemError(call: "epoll_wait", errno: Glibc.errno) }
         }
     }
 
     static func eventFD() throws(SystemError) -> Int32 {
-        try check("eventfd") { processing_eventfd_create() }
+        try descriptor("eventfd") { processing_eventfd_create() }
     }
 
     static func signalEventFD(_ fd: Int32) {
@@ -259,7 +396,7 @@ extension Syscall {
 
     /// A new, empty close-on-exec memfd, sealed so that it can grow but never shrink.
     static func makeSharedMemory(name: String) throws(SystemError) -> Int32 {
-        try check("memfd_create") { processing_memfd_create(name) }
+        try descriptor("memfd_create") { processing_memfd_create(name) }
     }
 
     /// The size of the file behind `fd`.
@@ -298,7 +435,7 @@ extension Syscall {
 
     /// Opens, read-write and close-on-exec, the file another process (or this one) holds as `fd`.
     static func openProcessFile(pid: pid_t, fd: Int32) throws(SystemError) -> Int32 {
-        try check("open(/proc/\(pid)/fd/\(fd))") { open("/proc/\(pid)/fd/\(fd)", O_RDWR | O_CLOEXEC | O_NOCTTY) }
+        try descriptor("open(/proc/\(pid)/fd/\(fd))") { open("/proc/\(pid)/fd/\(fd)", O_RDWR | O_CLOEXEC | O_NOCTTY) }
     }
 
     /// Initialises a mutex in shared memory: process-shared, robust (a dead owner's lock is
@@ -390,7 +527,7 @@ extension Syscall {
 
     /// A nonblocking, close-on-exec TCP socket with Nagle's delay off (requests are small).
     static func tcpSocket(family: Int32) throws(SystemError) -> Int32 {
-        let fd = try check("socket") { socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let fd = try descriptor("socket") { socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var on: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
         return fd
@@ -417,7 +554,7 @@ extension Syscall {
 
     /// Opens a file, close-on-exec.
     static func openFile(_ path: String, flags: Int32, permissions: mode_t = 0o644) throws(SystemError) -> Int32 {
-        try check("open") { Glibc.open(path, flags | O_CLOEXEC, permissions) }
+        try descriptor("open") { Glibc.open(path, flags | O_CLOEXEC, permissions) }
     }
 
     /// Moves a file's offset; returns the new one.

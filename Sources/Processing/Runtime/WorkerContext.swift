@@ -1,3 +1,4 @@
+import CProcessingShims
 import Foundation
 import Synchronization
 
@@ -48,9 +49,11 @@ final class WorkerContext: Sendable {
     /// Starts serving the control channel on `fd` and makes this the active context.
     static func start(fd: Int32) throws {
         let context = WorkerContext()
-        let channel = try Channel(fd: fd, onFrame: { [context] frame in context.received(frame) }, onEnd: { end in
-            // The parent is gone or broke the protocol: a worker has no one left to work for.
-            if case .closed = end { Syscall.exitImmediately(0) }
+        try Channel.prepare(fd)
+        let channel = Channel(fd: fd, onFrame: { [context] frame in context.received(frame) }, onEnd: { end in
+            // The parent is gone: a worker has no one left to work for, and what it started
+            // goes with it (its process group), as when the parent reaps it.
+            if case .closed = end { processing_end_process_group() }
             FileHandle.standardError.write(Data("Processing worker: \(end.description); exiting.\n".utf8))
             Syscall.exitImmediately(3)
         })
@@ -112,11 +115,12 @@ final class WorkerContext: Sendable {
                 Syscall.exitImmediately(3)
             }
             startAttachments.withLock { $0 = frame.attachments }
+            if let limit = request.maximumMessageSize { ProcessingLimits.maximumMessageSize = limit }
             if request.poolWorker {
                 // Before the next frame (a .work) is read: this thread reads frames in order.
                 poolService.withLock { $0 = PoolWorkerService(context: self) }
                 // Ready: the parent times items from here, not from the spawn.
-                let ready = Frame.encode(.batchReply) { BinaryFormat.appendVarint(PoolWorker.readyBatchID, to: &$0) }
+                let ready = Frame.control(.batchReply) { BinaryFormat.appendVarint(PoolWorker.readyBatchID, to: &$0) }
                 let channel = channel
                 Task { try? await channel.send(ready) }
             }

@@ -58,8 +58,13 @@ struct Message: Sendable {
     }
 
     func mismatch(expected: Any.Type) -> ProcessingError {
+        mismatch(expectedName: String(reflecting: expected))
+    }
+
+    /// The error of a listen for `expectedName` (a readable type name) finding this message.
+    func mismatch(expectedName: String) -> ProcessingError {
         ProcessingError(.messageTypeMismatch, """
-            listen expected a \(String(reflecting: expected)) but the next message is a \(TypeName.readable(typeName)); \
+            listen expected a \(expectedName) but the next message is a \(TypeName.readable(typeName)); \
             it stays queued: listen for \(TypeName.readable(typeName)) to receive it
             """)
     }

@@ -57,49 +57,64 @@ public struct Share<State: Codable & Sendable>: Sendable {
         _ = ShareRegistry.register(storage, token: storage.token)
     }
 
-    /// Applies `body` to the state, atomically with respect to every process holding the
-    /// share, and returns what `body` returns: `try await share.update { $0.counter += 1 }`.
+    /// Applies a closure to the state, atomically with respect to every process holding the
+    /// share, and returns what the closure returns: `try await share.update { $0.counter += 1 }`.
     ///
-    /// If `body` throws, the state is left as it was and the error is rethrown. Throws
+    /// If the closure throws, the state is left as it was and the error is rethrown. Throws
     /// `ProcessingError` when the share is stopped (`.shareStopped`) or the new state does not
-    /// encode (`.encodingFailed`; the update is dropped). `body` runs while holding the lock
-    /// that every process's reads and updates wait for: keep it short.
-    public func update<R>(
-        isolation: isolated (any Actor)? = #isolation,
-        _ body: (inout State) throws -> R
-    ) async throws -> R {
-        try storage.update(body)
+    /// encode (`.encodingFailed`; the update is dropped). The closure runs while holding the
+    /// lock that every process's reads and updates wait for: keep it short.
+    ///
+    /// Waiting for the lock holds no thread (see `ShareLockWait`): a cancelled task stops
+    /// waiting with `CancellationError`, and `share.update.timeout(.seconds(1))() { … }` with
+    /// `ResultTimeoutError`. `share.update.sync() { … }` is the blocking form, for synchronous
+    /// callers.
+    public var update: Modifiable<ShareUpdateOperation<State>, AsyncCall> {
+        Modifiable(ShareUpdateOperation(storage: storage), name: "Share.update")
     }
 
     /// The state as of the last finished update: `let stats = try await share.read()`.
-    /// Throws `ProcessingError` (`.shareStopped`) when the share is stopped.
-    public func read() async throws -> State {
-        try storage.read { $0 }
+    /// Throws `ProcessingError` (`.shareStopped`) when the share is stopped. Modifiable like
+    /// `update` (`share.read.timeout(.seconds(1))()`, `.sync()`, `.background()`).
+    public var read: Modifiable<ShareReadOperation<State>, AsyncCall> {
+        Modifiable(ShareReadOperation(storage: storage), name: "Share.read")
     }
 
     /// One property of the state, as of the last finished update: `try await share.counter`.
     /// Throws `ProcessingError` (`.shareStopped`) when the share is stopped. A property named
-    /// like a member of `Share` itself (`description`, `isRunning`) is read through `read()`.
+    /// like a member of `Share` itself (`description`, `isRunning`, `read`) is read through
+    /// `read()`.
     public subscript<Value: Sendable>(dynamicMember keyPath: KeyPath<State, Value> & Sendable) -> Value {
-        get async throws { try storage.read { $0[keyPath: keyPath] } }
+        get async throws {
+            if let value = try storage.ifUnlocked("read", { try storage.readLocked { $0[keyPath: keyPath] } }) { return value }
+            return try await ShareLockWait.run(operation: "reading a Share's property", limit: nil) {
+                try storage.ifUnlocked("read") { try storage.readLocked { $0[keyPath: keyPath] } }
+            }
+        }
     }
 
     /// Stops the share for every process that holds it: their reads and updates throw
     /// `ProcessingError` (`.shareStopped`) until `start()`. Waits for an update in progress to
     /// finish; the state is kept.
     public func stop() async throws {
-        try storage.setRunning(false)
+        try await ShareLockWait.run(operation: "Share.stop", limit: nil) {
+            try storage.ifUnlocked("stop") { storage.setRunningLocked(false) }
+        }
     }
 
     /// Makes a stopped share usable again, in every process, with the state it had.
     public func start() async throws {
-        try storage.setRunning(true)
+        try await ShareLockWait.run(operation: "Share.start", limit: nil) {
+            try storage.ifUnlocked("start") { storage.setRunningLocked(true) }
+        }
     }
 
     /// Puts the initial state (the one the share was created with) back, for every process.
     /// Works whether the share is running or stopped.
     public func clear() async throws {
-        try storage.clear()
+        try await ShareLockWait.run(operation: "Share.clear", limit: nil) {
+            try storage.ifUnlocked("clear") { try storage.clearLocked() }
+        }
     }
 
     /// Whether the share is running, that is, not stopped.

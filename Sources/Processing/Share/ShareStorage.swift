@@ -205,10 +205,25 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
     /// holding it (for tests and diagnostics).
     var recoveredLocks: UInt64 { header.recoveries }
 
-    /// Runs `body` on the state and publishes the result, atomically for every process.
-    func update<R>(_ body: (inout State) throws -> R) throws -> R {
-        try lock("update")
+    /// Runs `locked` holding the share's lock, if no other thread or process holds it now;
+    /// nil if one does. Never blocks: the caller decides how to wait (`ShareLockWait`).
+    func ifUnlocked<R>(_ operation: String, _ locked: () throws -> R) throws -> R? {
+        guard try tryLock(operation) else { return nil }
         defer { Syscall.unlockSharedMutex(mutex) }
+        return try locked()
+    }
+
+    /// Runs `locked` holding the share's lock, blocking the calling thread until it is free
+    /// (for synchronous callers only: a cooperative-pool thread must not block here).
+    func blockingUntilUnlocked<R>(_ operation: String, _ locked: () throws -> R) throws -> R {
+        try lock(operation)
+        defer { Syscall.unlockSharedMutex(mutex) }
+        return try locked()
+    }
+
+    /// Runs `body` on the state and publishes the result, atomically for every process.
+    /// Call it holding the lock.
+    func updateLocked<R>(_ body: (inout State) throws -> R) throws -> R {
         try requireRunning("update")
         let current = try mappedDescriptor()
         let generation = slotGeneration(current)
@@ -235,10 +250,8 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         return result
     }
 
-    /// Gives `body` the current state, under the lock.
-    func read<R>(_ body: (State) throws -> R) throws -> R {
-        try lock("read")
-        defer { Syscall.unlockSharedMutex(mutex) }
+    /// Gives `body` the current state. Call it holding the lock.
+    func readLocked<R>(_ body: (State) throws -> R) throws -> R {
         try requireRunning("read")
         let current = try mappedDescriptor()
         let generation = slotGeneration(current)
@@ -250,17 +263,13 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         return try body(state)
     }
 
-    /// Stops or starts the share for every process.
-    func setRunning(_ running: Bool) throws(ProcessingError) {
-        try lock(running ? "start" : "stop")
-        defer { Syscall.unlockSharedMutex(mutex) }
+    /// Stops or starts the share for every process. Call it holding the lock.
+    func setRunningLocked(_ running: Bool) {
         header.stopped = !running
     }
 
-    /// Publishes the initial state again (whether running or stopped).
-    func clear() throws(ProcessingError) {
-        try lock("clear")
-        defer { Syscall.unlockSharedMutex(mutex) }
+    /// Publishes the initial state again (whether running or stopped). Call it holding the lock.
+    func clearLocked() throws(ProcessingError) {
         let current = try mappedDescriptor()
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: UnsafeRawBufferPointer(start: data, count: initialLength))
@@ -277,6 +286,23 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         } catch {
             throw ProcessingError(.shareUnavailable, "\(operation) on \(name) could not take the share's lock: \(error)")
         }
+        try took(outcome, operation)
+    }
+
+    /// Takes the lock if it is free now; false when another thread or process holds it.
+    private func tryLock(_ operation: String) throws(ProcessingError) -> Bool {
+        let outcome: SharedLockOutcome?
+        do {
+            outcome = try Syscall.tryLockSharedMutex(mutex)
+        } catch {
+            throw ProcessingError(.shareUnavailable, "\(operation) on \(name) could not take the share's lock: \(error)")
+        }
+        guard let outcome else { return false }
+        try took(outcome, operation)
+        return true
+    }
+
+    private func took(_ outcome: SharedLockOutcome, _ operation: String) throws(ProcessingError) {
         if outcome == .ownerDied { header.recoveries += 1 }
         if outcome == .heldByThisThread {
             throw ProcessingError(.invalidState, """

@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Forwards what children write to stderr to this process's own stderr, without ever blocking
+/// the reactor or raising SIGPIPE.
+///
+/// This process's stderr may be a pipe nobody reads (a shell pipeline whose reader stalled),
+/// one whose reader is gone, a terminal under flow control, a file, or closed. A blocking write
+/// to the first stalls every child (the reactor is the one thread that watches them all), and a
+/// write to the second kills the program with SIGPIPE. So the forwarder writes through a
+/// nonblocking description of its own (a pipe, FIFO or terminal reopened through
+/// `/proc/self/fd/2`, which leaves fd 2's own flags alone), or with `MSG_DONTWAIT` to a socket,
+/// or directly to a file; keeps at most `capacity` bytes that could not be written yet, watching
+/// for writability to send them; drops what does not fit, counting it; and, once stderr takes
+/// bytes again, says how many were dropped, once.
+final class StderrForwarder: Sendable {
+    static let shared = StderrForwarder()
+
+    /// The most bytes kept while this process's stderr takes none.
+    static let capacity = 256 * 1024
+
+    private enum Target {
+        case unopened
+        /// A regular file or a block device: writes do not wait for a reader.
+        case file(Int32)
+        /// A descriptor of ours, nonblocking, on the same pipe, FIFO or terminal as fd 2.
+        case reopened(Int32)
+        /// fd 2 is a socket: `send` takes `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
+        case socket(Int32)
+        /// Closed, or a pipe whose reader is gone: everything is dropped.
+        case gone
+    }
+
+    private struct State {
+        var target = Target.unopened
+        var pending: [UInt8] = []
+        var pendingStart = 0
+        /// Bytes dropped since the last report.
+        var droppedSinceReport = 0
+        var totalDropped = 0
+        var registration: Reactor.Registration?
+        var registering = false
+
+        var pendingCount: Int { pending.count - pendingStart }
+
+        /// Whether the target can still take bytes (it is not gone).
+        var isWritable: Bool {
+            if case .gone = target { return false }
+            return true
+        }
+    }
+
+    private let state = Mutex(State())
+
+    /// Bytes dropped so far, in all (for tests and diagnostics).
+    var droppedBytes: Int { state.withLock { $0.totalDropped } }
+
+    /// Opens the forwarder's way to stderr now (once), so that its descriptor exists from the
+    /// first child on rather than appearing when a child first writes.
+    func prepare() {
+        state.withLock { state in
+            if case .unopened = state.target { state.target = Self.openTarget() }
+        }
+    }
+
+    /// Forwards `bytes`: written now as far as stderr takes them, the rest kept (up to
+    /// `capacity`) or dropped. Any thread.
+    func forward(_ bytes: UnsafeRawBufferPointer) {
+        let needsWatch = state.withLock { state -> Bool in
+            if case .unopened = state.target { state.target = Self.openTarget() }
+            var rest = bytes
+            if state.pendingCount == 0 {
+                let written = Self.write(rest, to: &state)
+                rest = UnsafeRawBufferPointer(rebasing: rest[written...])
+            }
+            guard !rest.isEmpty else { return false }
+            if case .gone = state.target {
+                Self.drop(rest.count, &state)
+                return false
+            }
+            let kept = min(rest.count, Self.capacity - state.pendingCount)
+            state.pending.append(contentsOf: rest[..<kept])
+            Self.drop(rest.count - kept, &state)
+            guard state.registration == nil, !state.registering else { return false }
+            state.registering = true
+            return true
+        }
+        if needsWatch { watchForWritability() }
+    }
+
+    /// Forwards a line of the library's own (a diagnostic), the same way.
+    func forward(line: String) {
+        var bytes = Array(line.utf8)
+        if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
+        bytes.withUnsafeBytes { forward($0) }
+    }
+
+    private static func drop(_ count: Int, _ state: inout State) {
+        guard count > 0 else { return }
+        state.droppedSinceReport += count
+        state.totalDropped += count
+    }
+
+    /// Writes what the target takes now; returns how many bytes it took.
+    private static func write(_ bytes: UnsafeRawBufferPointer, to state: inout State) -> Int {
+        var offset = 0
+        while offset < bytes.count {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            let result: IOResult
+            do {
+                switch state.target {
+                case .file(let fd), .reopened(let fd): result = try Syscall.writeWithoutSIGPIPE(fd, rest)
+                case .socket(let fd): result = try Syscall.send(fd, rest)
+                case .gone, .unopened: return offset
+                }
+            } catch {
+                // EPIPE (the reader is gone), ENOSPC, EBADF: stderr takes nothing from now on.
+                close(&state)
+                return offset
+            }
+            guard case .transferred(let count) = result, count > 0 else { return offset }
+            offset += count
+        }
+        return offset
+    }
+
+    private static func close(_ state: inout State) {
+        if case .reopened(let fd) = state.target { Syscall.close(fd) }
+        state.target = .gone
+        drop(state.pendingCount, &state)
+        state.pending = []
+        state.pendingStart = 0
+    }
+
+    private static func openTarget() -> Target {
+        let stderr = STDERR_FILENO
+        switch Syscall.fileType(stderr) {
+        case nil: return .gone
+        case S_IFREG?, S_IFBLK?: return .file(stderr)
+        case S_IFSOCK?: return .socket(stderr)
+        default:
+            // A pipe, a FIFO, a terminal: writes may wait, so write through a description of
+            // our own that does not. ENXIO: a FIFO nobody reads any more.
+            guard let fd = try? Syscall.reopenForNonblockingWrites(stderr) else { return .gone }
+            return .reopened(fd)
+        }
+    }
+
+    // MARK: Writability
+
+    private func watchForWritability() {
+        Reactor.shared.execute { [self] in
+            let fd: Int32? = state.withLock { state in
+                state.registering = false
+                switch state.target {
+                case .reopened(let fd), .socket(let fd): return state.pendingCount > 0 ? fd : nil
+                case .file, .gone, .unopened: return nil
+                }
+            }
+            guard let fd else { return }
+            let registration = try? Reactor.shared.register(fd, interest: .write) { [self] _ in flush() }
+            state.withLock { $0.registration = registration }
+            if registration == nil {
+                // Not watchable: nothing will flush what is kept, so drop it now.
+                state.withLock { state in
+                    Self.drop(state.pendingCount, &state)
+                    state.pending = []
+                    state.pendingStart = 0
+                }
+            }
+        }
+    }
+
+    /// Stderr can take bytes: write what is kept, then the drop report; stop watching once
+    /// nothing is left. On the reactor thread.
+    private func flush() {
+        let finished: Reactor.Registration? = state.withLock { state in
+            while state.pendingCount > 0 {
+                // A second reference to the bytes (no copy), so that writing may change `state`.
+                let (kept, start) = (state.pending, state.pendingStart)
+                let written = kept.withUnsafeBytes { buffer in
+                    Self.write(UnsafeRawBufferPointer(rebasing: buffer[start...]), to: &state)
+                }
+                guard written > 0 else { break }
+                state.pendingStart += written
+                if state.pendingCount == 0 {
+                    state.pending.removeAll(keepingCapacity: true)
+                    state.pendingStart = 0
+                    if state.droppedSinceReport > 0 {
+                        // Where the gap is: after what was kept, before what comes next.
+                        state.pending = Array(Self.report(state.droppedSinceReport).utf8)
+                        state.droppedSinceReport = 0
+                    }
+                }
+            }
+            guard state.pendingCount == 0 || !state.isWritable else { return nil }
+            defer { state.registration = nil }
+            return state.registration
+        }
+        if let finished { Reactor.shared.deregister(finished) }
+    }
+
+    static func report(_ dropped: Int) -> String {
+        """
+        Processing: \(dropped) bytes of child stderr were dropped: this process's stderr took none \
+        for a while (a pipe nobody read?), and at most \(capacity / 1024) KiB are kept meanwhile.\n
+        """
+    }
+}

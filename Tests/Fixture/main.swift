@@ -1,0 +1,288 @@
+// A program that uses Processing the way an app does, for the tests to run as a separate
+// process: `ProcessingFixture <scenario>`. Each scenario abuses the program's own situation
+// (its stdio, its descriptors, its signals, its binary on disk) and reports what it saw as
+// `key: value` lines on stdout (on stderr where stdout is closed); the tests read them.
+import Foundation
+import Processing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// A top-level variable of main.swift: set by top-level code, which a worker never runs.
+let greeting = "hello from main.swift"
+
+// MARK: - Processes
+
+struct Counter: Skprocess {
+    var counter = 0
+    var processConfig = ProcessConfig(runs: 10)
+    mutating func run() async throws { counter += 1 }
+    func result() async throws -> Int { counter }
+}
+
+/// Writes `bytes` bytes to its stderr, then returns how many it wrote.
+struct Noisy: Skprocess {
+    var bytes: Int
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        let chunk = [UInt8](repeating: UInt8(ascii: "n"), count: 16 * 1024)
+        var left = bytes
+        while left > 0 {
+            let count = min(left, chunk.count)
+            let written = chunk.withUnsafeBytes { write(2, $0.baseAddress, count) }
+            guard written > 0 else { break }
+            left -= written
+        }
+    }
+    func result() async throws -> Int { bytes }
+}
+
+/// Runs until killed.
+struct Sleeper: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws { try await Task.sleep(for: .seconds(3600)) }
+}
+
+/// Echoes every Int it is told, forever.
+struct Echo: Skprocess {
+    mutating func run() async throws {
+        guard let value = try await listen(Int.self) else { return stop() }
+        try await tell(value)
+    }
+}
+
+/// Starts `/bin/sleep 60` as its own child, tells its pid, then returns, crashes or waits.
+struct SpawnsSleep: Skprocess {
+    var then: String
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        var pid: pid_t = 0
+        let words: [String] = ["/bin/sleep", "60"]
+        let arguments: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { arguments.forEach { free($0) } }
+        guard posix_spawn(&pid, "/bin/sleep", nil, nil, arguments, environ) == 0 else { fatalError("posix_spawn failed") }
+        try await tell(Int(pid))
+        switch then {
+        case "crash": fatalError("the child crashes, leaving its own child behind")
+        case "wait": try await Task.sleep(for: .seconds(3600))
+        default: break
+        }
+    }
+}
+
+struct Crasher: Skprocess {
+    mutating func run() async throws { fatalError("the child gives up") }
+}
+
+/// Tells its pid, then stops itself (SIGSTOP) while it holds the share's lock.
+struct ShareStopper: Skprocess {
+    var share: Share<Int>
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        try await tell(Int(getpid()))
+        try await share.update { value in
+            raise(SIGSTOP)
+            value += 1000
+        }
+    }
+}
+
+// MARK: - Reporting
+
+/// Where reports go: stdout, unless a scenario closed it.
+nonisolated(unsafe) var reportFD: Int32 = 1
+
+func say(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(reportFD, $0.baseAddress, $0.count) }
+}
+
+func descriptorTarget(_ fd: Int32) -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    let count = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+    return count > 0 ? String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "closed"
+}
+
+func openDescriptorCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count - 1
+}
+
+func processState(_ pid: Int) -> Character? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    return stat[stat.index(close, offsetBy: 2)]
+}
+
+// MARK: - Scenarios
+
+func stderrFull() async throws {
+    // Our stderr is a pipe the test does not read: forwarding a child's stderr must not stall
+    // the rest, nor, once the pipe breaks, kill this process with SIGPIPE.
+    let noisy = try await Noisy(bytes: 1_000_000).start()
+    let counted = try await Counter().start().result()
+    say("counter: \(counted)")
+    let sleeper = try await Sleeper().start()
+    await sleeper.kill()
+    _ = try await sleeper.wait()
+    say("killed: \(!sleeper.isAlive)")
+    say("noisy: \(try await noisy.result())")
+    say("stage: full")
+    _ = readLine()  // the test drains our stderr, then closes it
+    say("noisy after close: \(try await Noisy(bytes: 200_000).start().result())")
+    say("counter after close: \(try await Counter().start().result())")
+    say("stage: done")
+}
+
+func mainGlobal() async throws {
+    try await withPool(workers: 2) { pool in
+        do {
+            let greetings = try await pool.map([1, 2, 3]) { _ in greeting }
+            say("map: \(greetings.count) results")
+        } catch {
+            say("map error: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))")
+        }
+        do {
+            var count = 0
+            for try await _ in try pool.imap([1, 2, 3], { _ in greeting }) { count += 1 }
+            say("imap: \(count) results")
+        } catch {
+            say("imap error: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))")
+        }
+    }
+    say("stage: done")
+}
+
+func replacedBinary() async throws {
+    say("stage: ready")
+    _ = readLine()  // the test replaces this program's file on disk meanwhile
+    say("counter: \(try await Counter().start().result())")
+    let doubled = try await withPool(workers: 2) { pool in try await pool.map([1, 2, 3]) { $0 * 2 } }
+    say("map: \(doubled)")
+    say("stage: done")
+}
+
+func orphans() async throws {
+    for then in ["return", "crash"] {
+        let handle = try await SpawnsSleep(then: then).start()
+        let pid = try await handle.listen(Int.self, timeout: .seconds(30)) ?? -1
+        _ = try? await handle.result()
+        say("\(then): \(pid)")
+    }
+    let waiting = try await SpawnsSleep(then: "wait").start()
+    say("wait: \(try await waiting.listen(Int.self, timeout: .seconds(30)) ?? -1)")
+    say("stage: ready")
+    try await Task.sleep(for: .seconds(3600))  // the test kills this process now
+}
+
+func closedStdout() async throws {
+    // A daemon's close(1) before the library opens anything: no descriptor of the library's
+    // may take that number, or the program's own prints land in a child's channel.
+    close(1)
+    reportFD = 2
+    let counted = try await Counter().start().result()
+    let echo = try await Echo().start()
+    var echoed = 0
+    for value in 0..<20 {
+        try await echo.tell(value)
+        print("this goes nowhere \(value)")
+        fflush(nil)
+        if try await echo.listen(Int.self, timeout: .seconds(10)) == value { echoed += 1 }
+    }
+    await echo.kill()
+    say("counter: \(counted)")
+    say("echoed: \(echoed)")
+    for fd: Int32 in 0...2 { say("fd \(fd): \(descriptorTarget(fd))") }
+    say("stage: done")
+}
+
+func tooManyDescriptors() async throws {
+    _ = try await Counter().start().result()  // the library's own long-lived descriptors exist now
+    let baseline = openDescriptorCount()
+    var original = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
+    for extra in 0..<10 {
+        var tight = original
+        tight.rlim_cur = rlim_t(baseline + extra)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &tight)
+        var outcome: String
+        do {
+            outcome = "result \(try await Counter().start().result())"
+        } catch {
+            outcome = "\(type(of: error)): \(String(describing: error).replacingOccurrences(of: "\n", with: " "))"
+        }
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
+        say("limit +\(extra): \(outcome) | leaked fds: \(openDescriptorCount() - baseline)")
+    }
+    say("stage: done")
+}
+
+func sigchldIgnored() async throws {
+    signal(SIGCHLD, SIG_IGN)
+    say("counter: \(try await Counter().start().result())")
+    do {
+        _ = try await Crasher().start().result()
+        say("crash: no error")
+    } catch {
+        say("crash: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))")
+    }
+    say("stage: done")
+}
+
+func shareStalled() async throws {
+    let share = try await Share(0)
+    let stopper = try await ShareStopper(share: share).start()
+    let pid = try await stopper.listen(Int.self, timeout: .seconds(30)) ?? -1
+    while processState(pid) != "T" { usleep(1000) }  // it holds the lock, stopped
+    // More updaters than the cooperative pool has threads: none may occupy one while it waits.
+    let waiting = ProcessInfo.processInfo.activeProcessorCount + 2
+    let updaters = (0..<waiting).map { _ in Task.detached { try await share.update { $0 += 1 } } }
+    try await Task.detached { try await Task.sleep(for: .milliseconds(20)) }.value
+    say("sleep on the pool: returned")
+    do {
+        try await share.update.timeout(.milliseconds(50))() { $0 += 1 }
+        say("timeout: none")
+    } catch {
+        say("timeout: \(type(of: error))")
+    }
+    do {
+        _ = try await share.read.timeout(.milliseconds(50))()
+        say("read timeout: none")
+    } catch {
+        say("read timeout: \(type(of: error))")
+    }
+    for updater in updaters { updater.cancel() }
+    var cancelled = 0
+    for updater in updaters {
+        if case .failure(let error) = await updater.result, error is CancellationError { cancelled += 1 }
+    }
+    say("cancelled: \(cancelled) of \(waiting)")
+    kill(pid_t(pid), SIGCONT)
+    _ = try await stopper.wait()
+    say("after: \(try await share.update { value -> Int in value += 1; return value })")
+    say("stage: done")
+}
+
+// MARK: -
+
+let scenarios: [String: () async throws -> Void] = [
+    "stderr-full": stderrFull,
+    "main-global": mainGlobal,
+    "replaced-binary": replacedBinary,
+    "orphans": orphans,
+    "closed-stdout": closedStdout,
+    "emfile": tooManyDescriptors,
+    "sigchld-ignored": sigchldIgnored,
+    "share-stalled": shareStalled,
+]
+
+let name = CommandLine.arguments.dropFirst().first ?? ""
+guard let scenario = scenarios[name] else {
+    say("usage: ProcessingFixture <\(scenarios.keys.sorted().joined(separator: "|"))>")
+    exit(2)
+}
+do {
+    try await scenario()
+} catch {
+    say("error: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))")
+    exit(1)
+}
