@@ -107,6 +107,17 @@ func openDescriptorCount() -> Int {
     ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count - 1
 }
 
+/// This process's children that have exited and not been reaped.
+func zombieChildren() -> Int {
+    let me = getpid()
+    return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
+        guard let pid = Int(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && fields[0] == "Z" && Int(fields[1]) == Int(me)
+    }.count
+}
+
 func processState(_ pid: Int) -> Character? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = stat.lastIndex(of: ")") else { return nil }
@@ -211,7 +222,7 @@ func tooManyDescriptors() async throws {
             outcome = "\(type(of: error)): \(String(describing: error).replacingOccurrences(of: "\n", with: " "))"
         }
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
-        say("limit +\(extra): \(outcome) | leaked fds: \(openDescriptorCount() - baseline)")
+        say("limit +\(extra): \(outcome) | zombies: \(zombieChildren()) | leaked fds: \(openDescriptorCount() - baseline)")
     }
     say("stage: done")
 }

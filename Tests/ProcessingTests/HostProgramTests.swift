@@ -113,7 +113,7 @@ struct HostProgramTests {
         let lines = program.stdout.split(separator: "\n").filter { $0.hasPrefix("limit +") }
         #expect(lines.count == 10)
         for line in lines {
-            #expect(line.hasSuffix("leaked fds: 0"), "\(line)")
+            #expect(line.hasSuffix("zombies: 0 | leaked fds: 0"), "\(line)")
             #expect(line.contains("result 10") || (line.contains("ProcessingError") && line.contains("ulimit -n")), "\(line)")
         }
         #expect(lines.contains { $0.contains("ProcessingError") })

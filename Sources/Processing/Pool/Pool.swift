@@ -15,8 +15,10 @@ import Synchronization
 /// (`PoolItemError`); a worker that dies fails only its batch and is replaced. Cancelling the
 /// task that awaits or iterates a map kills the workers running its items.
 public final class Pool: Sendable {
+    private typealias Checkout = PoolCheckout<PoolWorker, CheckedContinuation<PoolGrant<PoolWorker>, any Error>>
+
     private struct State {
-        var checkout: PoolCheckout
+        var checkout: Checkout
         var nextWaiterID: UInt64 = 0
         var closeWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWorkID = 0
@@ -32,16 +34,16 @@ public final class Pool: Sendable {
     /// Creates a pool of `workers` processes (nil: the active CPU count); none start until used.
     public init(workers: Int? = nil) {
         self.workers = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
-        state = Mutex(State(checkout: PoolCheckout(capacity: self.workers)))
+        state = Mutex(State(checkout: Checkout(capacity: self.workers)))
     }
 
     deinit {
         for worker in state.withLock({ $0.checkout.everyWorker }) { worker.kill() }
     }
 
-    private func perform(_ actions: PoolCheckout.Actions) {
+    private func perform(_ actions: Checkout.Actions) {
         for worker in actions.kill { worker.kill() }
-        for (waiter, result) in actions.resume { waiter.resume(with: result) }
+        for (waiter, grant) in actions.resume { waiter.resume(returning: grant) }
     }
 
     // MARK: Maps
@@ -71,9 +73,9 @@ public final class Pool: Sendable {
             defer { state.nextWaiterID += 1 }
             return state.nextWaiterID
         }
-        let grant: PoolCheckout.Grant = try await withTaskCancellationHandler {
+        let grant: Checkout.Grant = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let now: Result<PoolCheckout.Grant, any Error>? = state.withLock { state in
+                let now: Result<Checkout.Grant, any Error>? = state.withLock { state in
                     if Task.isCancelled { return .failure(CancellationError()) }
                     return state.checkout.checkOut(id: id, waiter: continuation).map { .success($0) }
                 }

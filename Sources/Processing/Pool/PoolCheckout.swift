@@ -1,3 +1,15 @@
+/// What a slot of a map is given by the pool's checkout.
+enum PoolGrant<Worker> {
+    /// An idle worker, now the slot's.
+    case worker(Worker)
+    /// A place for a worker: the slot starts one (`spawned` or `spawnFailed` follows).
+    case spawn
+    /// The pool is closed: no worker will come.
+    case closed
+}
+
+extension PoolGrant: Sendable where Worker: Sendable {}
+
 /// Which worker a map's slot gets, and who waits for one: the pool's checkout as a pure state
 /// machine. `Pool` holds it under its lock, feeds it events, and performs what they return
 /// (resuming continuations, killing workers) outside the lock.
@@ -10,18 +22,11 @@
 /// - `close()` takes no new maps and lets the running ones finish (their slots are served
 ///   as before), then ends the idle workers once the last map has ended. `terminate()` ends
 ///   everything at once; waiting slots get `.closed`.
-struct PoolCheckout {
-    typealias Waiter = CheckedContinuation<Grant, any Error>
-
-    /// What a slot is given.
-    enum Grant: @unchecked Sendable {  // PoolWorker is Sendable; the enum only carries it
-        /// An idle worker, now the slot's.
-        case worker(PoolWorker)
-        /// A place for a worker: the slot starts one (`spawned` or `spawnFailed` follows).
-        case spawn
-        /// The pool is closed: no worker will come.
-        case closed
-    }
+///
+/// Generic over what it hands out and who waits (`Pool` uses `PoolWorker` and continuations),
+/// so that its transitions can be tested without processes.
+struct PoolCheckout<Worker: AnyObject, Waiter> {
+    typealias Grant = PoolGrant<Worker>
 
     enum Phase: Equatable {
         case open
@@ -32,19 +37,19 @@ struct PoolCheckout {
 
     /// What the pool does after an event, outside its lock.
     struct Actions {
-        var resume: [(Waiter, Result<Grant, any Error>)] = []
-        var kill: [PoolWorker] = []
+        var resume: [(Waiter, Grant)] = []
+        var kill: [Worker] = []
     }
 
     let capacity: Int
     private(set) var phase = Phase.open
-    private var idle: [PoolWorker] = []
+    private var idle: [Worker] = []
     /// Places taken: workers alive or being started.
     private(set) var live = 0
     /// Workers being started by slots (counted in `live`, not yet in `all`).
     private(set) var starting = 0
     /// Every worker alive or not yet reaped, busy or idle.
-    private(set) var all: [ObjectIdentifier: PoolWorker] = [:]
+    private(set) var all: [ObjectIdentifier: Worker] = [:]
     private var waiters: [(id: UInt64, waiter: Waiter)] = []
     private(set) var activeMaps = 0
 
@@ -95,7 +100,7 @@ struct PoolCheckout {
 
     /// A slot started the worker it had a place for. True if it must be killed at once (the
     /// pool was terminated meanwhile).
-    mutating func spawned(_ worker: PoolWorker) -> Bool {
+    mutating func spawned(_ worker: Worker) -> Bool {
         starting -= 1
         all[ObjectIdentifier(worker)] = worker
         return phase == .closed
@@ -109,7 +114,7 @@ struct PoolCheckout {
     }
 
     /// A slot gives its worker back (`dead`: it crashed or was killed).
-    mutating func checkIn(_ worker: PoolWorker, dead: Bool) -> Actions {
+    mutating func checkIn(_ worker: Worker, dead: Bool) -> Actions {
         var actions = Actions()
         if dead {
             live -= 1
@@ -118,7 +123,7 @@ struct PoolCheckout {
         if phase == .closed {
             actions.kill.append(worker)
         } else if !waiters.isEmpty {
-            actions.resume.append((waiters.removeFirst().waiter, .success(.worker(worker))))
+            actions.resume.append((waiters.removeFirst().waiter, .worker(worker)))
         } else {
             idle.append(worker)
         }
@@ -131,12 +136,12 @@ struct PoolCheckout {
         guard phase != .closed, !waiters.isEmpty else { return actions }
         live += 1
         starting += 1
-        actions.resume.append((waiters.removeFirst().waiter, .success(.spawn)))
+        actions.resume.append((waiters.removeFirst().waiter, .spawn))
         return actions
     }
 
     /// A worker has been reaped.
-    mutating func reaped(_ worker: PoolWorker) {
+    mutating func reaped(_ worker: Worker) {
         all[ObjectIdentifier(worker)] = nil
     }
 
@@ -154,7 +159,7 @@ struct PoolCheckout {
         var actions = Actions()
         actions.kill = idle
         idle = []
-        actions.resume = waiters.map { ($0.waiter, .success(.closed)) }
+        actions.resume = waiters.map { ($0.waiter, .closed) }
         waiters = []
         return actions
     }
@@ -167,5 +172,5 @@ struct PoolCheckout {
     }
 
     /// Every worker, for a pool that goes away.
-    var everyWorker: [PoolWorker] { Array(all.values) }
+    var everyWorker: [Worker] { Array(all.values) }
 }
