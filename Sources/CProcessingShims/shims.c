@@ -22,8 +22,11 @@
 #endif
 
 static int worker_control_fd = -1;
+static long long worker_message_limit = 0;
 
 int processing_worker_control_fd(void) { return worker_control_fd; }
+
+long long processing_worker_message_limit(void) { return worker_message_limit; }
 
 int processing_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
@@ -145,7 +148,9 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     if (marker == NULL) return;
     int control = -1;
     long parent = 0;
-    if (sscanf(marker, "%d:%ld", &control, &parent) != 2) {
+    long long limit = 0;
+    int fields = sscanf(marker, "%d:%ld:%lld", &control, &parent, &limit);
+    if (fields < 2) {
         fprintf(stderr, "Processing: %s is set to '%s', which is not a worker marker; unset it.\n",
                 PROCESSING_WORKER_ENV, marker);
         _exit(70);
@@ -169,6 +174,7 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     // Nothing the user's code spawns later should become a worker by accident.
     unsetenv(PROCESSING_WORKER_ENV);
     worker_control_fd = control;
+    if (fields == 3) worker_message_limit = limit;
     run_remaining_initializers(argc, argv, envp);
     processing_worker_main();
     _exit(0);

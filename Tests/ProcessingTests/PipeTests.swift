@@ -178,6 +178,19 @@ struct PipeTests {
         #expect(report.childrenAfter == 0)
     }
 
+    @Test("a send queued when the peer's frames end (garbage) fails, instead of waiting forever")
+    func sendAfterReadingEnded() async throws {
+        let (anchor, point) = try ProcessPipe.pair()
+        let vandal = try await PointVandal(pipe: point).start()
+        let sent = try await outcome(within: .seconds(20)) {
+            for _ in 0..<64 { try await anchor.send([UInt8](repeating: 1, count: 1 << 20)) }
+        }
+        #expect(sent != nil, "a send to a peer whose frames ended did not end")
+        if case .success? = sent { Issue.record("64 MiB went to a peer that reads nothing") }
+        await vandal.kill()
+        _ = try await vandal.wait()
+    }
+
     @Test("a channel started after it was closed watches nothing, even when its number is reused")
     func startAfterClose() async throws {
         // In a child: reusing a descriptor number on purpose is safe only where no other test
@@ -273,5 +286,19 @@ struct PipeLeakProbe: Skprocess {
         guard try await anchor.recv(Int.self) == 10 else { throw TestFailure(code: 10) }
         try await anchor.send(-1)
         try await handle.wait()
+    }
+}
+
+/// Writes garbage on its pipe point's socket, then reads nothing.
+struct PointVandal: Skprocess {
+    var pipe: ProcessPipe.Point
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        // The point's socket: the one that is not the control channel.
+        let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+            .filter { $0 != 3 && ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)"))?.hasPrefix("socket:") ?? false) }
+        let garbage: [UInt8] = [0xff, 0xff, 0xff, 0x7f, 0x02]
+        for fd in sockets { _ = garbage.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+        try await Task.sleep(for: .seconds(600))
     }
 }

@@ -145,4 +145,19 @@ struct PoolCreditsTests {
         credits.release(4)
         try await credits.acquire(4)
     }
+
+    @Test("a cancelled waiter at the head hands its turn to the waiters behind it that fit")
+    func cancelledHeadHandsOn() async throws {
+        let credits = Credits(4)
+        try await credits.acquire(4)
+        let large = Task { try await credits.acquire(4) }
+        try await Task.sleep(for: .milliseconds(20))
+        let small = Task { try await credits.acquire(1) }
+        try await Task.sleep(for: .milliseconds(20))
+        credits.release(1)           // one free: the head (4) does not fit, so it waits
+        large.cancel()
+        await #expect(throws: CancellationError.self) { try await large.value }
+        let served = try await outcome(within: .seconds(10)) { try await small.value }
+        #expect(served != nil, "the waiter behind a cancelled one stayed asleep with a credit free")
+    }
 }

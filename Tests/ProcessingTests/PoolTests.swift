@@ -221,6 +221,29 @@ struct PoolTests {
         }
     }
 
+    @Test("batches over the size limit are split, only an item too large alone fails, and the worker stays usable")
+    func batchesOverTheLimit() async throws {
+        #expect(try await BatchLimitProbe().start().result() == ["20 of 20", "item 1: messageTooLarge", "then 3"])
+    }
+
+    @Test("workers that die are forgotten once reaped, in a pool that lives on")
+    func deadWorkersForgotten() async throws {
+        try await withPool(workers: 1) { pool in
+            for _ in 0..<12 { _ = try? await pool.map.chunkSize(1)([1], Suicide()) }
+            var records = pool.workerRecords
+            for _ in 0..<500 where records > 1 {
+                try await Task.sleep(for: .milliseconds(10))
+                records = pool.workerRecords
+            }
+            #expect(records <= 1, "\(records) workers remembered")
+        }
+    }
+
+    @Test("what processes run by a pool tell is dropped, not waited on forever")
+    func pooledProcessesTell() async throws {
+        #expect(try await PooledTellerProbe().start().result() == [8])
+    }
+
     @Test("a second batch on a busy worker is refused, and the first still completes")
     func oneBatchAtATime() async throws {
         let worker = try await PoolWorker.launch()
@@ -237,5 +260,60 @@ struct PoolTests {
         #expect(firstDone != nil, "the first batch's caller was stranded by the second")
         worker.kill()
         await worker.waitForExit()
+    }
+}
+
+/// Kills its own worker.
+struct Suicide: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        kill(getpid(), SIGKILL)
+        return x
+    }
+}
+
+/// Echoes bytes' count.
+struct ByteCount: PoolWork {
+    func callAsFunction(_ bytes: [UInt8]) async throws -> Int { bytes.count }
+}
+
+/// A parent of its own with a 64 KiB message limit: 20 items of 10 KB in batches of 20 (over
+/// the limit), then an item of 100 KB between two small ones, then a small map on the same pool.
+struct BatchLimitProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> [String] {
+        ProcessingLimits.maximumMessageSize = 64 << 10
+        return try await withPool(workers: 1) { pool in
+            var report: [String] = []
+            let counts = try await pool.map.chunkSize(20)(Array(repeating: [UInt8](repeating: 1, count: 10_000), count: 20), ByteCount())
+            report.append("\(counts.filter { $0 == 10_000 }.count) of 20")
+            do {
+                _ = try await pool.map.chunkSize(3)([[1], [UInt8](repeating: 2, count: 100_000), [3]], ByteCount())
+                report.append("the large item ran")
+            } catch let error as PoolItemError {
+                report.append("item \(error.index): \((error.error as? ProcessingError)?.code.rawValue ?? "\(error.error)")")
+            }
+            report.append("then \(try await pool.map([[1], [2], [3]], ByteCount()).count)")
+            return report
+        }
+    }
+}
+
+/// Tells 8 messages of 1 MiB, with no one listening.
+struct PooledTeller: Skprocess, Sendable {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        for _ in 0..<8 { try await tell([UInt8](repeating: 9, count: 1 << 20)) }
+    }
+    func result() async throws -> Int { 8 }
+}
+
+/// A parent of its own with a 1 MiB mailbox capacity, running a PooledTeller through a pool.
+struct PooledTellerProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> [Int] {
+        ProcessingLimits.mailboxCapacity = 1 << 20
+        return try await withPool(workers: 1) { pool in try await pool.map([PooledTeller()]) }
     }
 }

@@ -206,6 +206,16 @@ struct ProcessMessagingTests {
         #expect(report.result == report.count)
     }
 
+    @Test("a mailbox whose every message is over its capacity, listened to as they come, never stays paused")
+    func pausedAndResumedOften() async throws {
+        #expect(try await FlowControlProbe().start().result() == 300)
+    }
+
+    @Test("a start state over the size limit is refused before anything spawns")
+    func startStateOverTheLimit() async throws {
+        #expect(try await StartLimitProbe().start().result() == "messageTooLarge")
+    }
+
     @Test("a message over the size limit is refused before it is sent, both ways, and the channel stays usable")
     func messageOverTheLimit() async throws {
         #expect(try await MessageLimitProbe().start().result() == [
@@ -270,6 +280,45 @@ struct MessageLimitProbe: Skprocess {
             report.append("the child was refused: \((error.underlying?.value as? ProcessingError)?.code.rawValue ?? "\(error)")")
         }
         return report
+    }
+}
+
+/// A parent of its own with a mailbox capacity of 1 byte: every message pauses the channel,
+/// and the next listen resumes it. Returns how many of 300 arrived.
+struct FlowControlProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> Int {
+        ProcessingLimits.mailboxCapacity = 1
+        let teller = try await KilobyteTeller(count: 300).start()
+        var received = 0
+        while received < 300, try await teller.listen([UInt8].self, timeout: .seconds(20)) != nil { received += 1 }
+        _ = try await teller.wait()
+        return received
+    }
+}
+
+/// Tells `count` messages of 1 KiB.
+struct KilobyteTeller: Skprocess {
+    var count: Int
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        for index in 0..<count { try await tell([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 1024)) }
+    }
+}
+
+/// A parent of its own with a 64 KiB message limit, starting a process whose state is 100 KB.
+struct StartLimitProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> String {
+        ProcessingLimits.maximumMessageSize = 64 << 10
+        do {
+            _ = try await LargeEcho(ballast: [UInt8](repeating: 1, count: 100_000)).start()
+            return "started"
+        } catch let error as ProcessingError {
+            return error.code.rawValue
+        }
     }
 }
 
@@ -359,6 +408,7 @@ struct TypedEcho: Skprocess {
 
 /// Receives bytes and sends them back reversed.
 struct LargeEcho: Skprocess {
+    var ballast: [UInt8] = []
     var processConfig = ProcessConfig(runs: 1)
     mutating func run() async throws {
         let bytes = try await listen([UInt8].self)!

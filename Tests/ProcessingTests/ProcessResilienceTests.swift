@@ -203,6 +203,11 @@ struct ProcessResilienceTests {
         }
     }
 
+    @Test("section time-outs are cancelled as their sections end: none is left armed")
+    func sectionTimersCancelled() async throws {
+        #expect(try await SectionTimerProbe().start().result() == 0)
+    }
+
     @Test("a wait's time-out is gone once the wait returns: nothing keeps the process alive")
     func waitTimerReleased() async throws {
         weak var core: ProcessCore?
@@ -242,4 +247,22 @@ struct RestartingEcho: Skprocess {
         let message: String? = try await listen(timeout: .seconds(10))
         try await tell(message ?? "nothing")
     }
+}
+
+/// A parent of its own: runs a process with an hour-long run time-out through 200 runs, and
+/// returns how many more timers are armed after it ended than before.
+struct SectionTimerProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> Int {
+        let before = OneShotTimer.armed
+        _ = try await HourLimitedRuns().start().result()
+        return OneShotTimer.armed - before
+    }
+}
+
+/// 200 quick runs, each under a time-out of an hour.
+struct HourLimitedRuns: Skprocess {
+    var processConfig = ProcessConfig(runs: 200, timeouts: .init(run: .seconds(3600)))
+    mutating func run() async throws {}
 }

@@ -6,7 +6,7 @@
 #include <sys/types.h>
 
 /// The environment variable that marks a re-executed binary as a worker. Its value is
-/// "<control fd>:<parent pid>".
+/// "<control fd>:<parent pid>:<the parent's message size limit>" (the limit may be missing).
 #define PROCESSING_WORKER_ENV "__SWIFT_PROCESSING_WORKER"
 
 /// The fd numbers a worker finds its channels on (mapped by posix_spawn file actions).
@@ -14,6 +14,8 @@
 
 /// The control fd the constructor found in a worker, or -1 in an ordinary process.
 int processing_worker_control_fd(void);
+/// The parent's message size limit from the worker marker, or 0 when it gave none.
+long long processing_worker_message_limit(void);
 
 int processing_pidfd_open(pid_t pid);
 int processing_pidfd_send_signal(int pidfd, int signal);

@@ -101,11 +101,22 @@ public final class Pool: Sendable {
         }
     }
 
-    /// Gives a worker back: to a waiting slot, to the idle list, or (dead) frees its place.
+    /// Gives a worker back: to a waiting slot, to the idle list, or (dead) frees its place and
+    /// is forgotten once reaped.
     func checkIn(_ worker: PoolWorker) {
         let dead = worker.isDead
         perform(state.withLock { $0.checkout.checkIn(worker, dead: dead) })
+        if dead {
+            Task { [weak self] in
+                await worker.waitForExit()
+                self?.state.withLock { $0.checkout.reaped(worker) }
+            }
+        }
     }
+
+    /// How many workers the pool holds a record of: alive, starting, or dead and not yet
+    /// reaped (for tests).
+    var workerRecords: Int { state.withLock { $0.checkout.everyWorker.count } }
 
     /// The id under which `work` is installed in workers (the same encoded work, the same id).
     func workID(for encodedWork: [UInt8]) -> Int {

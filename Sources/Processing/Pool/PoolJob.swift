@@ -82,7 +82,12 @@ extension PoolJobWork {
         _ = try TypeName.locatable(P.Output.self, role: "what \(String(reflecting: P.self)) gives back")
         return PoolJobWork<P, P.Output>(runner: .processes { process in
             do {
-                return .success(try await withProcess(process) { try await $0.result() })
+                return .success(try await withProcess(process) { handle in
+                    // No one holds this handle to listen: what the process tells is dropped
+                    // (and said so, once), so that it cannot wait for a listener forever.
+                    handle.core.mailbox.dropMessages(because: "\(String(reflecting: P.self)), run by a pool, told messages, which no one can listen to")
+                    return try await handle.result()
+                })
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -233,6 +238,18 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             do {
                 return try await attempt(items, firstIndex: firstIndex, install: install, attachments: attachments,
                                          encode: encode, decode: decode)
+            } catch let error as ProcessingError where error.code == .messageTooLarge {
+                // The batch is over the size limit (large items, a batch size tuned by time):
+                // smaller batches from now on, and these items one at a time, so that only an
+                // item too large on its own fails.
+                size = max(1, items.count / 2)
+                guard items.count > 1 else { return .mixed([.failure(error)]) }
+                var outcomes: [Result<Output, any Error>] = []
+                for (position, item) in zip(items.indices, items) {
+                    guard let single = try await run([item], firstIndex: firstIndex + position) else { return nil }
+                    outcomes.append(single[0])
+                }
+                return .mixed(outcomes)
             } catch let lost as WorkerLost {
                 guard settings.retries > 0 else { return .mixed(Array(repeating: .failure(lost.error), count: items.count)) }
                 // Once more each, one at a time, so that the item that killed the worker is found.
@@ -522,6 +539,16 @@ final class Credits: Sendable {
         var waiters: [(id: UInt64, count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
         var nextID: UInt64 = 0
         var cancelled = false
+
+        /// Takes credits for the waiters at the head that fit now, in order.
+        mutating func handOut() -> [CheckedContinuation<Void, any Error>] {
+            var ready: [CheckedContinuation<Void, any Error>] = []
+            while let first = waiters.first, first.count <= available {
+                available -= first.count
+                ready.append(waiters.removeFirst().continuation)
+            }
+            return ready
+        }
     }
 
     private let state: Mutex<State>
@@ -555,23 +582,21 @@ final class Credits: Sendable {
                 if let result { continuation.resume(with: result) }
             }
         } onCancel: {
-            let waiter: CheckedContinuation<Void, any Error>? = state.withLock { state in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index).continuation
+            let (waiter, ready): (CheckedContinuation<Void, any Error>?, [CheckedContinuation<Void, any Error>]) = state.withLock { state in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return (nil, []) }
+                let waiter = state.waiters.remove(at: index).continuation
+                // The waiters behind it may fit now.
+                return (waiter, state.handOut())
             }
             waiter?.resume(throwing: CancellationError())
+            for continuation in ready { continuation.resume() }
         }
     }
 
     func release(_ count: Int) {
         let ready = state.withLock { state in
             state.available += count
-            var ready: [CheckedContinuation<Void, any Error>] = []
-            while let first = state.waiters.first, first.count <= state.available {
-                state.available -= first.count
-                ready.append(state.waiters.removeFirst().continuation)
-            }
-            return ready
+            return state.handOut()
         }
         for continuation in ready { continuation.resume() }
     }

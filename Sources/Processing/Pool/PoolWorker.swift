@@ -60,7 +60,6 @@ final class PoolWorker: Sendable {
         worker.childBox.withLock { $0 = child }
         var request = StartRequest(typeName: "", state: [])
         request.poolWorker = true
-        request.maximumMessageSize = ProcessingLimits.maximumMessageSize
         try? await child.channel.send(Frame.encode(.start) { try BinaryEncoder().encode(request, appendingTo: &$0) })
         do {
             try await worker.waitUntilReady()
@@ -107,6 +106,8 @@ final class PoolWorker: Sendable {
     /// kills the worker, which is busy with the batch.
     func run(batch inputs: [UInt8], work: PoolWorkInstall, attachments: AttachedDescriptors? = nil,
              timeout: Duration? = nil) async throws -> [UInt8] {
+        // Encoded before the worker is claimed: a batch over the size limit leaves it as it was.
+        try Frame.checkSize(inputs.count + 32, of: .batch)
         let (install, batchID) = try state.withLock { state throws(any Error) in
             if let ended = state.ended { throw ended }
             if let running = state.batch {
@@ -133,7 +134,7 @@ final class PoolWorker: Sendable {
                 throw error
             }
         }
-        let frame = try Frame.encode(.batch) { bytes in
+        let frame = Frame.control(.batch) { bytes in  // its size was checked above
             BinaryFormat.appendVarint(batchID, to: &bytes)
             BinaryFormat.appendVarint(UInt64(work.id), to: &bytes)
             bytes.append(contentsOf: inputs)

@@ -71,8 +71,6 @@ struct StartRequest: Codable, Sendable {
     /// Set when the child is a pool worker: it serves `.work` and `.batch` frames until the
     /// parent closes the channel, and `typeName` and `state` are unused.
     var poolWorker = false
-    /// The parent's `ProcessingLimits.maximumMessageSize`, which the child takes on.
-    var maximumMessageSize: Int?
 
     init(typeName: String, state: [UInt8]) {
         self.typeName = typeName

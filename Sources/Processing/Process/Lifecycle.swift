@@ -161,6 +161,12 @@ struct SectionRecorder {
                 throw ProcessingError(.encodingFailed,
                     "the state of \(String(reflecting: P.self)) could not be encoded for a checkpoint after run \(run - 1): \(error)")
             }
+            // A state a retry could not resume from is a failure now, not a silent gap later.
+            do {
+                try Frame.checkSize(state.count + 64, of: .checkpoint)
+            } catch {
+                throw ProcessingError(.messageTooLarge, "the state of \(String(reflecting: P.self)) after run \(run - 1) cannot be checkpointed for a retry: \(error.message)")
+            }
             await send(run: run, state: state, attachments: attachments)
         } else if ContinuousClock.now - lastSent >= Self.progressInterval {
             await send(run: run, state: nil)

@@ -164,13 +164,15 @@ final class ProcessCore: Sendable {
         request.sendsStateCheckpoints = config.lives > 1
         request.timedSections = ProcessSection.allCases.filter { config.timeouts[$0] != nil }
         request.handleFailure = state.handlingFailure.map(FailureReport.init)
-        request.maximumMessageSize = ProcessingLimits.maximumMessageSize
         return request
     }
 
     private func spawn(_ request: StartRequest) async throws {
         let child: ChildProcess
         do {
+            // A state over the size limit (a checkpoint's can grow) fails here, not in a child
+            // that would wait for its start frame forever.
+            try Frame.checkSize(request.state.count + request.typeName.utf8.count + 64, of: .start)
             child = try await ChildProcess.launch { [self] event in handle(event) }
         } catch {
             finish(with: .failure(error))
@@ -188,10 +190,18 @@ final class ProcessCore: Sendable {
             return (state.killRequested, state.pendingMessages, attachments)
         }
         if killed { return child.signal(SIGKILL) }
+        let start: [UInt8]
         do {
-            try await child.channel.send(Frame.encode(.start, attachmentCount: attachments?.count ?? 0) {
+            start = try Frame.encode(.start, attachmentCount: attachments?.count ?? 0) {
                 try BinaryEncoder().encode(request, appendingTo: &$0)
-            }, attaching: attachments)
+            }
+        } catch {
+            // Not sent: the child is ended, and the process fails with why.
+            state.withLock { state in if state.reported == nil { state.reported = .failure(error) } }
+            return child.signal(SIGKILL)
+        }
+        do {
+            try await child.channel.send(start, attaching: attachments)
             for message in pending { try await child.channel.send(message) }
         } catch {
             // The child died at once; its exit event reports why.
@@ -401,15 +411,14 @@ final class ProcessCore: Sendable {
 
     private func sectionChanged(_ entered: (section: ProcessSection, run: Int)?) {
         let previous: OneShotTimer? = state.withLock { state in
-            defer { state.sectionTimer = nil }
-            state.timedSection = nil
-            guard let entered, let limit = config.timeouts[entered.section] else { return state.sectionTimer }
+            let previous = state.sectionTimer
+            (state.timedSection, state.sectionTimer) = (nil, nil)
+            guard let entered, let limit = config.timeouts[entered.section] else { return previous }
             state.nextToken += 1
             let token = state.nextToken
             state.timedSection = TimedSection(token: token, section: entered.section, run: entered.run, limit: limit)
-            let replaced = state.sectionTimer
             state.sectionTimer = OneShotTimer(after: limit) { [weak self] in self?.sectionOverran(token) }
-            return replaced
+            return previous
         }
         previous?.cancel()
     }

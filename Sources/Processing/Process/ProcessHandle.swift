@@ -20,6 +20,8 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
         let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
             try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
         }
+        // The start request carries the state: refuse it now rather than after a spawn.
+        try Frame.checkSize(state.count + typeName.utf8.count + 64, of: .start)
         core = ProcessCore(processName: String(reflecting: P.self), typeName: typeName, initialState: state,
                            initialAttachments: attachments, config: process.processConfig)
     }

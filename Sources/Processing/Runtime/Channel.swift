@@ -312,12 +312,12 @@ final class Channel: Sendable {
         guard onReactor else {
             // The end's handlers run on the reactor thread.
             Reactor.shared.execute { [self] in
-                stopWatching()
+                stopWatching(failing: "the channel ended: \(end.description)")
                 onEnd(end)
             }
             return
         }
-        stopWatching()
+        stopWatching(failing: "the channel ended: \(end.description)")
         onEnd(end)
     }
 
@@ -326,12 +326,15 @@ final class Channel: Sendable {
     }
 
     /// Leaves the reactor: an ended socket stays readable (EOF) and would be reported forever.
-    private func stopWatching() {
-        let registration = writer.withLock { state in
+    /// Frames still queued can no longer be written (nothing watches for writability, and the
+    /// peer is gone or broke the protocol): their senders fail instead of waiting forever.
+    private func stopWatching(failing reason: String) {
+        let (registration, waiters) = writer.withLock { state in
             defer { state.registration = nil }
-            return state.registration
+            return (state.registration, state.frames.fail(ProcessingError(.channelClosed, reason)))
         }
         if let registration { Reactor.shared.deregister(registration) }
+        for (continuation, error) in waiters { continuation.resume(throwing: error ?? CancellationError()) }
     }
 
     // MARK: Closing
@@ -345,9 +348,7 @@ final class Channel: Sendable {
             return state.closed
         }
         guard !alreadyClosed else { return }
-        stopWatching()
-        let waiters = writer.withLock { $0.frames.fail(ProcessingError(.channelClosed, reason)) }
+        stopWatching(failing: reason)
         Syscall.close(fd)
-        for (continuation, error) in waiters { continuation.resume(throwing: error ?? ProcessingError(.channelClosed, reason)) }
     }
 }

@@ -22,19 +22,15 @@ final class Mailbox: Sendable {
         var timer: OneShotTimer?
     }
 
-    /// What to do outside the lock after an event.
+    /// What to do outside the lock after an event: the listens to resume.
     private struct Wake {
         var resume: [(Waiter, Result<Message?, any Error>)] = []
-        var pause = false
-        var resumeReading = false
 
-        func perform(on channel: Channel?) {
+        func perform() {
             for (waiter, result) in resume {
                 waiter.timer?.cancel()
                 waiter.continuation.resume(with: result)
             }
-            if pause { channel?.pauseReading() }
-            if resumeReading { channel?.resumeReading() }
         }
     }
 
@@ -55,19 +51,25 @@ final class Mailbox: Sendable {
         /// The channel this mailbox paused, because it holds as much as it may.
         var paused = false
         var flowControl: Channel?
+        /// Set when no one can listen: messages are dropped, and counted.
+        var dropReason: String?
+        var dropped = 0
 
         var first: Message? { head < messages.count ? messages[head] : nil }
 
-        mutating func enqueue(_ message: Message, capacity: Int, wake: inout Wake) {
+        // Pausing and resuming happen here, under the mailbox's lock, so that they reach the
+        // channel in the order they were decided. (`pauseReading` is an atomic store, and
+        // `resumeReading` takes the channel's writer lock, which never waits for this one.)
+        mutating func enqueue(_ message: Message, capacity: Int) {
             messages.append(message)
             queuedBytes += message.cost
-            if flowControl != nil, !paused, queuedBytes > capacity {
+            if let flowControl, !paused, queuedBytes > capacity {
                 paused = true
-                wake.pause = true
+                flowControl.pauseReading()
             }
         }
 
-        mutating func takeFirst(capacity: Int, wake: inout Wake) -> Message {
+        mutating func takeFirst(capacity: Int) -> Message {
             let message = messages[head]
             head += 1
             queuedBytes -= message.cost
@@ -77,7 +79,7 @@ final class Mailbox: Sendable {
             }
             if paused, queuedBytes <= capacity / 2 {
                 paused = false
-                wake.resumeReading = true
+                flowControl?.resumeReading()
             }
             return message
         }
@@ -105,30 +107,37 @@ final class Mailbox: Sendable {
     /// Bounds this mailbox by `ProcessingLimits.mailboxCapacity`, pausing `channel` (the one
     /// that feeds it) while it is full. A new channel (a retried process's) replaces the last.
     func attach(_ channel: Channel) {
-        let resume = state.withLock { state in
+        state.withLock { state in
             state.flowControl = channel
-            defer { state.paused = false }
-            return state.paused
-        }
-        if resume { channel.resumeReading() }
-        if state.withLock({ $0.queuedBytes > ProcessingLimits.mailboxCapacity }) {
-            state.withLock { $0.paused = true }
-            channel.pauseReading()
+            state.paused = state.queuedBytes > ProcessingLimits.mailboxCapacity
+            if state.paused { channel.pauseReading() }
         }
     }
 
     /// Bytes of messages queued and not yet listened for.
     var queuedBytes: Int { state.withLock { $0.queuedBytes } }
 
+    /// From now on, messages are dropped on arrival (the first drop says `reason` on stderr,
+    /// once): for a handle no one can listen on, so that its sender does not wait forever.
+    func dropMessages(because reason: String) {
+        state.withLock { $0.dropReason = reason }
+    }
+
     /// Queues a message, or hands it to the first listen waiting for its type.
     func deliver(_ message: Message) {
         let capacity = ProcessingLimits.mailboxCapacity
         var wake = Wake()
-        let channel = state.withLock { state in
+        var firstDrop: String?
+        state.withLock { state in
+            if let reason = state.dropReason {
+                state.dropped += 1
+                if state.dropped == 1 { firstDrop = reason }
+                return
+            }
             if let index = state.waiters.firstIndex(where: { $0.typeName == message.typeName }) {
                 wake.resume.append((state.waiters.remove(at: index), .success(message)))
             } else {
-                state.enqueue(message, capacity: capacity, wake: &wake)
+                state.enqueue(message, capacity: capacity)
                 // Now first in line: the listens still waiting (all for other types) fail, as
                 // a listen that began now would.
                 if state.first.map({ $0.typeName == message.typeName }) == true {
@@ -138,9 +147,9 @@ final class Mailbox: Sendable {
                     state.waiters.removeAll()
                 }
             }
-            return state.flowControl
         }
-        wake.perform(on: channel)
+        if let firstDrop { StderrForwarder.shared.forward(line: "Processing: \(firstDrop); they are dropped.") }
+        wake.perform()
     }
 
     /// Fails every waiting `listen` and all later ones that find nothing queued.
@@ -152,7 +161,7 @@ final class Mailbox: Sendable {
             state.waiters.removeAll()
             state.flowControl = nil
         }
-        wake.perform(on: nil)
+        wake.perform()
     }
 
     /// Wakes every waiting `listen` with nil (the child's listens, when a stop arrives).
@@ -163,7 +172,7 @@ final class Mailbox: Sendable {
             wake.resume = state.waiters.map { ($0, .success(nil)) }
             state.waiters.removeAll()
         }
-        wake.perform(on: nil)
+        wake.perform()
     }
 
     /// The next message as a `T`; nil when `timeout` passes first. With `channel` (the one
@@ -201,12 +210,12 @@ final class Mailbox: Sendable {
         let message: Message? = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message?, any Error>) in
                 var wake = Wake()
-                let channel = state.withLock { state -> Channel? in
+                state.withLock { state in
                     let immediate: Result<Message?, any Error>?
                     if Task.isCancelled {
                         immediate = .failure(CancellationError())
                     } else if state.first != nil {
-                        immediate = .success(state.takeFirst(capacity: ProcessingLimits.mailboxCapacity, wake: &wake))
+                        immediate = .success(state.takeFirst(capacity: ProcessingLimits.mailboxCapacity))
                     } else if let error = state.closedError {
                         immediate = .failure(error)
                     } else if state.interruptions != interruptions {
@@ -216,7 +225,7 @@ final class Mailbox: Sendable {
                     }
                     if let immediate {
                         wake.resume.append((Waiter(id: id, typeName: typeName, continuation: continuation), immediate))
-                        return state.flowControl
+                        return
                     }
                     // Armed under the lock, so that it cannot fire before the waiter is there.
                     let timer = timeout.map { limit in
@@ -226,9 +235,8 @@ final class Mailbox: Sendable {
                         }
                     }
                     state.waiters.append(Waiter(id: id, typeName: typeName, continuation: continuation, timer: timer))
-                    return state.flowControl
                 }
-                wake.perform(on: channel)
+                wake.perform()
             }
         } onCancel: {
             let cancelled = state.withLock { $0.removeWaiter(id) }
@@ -278,17 +286,15 @@ final class Mailbox: Sendable {
     /// (nothing consumed) or when the mailbox is closed and empty.
     private func takeQueued<T: Decodable>(_ type: T.Type) throws -> T? {
         let expected = TypeName.mangled(T.self)
-        var wake = Wake()
-        let (queued, channel): (Message?, Channel?) = try state.withLock { state in
+        let queued: Message? = try state.withLock { state in
             if let first = state.first {
                 // Refuse a mismatch by name, without consuming or decoding anything.
                 guard first.typeName == expected else { throw first.mismatch(expected: T.self) }
-                return (state.takeFirst(capacity: ProcessingLimits.mailboxCapacity, wake: &wake), state.flowControl)
+                return state.takeFirst(capacity: ProcessingLimits.mailboxCapacity)
             }
             if let error = state.closedError { throw error }
-            return (nil, nil)
+            return nil
         }
-        wake.perform(on: channel)
         return try queued?.decode(as: T.self)
     }
 }

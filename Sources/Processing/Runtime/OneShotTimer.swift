@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// Runs a handler once after a delay, unless cancelled first: every time-out in the library
 /// (listen, wait, section time-outs, joinIn, item time-outs).
@@ -12,18 +13,26 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
     private static let queue = DispatchQueue(label: "processing.timers")
 
     private let source: any DispatchSourceTimer
+    private let ended = Atomic<Bool>(false)
+
+    /// How many timers of this process are armed (neither fired nor cancelled): what a wait
+    /// that ended without cancelling its timer would leave behind.
+    static var armed: Int { armedCount.load(ordering: .relaxed) }
+    private static let armedCount = Atomic<Int>(0)
 
     /// Starts a timer that runs `handler` after `delay` (at once for a delay of zero or less).
     init(after delay: Duration, _ handler: @escaping @Sendable () -> Void) {
         _ = Syscall.standardStreamsReserved  // Dispatch may open its timerfd now
+        Self.armedCount.add(1, ordering: .relaxed)
         source = DispatchSource.makeTimerSource(queue: Self.queue)
         let (seconds, attoseconds) = delay.components
         let nanoseconds = max(0, seconds).multipliedReportingOverflow(by: 1_000_000_000)
         let total = nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ max(0, attoseconds) / 1_000_000_000
         source.schedule(deadline: .now() + .nanoseconds(Int(clamping: total)), leeway: .microseconds(50))
-        // The source keeps the handler until it is cancelled; firing cancels it too.
-        source.setEventHandler { [source] in
-            source.cancel()
+        // The source keeps its handler, and so this timer, until the timer fires or is
+        // cancelled; then it releases both.
+        source.setEventHandler { [self] in
+            cancel()
             handler()
         }
         source.activate()
@@ -33,5 +42,6 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
     /// of times.
     func cancel() {
         source.cancel()
+        if !ended.exchange(true, ordering: .relaxed) { Self.armedCount.subtract(1, ordering: .relaxed) }
     }
 }

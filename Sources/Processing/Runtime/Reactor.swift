@@ -18,7 +18,7 @@ import Glibc
 ///
 /// Handlers run on the reactor thread, one at a time, so the state they touch needs no
 /// other lock. `epoll_ctl` may be called from any thread (the write path does).
-final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor thread only; `jobs`: Mutex
+final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor thread only; `jobs`, `detached`: Mutexes
     static let shared = Reactor()
 
     /// What a registration wants to hear about.
@@ -51,6 +51,8 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
     private var handlers: [UInt64: (Events) -> Void] = [:]
     private var nextToken: UInt64 = 1
     private let jobs = Mutex<[@Sendable () -> Void]>([])
+    /// Registrations taken out of epoll while they want nothing (see `update`).
+    private let detached = Mutex<Set<UInt64>>([])
     private let threadID = Mutex<pthread_t?>(nil)
 
     private init() {
@@ -89,14 +91,28 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
     }
 
     /// Changes what a registration hears about. Any thread may call it.
+    ///
+    /// No interest at all takes the fd out of epoll until interest returns: epoll reports a
+    /// hang-up or an error whatever the interest, and a paused channel whose peer hung up
+    /// would otherwise wake this thread again and again.
     func update(_ registration: Registration, interest: Interest) {
-        try? Syscall.epollControl(epfd, 3, registration.fd, events: interest.rawValue, token: registration.token)
+        detached.withLock { detached in
+            if interest.isEmpty {
+                guard detached.insert(registration.token).inserted else { return }
+                try? Syscall.epollControl(epfd, 2, registration.fd, events: 0, token: 0)
+            } else if detached.remove(registration.token) != nil {
+                try? Syscall.epollControl(epfd, 1, registration.fd, events: interest.rawValue, token: registration.token)
+            } else {
+                try? Syscall.epollControl(epfd, 3, registration.fd, events: interest.rawValue, token: registration.token)
+            }
+        }
     }
 
     /// Stops watching; the caller may close the fd after this. Call on the reactor thread.
     func deregister(_ registration: Registration) {
         precondition(isCurrent, "Reactor.deregister runs on the reactor thread")
-        try? Syscall.epollControl(epfd, 2, registration.fd, events: 0, token: 0)
+        let wasDetached = detached.withLock { $0.remove(registration.token) != nil }
+        if !wasDetached { try? Syscall.epollControl(epfd, 2, registration.fd, events: 0, token: 0) }
         handlers[registration.token] = nil
     }
 

@@ -103,7 +103,8 @@ final class Spawner: Sendable {
             &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
         var environment = ProcessInfo.processInfo.environment
-        environment[PROCESSING_WORKER_ENV] = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid())"
+        // The limit too, so that the child reads even its start frame under the parent's.
+        environment[PROCESSING_WORKER_ENV] = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(ProcessingLimits.maximumMessageSize)"
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }

@@ -185,6 +185,11 @@ final class StderrForwarder: Sendable {
                 }
                 guard written > 0 else { break }
                 state.pendingStart += written
+                if state.pendingStart >= Self.capacity / 2, state.pendingCount > 0 {
+                    // A backlog that never fully drains must not keep what was written.
+                    state.pending.removeFirst(state.pendingStart)
+                    state.pendingStart = 0
+                }
                 if state.pendingCount == 0 {
                     state.pending.removeAll(keepingCapacity: true)
                     state.pendingStart = 0

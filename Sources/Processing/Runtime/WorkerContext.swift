@@ -115,7 +115,6 @@ final class WorkerContext: Sendable {
                 Syscall.exitImmediately(3)
             }
             startAttachments.withLock { $0 = frame.attachments }
-            if let limit = request.maximumMessageSize { ProcessingLimits.maximumMessageSize = limit }
             if request.poolWorker {
                 // Before the next frame (a .work) is read: this thread reads frames in order.
                 poolService.withLock { $0 = PoolWorkerService(context: self) }

@@ -8,6 +8,8 @@ import Foundation
 /// code that hops to `@MainActor` still works (parking the main thread would deadlock it).
 @_cdecl("processing_worker_main")
 func processingWorkerMain() {
+    let limit = processing_worker_message_limit()
+    if limit > 0 { ProcessingLimits.maximumMessageSize = Int(limit) }
     do {
         try WorkerContext.start(fd: processing_worker_control_fd())
     } catch {
