@@ -20,6 +20,8 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
     /// Bytes a reading thread appends and the test reads.
     final class Collected: Sendable {
         let bytes = Mutex<[UInt8]>([])
+        /// Whether the reading thread has seen EOF.
+        let ended = Atomic(false)
         var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
     }
 
@@ -50,7 +52,11 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
             }
         }
         Self.collect(output.fileHandleForReading, into: received)
-        if readsStderr { Self.collect(errors.fileHandleForReading, into: receivedErrors) }
+        if readsStderr {
+            Self.collect(errors.fileHandleForReading, into: receivedErrors)
+        } else {
+            receivedErrors.ended.store(true, ordering: .releasing)
+        }
     }
 
     /// Reads `handle` until EOF on a thread of its own.
@@ -59,7 +65,7 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
         Thread {
             while true {
                 let data = box.value.availableData
-                if data.isEmpty { return }
+                if data.isEmpty { return buffer.ended.store(true, ordering: .releasing) }
                 buffer.bytes.withLock { $0.append(contentsOf: data) }
             }
         }.start()
@@ -86,8 +92,12 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
         while ContinuousClock.now < deadline {
             if let found = find(key) { return found }
             if !process.isRunning {
-                // One last look: the line may have arrived with the exit.
-                try await Task.sleep(for: .milliseconds(100))
+                // One last look once both pipes are read to the end (bounded: a grandchild may
+                // hold them open): the line may have arrived with the exit.
+                for _ in 0..<500 where !(received.ended.load(ordering: .acquiring)
+                                         && receivedErrors.ended.load(ordering: .acquiring)) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
                 return find(key)
             }
             try await Task.sleep(for: .milliseconds(10))

@@ -97,8 +97,13 @@ struct HostProgramTests {
         let program = try FixtureProgram("closed-stdout")
         #expect(try await program.value("counter") == "10")
         #expect(try await program.value("echoed") == "20")
-        // The closed number holds /dev/null (as daemon(3) leaves it), so that nothing else takes it.
-        #expect(try await program.value("fd 1") == "/dev/null")
+        // The closed number holds /dev/null (as daemon(3) leaves it), so that nothing else takes it,
+        // unless Dispatch's own timerfd took it first: Dispatch arms its worker-monitor timer when
+        // its first worker thread starts and opens the timerfd later on its manager thread, which
+        // races a close(1) made at the program's start (measured: 17 of 30 runs). That descriptor
+        // is not the library's, and a print into it fails instead of reaching a child.
+        let first = try await program.value("fd 1")
+        #expect(first == "/dev/null" || first == "anon_inode:[timerfd]", "fd 1 holds \(first ?? "nothing")")
         for fd in [0, 2] {
             let target = try await program.value("fd \(fd)") ?? ""
             #expect(!target.contains("socket") && !target.contains("anon_inode") && !target.contains("pidfd"))

@@ -9,13 +9,14 @@ func onPlainThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) asyn
     }
 }
 
-/// Tells a greeting after `delay`, then runs until stopped.
+/// Tells a greeting (after a "go" message, if asked to wait), then runs until stopped.
 struct Greeter: Skprocess {
-    var delay = Duration.zero
+    /// Whether it waits for a "go" message before it greets.
+    var waitsForGo = false
     var processConfig = ProcessConfig(runs: nil)
     mutating func prerun() async throws {
         if currentRun == 0 {
-            try await Task.sleep(for: delay)
+            if waitsForGo { _ = try await listen(String.self) }
             try await tell("hello")
         }
     }
@@ -57,8 +58,9 @@ struct ModifierTests {
 
     @Test("listen: timeout, background, sync")
     func listenForms() async throws {
-        let greeter = try await Greeter(delay: .milliseconds(300)).start()
+        let greeter = try await Greeter(waitsForGo: true).start()
         await #expect(throws: ResultTimeoutError.self) { try await greeter.listen.timeout(.milliseconds(20))(String.self) }
+        try await greeter.tell("go")
         let greeting = greeter.listen.timeout(.seconds(20)).background()(String.self)
         #expect(try await greeting.value == "hello")
         await greeter.kill()

@@ -247,10 +247,12 @@ struct PipeLeakProbe: Skprocess {
     }
 
     func result() async throws -> Report {
+        let initial = Self.channelDescriptors().count
         try await exchange()   // warm up: the reactor's own fds exist from here on
-        // The warm-up's own descriptors close on the reactor thread just after it: let them go.
+        // The warm-up's own descriptors close on the reactor thread just after it: wait until
+        // they have gone (none of them lives on), on a loaded machine too.
         var fdsBefore = Self.channelDescriptors().count
-        for _ in 0..<20 {
+        for _ in 0..<1_000 where fdsBefore > initial {
             try await Task.sleep(for: .milliseconds(10))
             fdsBefore = min(fdsBefore, Self.channelDescriptors().count)
         }
@@ -261,7 +263,7 @@ struct PipeLeakProbe: Skprocess {
         }
         // Closing happens on the reactor thread, just after the last reference goes.
         var fdsAfter = Self.channelDescriptors().count
-        for _ in 0..<200 where fdsAfter != fdsBefore {
+        for _ in 0..<1_000 where fdsAfter != fdsBefore {
             try await Task.sleep(for: .milliseconds(10))
             fdsAfter = Self.channelDescriptors().count
         }
@@ -270,10 +272,13 @@ struct PipeLeakProbe: Skprocess {
                       descriptors: descriptors)
     }
 
-    /// This process's sockets, pipes and pidfds, as "fd -> target".
+    /// This process's sockets, pipes and pidfds, as "fd -> target"; not its standard streams,
+    /// nor the stderr forwarder's own copy of fd 2 (opened once, at the first child's output).
     static func channelDescriptors() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).sorted().compactMap { fd in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + fd),
+        let target = { (fd: String) in try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + fd) }
+        let standard = Set(["0", "1", "2"].compactMap(target))
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).sorted().compactMap { fd in
+            guard let target = target(fd), !standard.contains(target),
                   target.hasPrefix("socket:") || target.hasPrefix("pipe:") || target.contains("pidfd") else { return nil }
             return fd + " -> " + target
         }

@@ -27,10 +27,10 @@ struct PoolPolicyTests {
     func itemTimeout() async throws {
         try await withPool(workers: 2) { (pool: Pool) async throws in
             let error = await expectError(PoolItemError.self) {
-                try await pool.map.itemTimeout(.seconds(2))([10, 60_000, 20], Nap())
+                try await pool.map.itemTimeout(.seconds(5))([10, 60_000, 20], Nap())
             }
             #expect(error?.index == 1)
-            #expect((error?.error as? PoolTimeoutError)?.timeout == .seconds(2))
+            #expect((error?.error as? PoolTimeoutError)?.timeout == .seconds(5))
             #expect(try await pool.map.itemTimeout(.seconds(30))([1, 2, 3], Nap()) == [1, 2, 3])
         }
     }
@@ -114,7 +114,7 @@ struct PoolPolicyTests {
             _ = try await pool.map.chunkSize(1)([1, 1], Nap())   // both workers up
             var received: [Int] = []
             let error = await expectError(ResultTimeoutError.self) {
-                for try await y in try pool.imap.chunkSize(1).timeout(.seconds(2))([10, 60_000], Nap()) { received.append(y) }
+                for try await y in try pool.imap.chunkSize(1).timeout(.seconds(5))([10, 60_000], Nap()) { received.append(y) }
             }
             #expect(error?.operation == "Pool.imap")
             #expect(received == [10])

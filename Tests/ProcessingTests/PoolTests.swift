@@ -19,6 +19,15 @@ struct Nap: PoolWork {
     }
 }
 
+/// Returns `x`; item 300 first waits until the file `marker` exists.
+struct Gated: PoolWork {
+    var marker: String
+    func callAsFunction(_ x: Int) async throws -> Int {
+        while x == 300, !FileManager.default.fileExists(atPath: marker) { try await Task.sleep(for: .milliseconds(5)) }
+        return x
+    }
+}
+
 /// Throws for one item.
 struct FailAt: PoolWork {
     var bad: Int
@@ -71,9 +80,16 @@ struct PoolTests {
             var ordered: [Int] = []
             for try await y in try pool.imap([300, 10, 20], Nap()) { ordered.append(y) }
             #expect(ordered == [300, 10, 20])
+            // The slow item waits for a marker made after the first result, so that the first
+            // result cannot be it however loaded the machine is.
+            let marker = NSTemporaryDirectory() + "processing-gate-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: marker) }
             var unordered: [Int] = []
-            for try await y in try pool.unorderedIMap.chunkSize(1)([300, 10, 20], Nap()) { unordered.append(y) }
-            #expect(unordered.first == 10 && unordered.sorted() == [10, 20, 300])
+            for try await y in try pool.unorderedIMap.chunkSize(1)([300, 10, 20], Gated(marker: marker)) {
+                if unordered.isEmpty { _ = FileManager.default.createFile(atPath: marker, contents: nil) }
+                unordered.append(y)
+            }
+            #expect(unordered.first != 300 && unordered.sorted() == [10, 20, 300])
 
             let asyncInput = AsyncStream<Int> { continuation in
                 for x in 0..<100 { continuation.yield(x) }
@@ -187,13 +203,15 @@ struct PoolTests {
     @Test("close() lets a map that waits for a worker finish, and then refuses new maps")
     func closeServesWaitingMaps() async throws {
         let pool = Pool(workers: 1)
-        let running = Task { try await pool.map.chunkSize(1)([300, 1], Nap()) }
-        try await Task.sleep(for: .milliseconds(100))
+        let running = Task { try await pool.map.chunkSize(1)([1_000, 1], Nap()) }
+        // Polled, not slept: the second map must be waiting for the one worker when close() comes.
+        for _ in 0..<1_000 where pool.checkoutCounts.activeMaps < 1 { try await Task.sleep(for: .milliseconds(10)) }
         let waiting = Task { try await pool.map.chunkSize(1)([2, 3], Nap()) }
-        try await Task.sleep(for: .milliseconds(50))
+        for _ in 0..<1_000 where pool.checkoutCounts.waiting < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(pool.checkoutCounts == (activeMaps: 2, waiting: 1))
         let closed = try await outcome { await pool.close() }
         #expect(closed != nil, "close() did not return")
-        #expect(try await running.value == [300, 1])
+        #expect(try await running.value == [1_000, 1])
         let second = try await outcome { try await waiting.value }
         #expect(second.flatMap { try? $0.get() } == [2, 3], "a map waiting for a worker when close() came was stranded")
         await #expect(throws: ProcessingError.self) { try await pool.map(0..<1, Square()) }
@@ -252,8 +270,10 @@ struct PoolTests {
             Issue.record("not worker work")
             return
         }
-        let first = Task { try await worker.run(batch: encode([200]), work: install) }
-        try await Task.sleep(for: .milliseconds(50))
+        let first = Task { try await worker.run(batch: encode([1_000]), work: install) }
+        // Not a fixed sleep: on a loaded machine the first task may not have begun by then.
+        for _ in 0..<1_000 where !worker.isRunningBatch { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(worker.isRunningBatch)
         let second = try await outcome { try await worker.run(batch: encode([1]), work: install) }
         if case .success? = second { Issue.record("a second batch ran on a busy worker") }
         let firstDone = try await outcome { try await first.value }

@@ -57,6 +57,21 @@ struct StopListener: Skprocess {
     func result() async throws -> Int { woken }
 }
 
+/// Tells, then is busy while the parent's stop arrives, and only then listens.
+struct LateListener: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    var wokenByStop = false
+    mutating func run() async throws {
+        try await tell("listening")
+        try await Task.sleep(for: .milliseconds(300))
+        let began = ContinuousClock.now
+        let message = try await listen(String.self, timeout: .seconds(20))
+        // Nothing is ever sent: only the stop (or the time-out, 20 s later) ends the wait.
+        wokenByStop = message == nil && ContinuousClock.now - began < .seconds(10)
+    }
+    func result() async throws -> Bool { wokenByStop }
+}
+
 @Suite("tell and listen between parent and child", .timeLimit(.minutes(2)))
 struct ProcessMessagingTests {
     @Test("seed 001's command loop: ten prints, then a stop")
@@ -119,6 +134,14 @@ struct ProcessMessagingTests {
             await handle.stop()
             #expect(try await handle.result() == 1, "stop after \(delay) µs")
         }
+    }
+
+    @Test("a stop that arrives before the child listens still ends its listen (regression: it waited for good)")
+    func stopBeforeListen() async throws {
+        let handle = try await LateListener().start()
+        #expect(try await handle.listen(String.self, timeout: .seconds(10)) == "listening")
+        await handle.stop()
+        #expect(try await handle.result() == true)
     }
 
     @Test("a listen time-out shorter than the polling budget still returns nil, and a later message still arrives")
@@ -242,10 +265,14 @@ struct ProcessMessagingTests {
     @Test("a listen for another type does not strand a listen for the type that arrives")
     func listenersOfTwoTypes() async throws {
         let handle = try await TypedEcho().start()
+        // Each listen is waiting before the next step (not a fixed sleep: on a loaded machine a
+        // task may not have begun by then, and a listen that begins after the Int came is refused).
+        let mailbox = handle.core.mailbox
         let forString = Task { try await handle.listen(String.self, timeout: .seconds(20)) }
-        try await Task.sleep(for: .milliseconds(20))
+        for _ in 0..<1_000 where mailbox.waitingListens < 1 { try await Task.sleep(for: .milliseconds(10)) }
         let forInt = Task { try await handle.listen(Int.self, timeout: .seconds(20)) }
-        try await Task.sleep(for: .milliseconds(20))
+        for _ in 0..<1_000 where mailbox.waitingListens < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(mailbox.waitingListens == 2)
         try await handle.tell(7)            // echoed as an Int
         #expect(try await forInt.value == 7)
         try await handle.tell(-1)           // echoed as a String, then it stops

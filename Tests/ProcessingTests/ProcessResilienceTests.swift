@@ -15,7 +15,7 @@ struct Flaky: Skprocess {
     var attemptsFile: String
     var failures = 2
     var runsSeen: [Int] = []
-    var processConfig = ProcessConfig(runs: 5, lives: 3, timeouts: .init(run: .milliseconds(500)))
+    var processConfig = ProcessConfig(runs: 5, lives: 3, timeouts: .init(run: .seconds(2)))
 
     mutating func run() async throws {
         if currentRun == 2 {
@@ -25,7 +25,7 @@ struct Flaky: Skprocess {
                 switch mode {
                 case .throwing: throw TestFailure(code: earlier)
                 case .crashing: abort()
-                case .hanging: try await Task.sleep(for: .seconds(60))
+                case .hanging: try await Task.sleep(for: .seconds(3600))
                 }
             }
         }
@@ -43,14 +43,14 @@ struct Flaky: Skprocess {
 struct Doomed: Skprocess {
     var mode: FailureMode
     var handles = true
-    var processConfig = ProcessConfig(runs: 3, lives: 2, timeouts: .init(run: .milliseconds(500)))
+    var processConfig = ProcessConfig(runs: 3, lives: 2, timeouts: .init(run: .seconds(2)))
 
     mutating func run() async throws {
         guard currentRun == 1 else { return }
         switch mode {
         case .throwing: throw TestFailure(code: 7)
         case .crashing: abort()
-        case .hanging: try await Task.sleep(for: .seconds(60))
+        case .hanging: try await Task.sleep(for: .seconds(3600))
         }
     }
 
@@ -65,11 +65,11 @@ struct Doomed: Skprocess {
 /// A section that hangs, for time-outs.
 struct Hanger: Skprocess {
     var hangIn: ProcessSection
-    var processConfig = ProcessConfig(runs: 2, timeouts: .init(prerun: .milliseconds(400), run: .milliseconds(400),
-                                                               onFinish: .milliseconds(400)))
-    mutating func prerun() async throws { if hangIn == .prerun, currentRun == 1 { try await Task.sleep(for: .seconds(60)) } }
-    mutating func run() async throws { if hangIn == .run, currentRun == 1 { try await Task.sleep(for: .seconds(60)) } }
-    mutating func onFinish() async throws { if hangIn == .onFinish { try await Task.sleep(for: .seconds(60)) } }
+    var processConfig = ProcessConfig(runs: 2, timeouts: .init(prerun: .seconds(2), run: .seconds(2),
+                                                               onFinish: .seconds(2)))
+    mutating func prerun() async throws { if hangIn == .prerun, currentRun == 1 { try await Task.sleep(for: .seconds(3600)) } }
+    mutating func run() async throws { if hangIn == .run, currentRun == 1 { try await Task.sleep(for: .seconds(3600)) } }
+    mutating func onFinish() async throws { if hangIn == .onFinish { try await Task.sleep(for: .seconds(3600)) } }
 }
 
 /// Runs until stopped; `joinIn` stops it.
@@ -139,12 +139,12 @@ struct ProcessResilienceTests {
         let error = await expectError(ProcessTimeoutError.self) { try await handle.result() }
         let elapsed = ContinuousClock.now - started
         #expect(error?.section == section)
-        #expect(error?.timeout == .milliseconds(400))
+        #expect(error?.timeout == .seconds(2))
         #expect(error?.currentRun == (section == .onFinish ? 2 : 1))
         #expect(!handle.isAlive)
         // Cut off, not slept through (the bound is loose on purpose: 2 noisy cores).
         #expect(elapsed < .seconds(20))
-        print("time-out of \(section): 400 ms limit, result() threw after \(elapsed)")
+        print("time-out of \(section): 2 s limit, result() threw after \(elapsed)")
     }
 
     @Test("joinIn stops a process that has no run limit, gracefully")

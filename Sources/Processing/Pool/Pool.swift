@@ -118,6 +118,12 @@ public final class Pool: Sendable {
     /// reaped (for tests).
     var workerRecords: Int { state.withLock { $0.checkout.everyWorker.count } }
 
+    /// How many maps run, and how many check-outs wait for a worker (for tests that must
+    /// know a map has reached its wait, on a machine too loaded for a fixed sleep).
+    var checkoutCounts: (activeMaps: Int, waiting: Int) {
+        state.withLock { ($0.checkout.activeMaps, $0.checkout.waitingCount) }
+    }
+
     /// The id under which `work` is installed in workers (the same encoded work, the same id).
     func workID(for encodedWork: [UInt8]) -> Int {
         state.withLock { state in

@@ -173,4 +173,7 @@ struct PoolCheckout<Worker: AnyObject, Waiter> {
 
     /// Every worker, for a pool that goes away.
     var everyWorker: [Worker] { Array(all.values) }
+
+    /// How many check-outs wait for a worker.
+    var waitingCount: Int { waiters.count }
 }

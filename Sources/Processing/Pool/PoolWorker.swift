@@ -72,6 +72,9 @@ final class PoolWorker: Sendable {
 
     var isDead: Bool { state.withLock { $0.ended != nil } }
 
+    /// Whether a batch has claimed this worker and not yet had its reply.
+    var isRunningBatch: Bool { state.withLock { $0.batch != nil } }
+
     private static func killedError() -> ProcessCrashError {
         ProcessCrashError(cause: .killed, stderrTail: "", processName: "a pool worker", currentRun: 0)
     }

@@ -88,7 +88,8 @@ extension Skprocess {
     }
 
     /// The next value the parent sent with `tell`, as a `T`; nil if `timeout` passes first,
-    /// or when the parent asks the process to stop while it waits.
+    /// or once the parent has asked the process to stop and nothing it sent is left queued
+    /// (whether the stop came while this waited or before it began).
     /// Works inside the lifecycle hooks, which run in the child.
     public func listen<T: Codable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T? {
         let context = try WorkerContext.require("listen")

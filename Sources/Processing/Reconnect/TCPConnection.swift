@@ -71,7 +71,7 @@ public final class TCPConnection: Reconnector {
                 let fd = try Syscall.tcpSocket(family: address.family)
                 do {
                     if try !Syscall.connect(fd, to: address) {
-                        try await SocketReadiness.wait(for: fd, writable: true)
+                        try await Reactor.shared.waitUntilReady(fd, writable: true)
                         let error = Syscall.pendingSocketError(fd)
                         if error != 0 { throw SystemError(call: "connect", errno: error) }
                     }
@@ -132,7 +132,7 @@ public final class TCPConnection: Reconnector {
             }
             switch result {
             case .transferred(let count): offset += count
-            case .wouldBlock: try await SocketReadiness.wait(for: fd, writable: true)
+            case .wouldBlock: try await Reactor.shared.waitUntilReady(fd, writable: true)
             case .endOfFile: throw ProcessingError(.channelClosed, "\(host):\(port) closed the connection")
             }
         }
@@ -162,7 +162,7 @@ public final class TCPConnection: Reconnector {
             switch result {
             case .transferred(let count): return Array(bytes[..<count])
             case .endOfFile: return []
-            case .wouldBlock: try await SocketReadiness.wait(for: fd, writable: false)
+            case .wouldBlock: try await Reactor.shared.waitUntilReady(fd, writable: false)
             }
         }
     }

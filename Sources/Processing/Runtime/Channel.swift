@@ -26,9 +26,9 @@ enum ChannelEnd: Sendable {
 
 /// A control channel: length-prefixed frames over one nonblocking Unix socket.
 ///
-/// Reads happen on the reactor thread (it drains the socket until `EAGAIN` and hands each
-/// complete frame to `onFrame`), and from a `listen` polling the socket on its own thread;
-/// both under the `reading` lock, so frames are delivered one at a time and in order. Writes
+/// Reads happen on the reactor thread (its read handler drains the socket until `EAGAIN` and
+/// hands each complete frame to `onFrame`), and from a `listen` polling the socket on its own
+/// thread; both under the `reading` lock, so frames are delivered one at a time and in order. Writes
 /// happen on the caller's thread under the `writer` lock: a nonblocking `send` that usually
 /// completes at once; what the kernel does not take waits in the `ChannelWriter` until the
 /// reactor reports the socket writable, and the sender waits until its frame is out
@@ -66,26 +66,15 @@ final class Channel: Sendable {
 
     private struct WriterState {
         var frames = ChannelWriter()
-        /// The reactor registration, once `start()` made it and until reading ends.
-        var registration: Reactor.Registration?
+        /// The reactor's watch of the socket, once `start()` made it; cancelled when reading ends.
+        var watch: ReactorWatch?
         /// Listens reading the socket from their own threads for a moment; while there are any
         /// the reactor does not watch for reads, so it does not wake to race them.
         var pollers = 0
-        /// What the registration asks for now.
-        var registeredInterest: Reactor.Interest = .read
 
-        func interest(readingPaused: Bool) -> Reactor.Interest {
-            var interest: Reactor.Interest = pollers == 0 && !readingPaused ? .read : []
-            if frames.hasPending { interest.insert(.write) }
-            return interest
-        }
-
-        /// Tells the reactor when what the channel wants to hear about changed.
-        mutating func updateRegistration(readingPaused: Bool) {
-            let interest = interest(readingPaused: readingPaused)
-            guard let registration, interest != registeredInterest else { return }
-            registeredInterest = interest
-            Reactor.shared.update(registration, interest: interest)
+        /// Tells the reactor what the channel wants to hear about now (a no-op when unchanged).
+        func updateRegistration(readingPaused: Bool) {
+            watch?.want(reading: pollers == 0 && !readingPaused, writing: frames.hasPending)
         }
     }
 
@@ -111,19 +100,10 @@ final class Channel: Sendable {
     func start() {
         Reactor.shared.execute { [self] in
             guard !reading.withLock({ $0.closed }) else { return }
-            let registration: Reactor.Registration
-            do {
-                registration = try Reactor.shared.register(fd, interest: .read) { [self] events in
-                    if events.readable { readAvailable() }
-                    if events.writable { writeReady() }
-                }
-            } catch {
-                endReading(.failed(error as? SystemError ?? SystemError(call: "epoll_ctl", errno: EIO)))
-                return
-            }
+            let watch = Reactor.shared.watch(fd, onReadable: { [self] in readAvailable() },
+                                             onWritable: { [self] in writeReady() })
             writer.withLock { state in
-                state.registration = registration
-                state.registeredInterest = .read
+                state.watch = watch
                 state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
             }
         }
@@ -329,18 +309,18 @@ final class Channel: Sendable {
     /// Frames still queued can no longer be written (nothing watches for writability, and the
     /// peer is gone or broke the protocol): their senders fail instead of waiting forever.
     private func stopWatching(failing reason: String) {
-        let (registration, waiters) = writer.withLock { state in
-            defer { state.registration = nil }
-            return (state.registration, state.frames.fail(ProcessingError(.channelClosed, reason)))
+        let (watch, waiters) = writer.withLock { state in
+            (state.watch, state.frames.fail(ProcessingError(.channelClosed, reason)))
         }
-        if let registration { Reactor.shared.deregister(registration) }
+        watch?.cancel()
         for (continuation, error) in waiters { continuation.resume(throwing: error ?? CancellationError()) }
     }
 
     // MARK: Closing
 
-    /// Stops reading and writing and closes the fd. Pending senders fail with
-    /// `ProcessingError.channelClosed`. Runs on the reactor thread.
+    /// Stops reading and writing and closes the fd (after its watch's handlers: this runs on
+    /// the reactor thread, where they do). Pending senders fail with
+    /// `ProcessingError.channelClosed`.
     func close(reason: String = "the channel was closed") {
         precondition(Reactor.shared.isCurrent, "Channel.close runs on the reactor thread")
         let alreadyClosed = reading.withLock { state in

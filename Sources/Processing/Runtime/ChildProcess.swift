@@ -23,8 +23,8 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     let channel: Channel
     private let pidfd: Int32
     private let stderrFD: Int32
-    private var exitRegistration: Reactor.Registration?
-    private var stderrRegistration: Reactor.Registration?
+    private var exitWatch: ReactorWatch?
+    private var stderrWatch: ReactorWatch?
     private let onEvent: @Sendable (ChildEvent) -> Void
     private var stderr = StderrTail()
     private var stderrOpen = true
@@ -90,15 +90,16 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func start() {
         channel.start()
         Reactor.shared.execute { [self] in
-            do {
-                stderrRegistration = try Reactor.shared.register(stderrFD, interest: .read) { [self] _ in readStderr() }
-                exitRegistration = try Reactor.shared.register(pidfd, interest: .read) { [self] _ in childMayHaveExited() }
-            } catch {
+            stderrWatch = Reactor.shared.watch(stderrFD, onReadable: { [self] in readStderr() })
+            // A pidfd is readable once its process has exited.
+            exitWatch = Reactor.shared.watch(pidfd, onReadable: { [self] in childMayHaveExited() })
+            guard stderrWatch?.want(reading: true, writing: false) == true,
+                  exitWatch?.want(reading: true, writing: false) == true else {
                 // Without its exit watch a child could never be reaped: end it now.
                 Syscall.pidfdSignal(pidfd, SIGKILL)
                 Syscall.signalGroup(pid, SIGKILL)
                 Syscall.waitForExit(pid)
-                finish(.signaled(SIGKILL))
+                return finish(.signaled(SIGKILL))
             }
         }
     }
@@ -128,13 +129,14 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     }
 
     /// The child is reaped: take what it wrote before it died (still in the socket and the
-    /// pipe), close every fd, and report.
+    /// pipe), close every fd, and report. (On the reactor thread, so no handler of the
+    /// watches cancelled here can still be reading a descriptor closed here.)
     private func finish(_ status: ExitStatus) {
         reaped = true
         channel.readAvailable(ignoringPause: true)
         readStderr()
         channel.close(reason: "the process has exited")
-        if let exitRegistration { Reactor.shared.deregister(exitRegistration) }
+        exitWatch?.cancel()
         Syscall.close(pidfd)
         closeStderr()
         onEvent(.exited(status, stderr: stderr))
@@ -143,7 +145,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func closeStderr() {
         guard stderrOpen else { return }
         stderrOpen = false
-        if let stderrRegistration { Reactor.shared.deregister(stderrRegistration) }
+        stderrWatch?.cancel()
         Syscall.close(stderrFD)
     }
 

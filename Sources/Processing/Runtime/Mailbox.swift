@@ -45,9 +45,9 @@ final class Mailbox: Sendable {
         var closedError: ProcessingError?
         /// How long a `listen` polls its channel before it sleeps (see `PollBudget`).
         var pollBudget = PollBudget()
-        /// Counts `interruptWaiters` calls: a listen that began before one and was not yet
-        /// waiting (it was polling its channel) returns nil too.
-        var interruptions = 0
+        /// Set by `stop()`: a listen that finds nothing queued returns nil instead of waiting,
+        /// whether it began before the stop or after it.
+        var stopped = false
         /// The channel this mailbox paused, because it holds as much as it may.
         var paused = false
         var flowControl: Channel?
@@ -152,6 +152,9 @@ final class Mailbox: Sendable {
         wake.perform()
     }
 
+    /// How many listens are waiting (asleep, past their polling) now.
+    var waitingListens: Int { state.withLock { $0.waiters.count } }
+
     /// Fails every waiting `listen` and all later ones that find nothing queued.
     func close(_ error: ProcessingError) {
         var wake = Wake()
@@ -164,11 +167,14 @@ final class Mailbox: Sendable {
         wake.perform()
     }
 
-    /// Wakes every waiting `listen` with nil (the child's listens, when a stop arrives).
-    func interruptWaiters() {
+    /// Wakes every waiting `listen` with nil, and makes every later one that finds nothing
+    /// queued return nil at once (the child's listens, once a stop arrived). Sticky: a stop
+    /// that arrives before the listen begins (the child was busy between a `tell` and its
+    /// `listen`) must still end a `while let … = listen()` loop.
+    func stop() {
         var wake = Wake()
         state.withLock { state in
-            state.interruptions += 1
+            state.stopped = true
             wake.resume = state.waiters.map { ($0, .success(nil)) }
             state.waiters.removeAll()
         }
@@ -181,10 +187,11 @@ final class Mailbox: Sendable {
         // The fast path: something is queued already.
         if let queued = try takeQueued(T.self) { return queued }
         if timeout == .zero { return nil }
-        let (id, interruptions, budget) = state.withLock { state in
+        let (id, stopped, budget) = state.withLock { state in
             defer { state.nextID += 1 }
-            return (state.nextID, state.interruptions, state.pollBudget.duration)
+            return (state.nextID, state.stopped, state.pollBudget.duration)
         }
+        if stopped { return nil }
         let start = ContinuousClock.now
         var timeout = timeout
         var learns = channel != nil
@@ -218,7 +225,7 @@ final class Mailbox: Sendable {
                         immediate = .success(state.takeFirst(capacity: ProcessingLimits.mailboxCapacity))
                     } else if let error = state.closedError {
                         immediate = .failure(error)
-                    } else if state.interruptions != interruptions {
+                    } else if state.stopped {
                         immediate = .success(nil)
                     } else {
                         immediate = nil

@@ -1,5 +1,4 @@
 import CProcessingShims
-import Dispatch
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -7,18 +6,22 @@ import Glibc
 #endif
 
 /// The one I/O reactor: a permanent thread in `epoll_wait` for every control socket, stderr
-/// pipe and pidfd of this process. No thread per child and no blocking call on the
-/// cooperative pool.
+/// pipe and pidfd of this process (time-outs are Dispatch timer sources: `OneShotTimer`). No
+/// thread per child, and no blocking call on the cooperative pool.
 ///
-/// Why not Dispatch sources (DESIGN.md's first mechanism): on Linux a source's event is taken
-/// by Dispatch's manager thread and its handler then runs on a worker thread of the target
-/// queue, two wake-ups per message before the awaiting task's own. Measured side by side
-/// (BENCHMARKS.md), this thread saves one of them, and by polling for a moment after each
-/// event before it sleeps it usually catches the reply of a conversation without sleeping.
+/// **Threading.** Handlers (`ReactorWatch`'s) and `execute` jobs run on the reactor thread,
+/// one at a time: state that only they touch needs no lock (`ChildProcess`'s). A `listen` that
+/// polls its channel reads it from its own thread meanwhile, under the channel's read lock
+/// (see `Channel`), with the channel's read interest off so that the reactor does not race it.
 ///
-/// Handlers run on the reactor thread, one at a time, so the state they touch needs no
-/// other lock. `epoll_ctl` may be called from any thread (the write path does).
-final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor thread only; `jobs`, `detached`: Mutexes
+/// **Why not Dispatch sources**, as the design card first chose: measured in this project, on
+/// Linux libdispatch (Swift 6.3.1) read sources crash the process in the manager thread
+/// (`_dispatch_event_loop_drain`, a freed unote still linked into a descriptor's muxnote) and
+/// leave some descriptors unwatched, when watched sockets and pipes hang up as children exit
+/// and their numbers are reused at once: 4 to 5 crashes in 20 runs of the messaging suite
+/// (BENCHMARKS.md, "Runtime"). This thread takes one wake-up per event where Dispatch takes
+/// two, and handles hang-ups itself.
+final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the rest is immutable
     static let shared = Reactor()
 
     /// What a registration wants to hear about.
@@ -28,19 +31,6 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
         static let write = Interest(rawValue: UInt32(PROCESSING_EVENT_WRITE))
     }
 
-    /// The readiness reported to a handler.
-    struct Events: Sendable {
-        let rawValue: UInt32
-        var readable: Bool { rawValue & UInt32(PROCESSING_EVENT_READ | PROCESSING_EVENT_HANGUP | PROCESSING_EVENT_ERROR) != 0 }
-        var writable: Bool { rawValue & UInt32(PROCESSING_EVENT_WRITE | PROCESSING_EVENT_ERROR) != 0 }
-    }
-
-    /// A registration: pass it back to change or remove it.
-    struct Registration: Sendable {
-        let fd: Int32
-        let token: UInt64
-    }
-
     /// How long the thread keeps looking for events after the last one before it sleeps.
     private static let pollAfterActivity = Duration.microseconds(50)
     private static let wakeToken: UInt64 = 0
@@ -48,11 +38,8 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
     /// The epoll descriptor (internal for the test that closes it from outside).
     let epfd: Int32
     private let wakeFD: Int32
-    private var handlers: [UInt64: (Events) -> Void] = [:]
-    private var nextToken: UInt64 = 1
+    private let watches = Mutex<(byToken: [UInt64: ReactorWatch], nextToken: UInt64)>(([:], 1))
     private let jobs = Mutex<[@Sendable () -> Void]>([])
-    /// Registrations taken out of epoll while they want nothing (see `update`).
-    private let detached = Mutex<Set<UInt64>>([])
     private let threadID = Mutex<pthread_t?>(nil)
 
     private init() {
@@ -80,40 +67,44 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
         Syscall.signalEventFD(wakeFD)
     }
 
-    /// Watches `fd`; `handler` runs on the reactor thread. Call on the reactor thread.
-    func register(_ fd: Int32, interest: Interest, handler: @escaping (Events) -> Void) throws(SystemError) -> Registration {
-        precondition(isCurrent, "Reactor.register runs on the reactor thread")
-        let token = nextToken
-        nextToken += 1
-        try Syscall.epollControl(epfd, 1, fd, events: interest.rawValue, token: token)
-        handlers[token] = handler
-        return Registration(fd: fd, token: token)
-    }
-
-    /// Changes what a registration hears about. Any thread may call it.
-    ///
-    /// No interest at all takes the fd out of epoll until interest returns: epoll reports a
-    /// hang-up or an error whatever the interest, and a paused channel whose peer hung up
-    /// would otherwise wake this thread again and again.
-    func update(_ registration: Registration, interest: Interest) {
-        detached.withLock { detached in
-            if interest.isEmpty {
-                guard detached.insert(registration.token).inserted else { return }
-                try? Syscall.epollControl(epfd, 2, registration.fd, events: 0, token: 0)
-            } else if detached.remove(registration.token) != nil {
-                try? Syscall.epollControl(epfd, 1, registration.fd, events: interest.rawValue, token: registration.token)
-            } else {
-                try? Syscall.epollControl(epfd, 3, registration.fd, events: interest.rawValue, token: registration.token)
-            }
+    /// Watches `fd`: `onReadable` and `onWritable` run on the reactor thread while wanted (see
+    /// `ReactorWatch.want`). Any thread.
+    func watch(_ fd: Int32, onReadable: (@Sendable () -> Void)? = nil,
+               onWritable: (@Sendable () -> Void)? = nil) -> ReactorWatch {
+        let watch = ReactorWatch(fd: fd, reactor: self, onReadable: onReadable, onWritable: onWritable)
+        watches.withLock { watches in
+            watch.token = watches.nextToken
+            watches.byToken[watches.nextToken] = watch
+            watches.nextToken += 1
         }
+        return watch
     }
 
-    /// Stops watching; the caller may close the fd after this. Call on the reactor thread.
-    func deregister(_ registration: Registration) {
-        precondition(isCurrent, "Reactor.deregister runs on the reactor thread")
-        let wasDetached = detached.withLock { $0.remove(registration.token) != nil }
-        if !wasDetached { try? Syscall.epollControl(epfd, 2, registration.fd, events: 0, token: 0) }
-        handlers[registration.token] = nil
+    /// Waits until `fd` is readable (or writable), without holding a thread; throws
+    /// `CancellationError` if the waiting task is cancelled first.
+    func waitUntilReady(_ fd: Int32, writable: Bool) async throws {
+        let readiness = Readiness()
+        let fire: @Sendable () -> Void = { readiness.fire() }
+        let watch = writable ? self.watch(fd, onWritable: fire) : self.watch(fd, onReadable: fire)
+        defer { watch.cancel() }
+        try await readiness.wait { watch.want(reading: !writable, writing: writable) }
+    }
+
+    // MARK: For ReactorWatch
+
+    /// A change to a descriptor's registration in epoll.
+    enum Operation: Int32 {
+        case add = 1, delete = 2, modify = 3
+    }
+
+    /// Changes `fd`'s registration in epoll; false if epoll refused. Any thread.
+    func control(_ operation: Operation, _ fd: Int32, _ interest: Interest, token: UInt64) -> Bool {
+        (try? Syscall.epollControl(epfd, operation.rawValue, fd, events: interest.rawValue, token: token)) != nil
+    }
+
+    /// Forgets a cancelled watch: events already taken for it find nothing.
+    func forget(_ token: UInt64) {
+        _ = watches.withLock { $0.byToken.removeValue(forKey: token) }
     }
 
     private func run() -> Never {
@@ -138,9 +129,9 @@ final class Reactor: @unchecked Sendable {  // `handlers`, `nextToken`: reactor 
                 let event = events[index]
                 if event.token == Self.wakeToken {
                     Syscall.drainEventFD(wakeFD)
-                } else {
-                    // A handler earlier in this batch may have removed this registration.
-                    handlers[event.token]?(Events(rawValue: event.events))
+                } else if let watch = watches.withLock({ $0.byToken[event.token] }) {
+                    watch.fire(readable: event.events & UInt32(PROCESSING_EVENT_READ | PROCESSING_EVENT_HANGUP | PROCESSING_EVENT_ERROR) != 0,
+                               writable: event.events & UInt32(PROCESSING_EVENT_WRITE | PROCESSING_EVENT_ERROR) != 0)
                 }
             }
             let pending = jobs.withLock { jobs in

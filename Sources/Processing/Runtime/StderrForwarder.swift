@@ -40,8 +40,8 @@ final class StderrForwarder: Sendable {
         /// Bytes dropped since the last report.
         var droppedSinceReport = 0
         var totalDropped = 0
-        var registration: Reactor.Registration?
-        var registering = false
+        /// Watching for writability while bytes are kept.
+        var watch: ReactorWatch?
 
         var pendingCount: Int { pending.count - pendingStart }
 
@@ -68,26 +68,30 @@ final class StderrForwarder: Sendable {
     /// Forwards `bytes`: written now as far as stderr takes them, the rest kept (up to
     /// `capacity`) or dropped. Any thread.
     func forward(_ bytes: UnsafeRawBufferPointer) {
-        let needsWatch = state.withLock { state -> Bool in
+        state.withLock { state in
             if case .unopened = state.target { state.target = Self.openTarget() }
             var rest = bytes
             if state.pendingCount == 0 {
                 let written = Self.write(rest, to: &state)
                 rest = UnsafeRawBufferPointer(rebasing: rest[written...])
             }
-            guard !rest.isEmpty else { return false }
+            guard !rest.isEmpty else { return }
             if case .gone = state.target {
                 Self.drop(rest.count, &state)
-                return false
+                return
             }
             let kept = min(rest.count, Self.capacity - state.pendingCount)
             state.pending.append(contentsOf: rest[..<kept])
             Self.drop(rest.count - kept, &state)
-            guard state.registration == nil, !state.registering else { return false }
-            state.registering = true
-            return true
+            guard state.watch == nil else { return }
+            if case .reopened(let fd) = state.target, Self.watchForWritability(fd, &state) { return }
+            if case .socket(let fd) = state.target, Self.watchForWritability(fd, &state) { return }
+            // Not watchable (a file does not wait; epoll refuses some descriptors): nothing
+            // would flush what is kept, so drop it now.
+            Self.drop(state.pendingCount, &state)
+            state.pending = []
+            state.pendingStart = 0
         }
-        if needsWatch { watchForWritability() }
     }
 
     /// Forwards a line of the library's own (a diagnostic), the same way.
@@ -150,33 +154,21 @@ final class StderrForwarder: Sendable {
 
     // MARK: Writability
 
-    private func watchForWritability() {
-        Reactor.shared.execute { [self] in
-            let fd: Int32? = state.withLock { state in
-                state.registering = false
-                switch state.target {
-                case .reopened(let fd), .socket(let fd): return state.pendingCount > 0 ? fd : nil
-                case .file, .gone, .unopened: return nil
-                }
-            }
-            guard let fd else { return }
-            let registration = try? Reactor.shared.register(fd, interest: .write) { [self] _ in flush() }
-            state.withLock { $0.registration = registration }
-            if registration == nil {
-                // Not watchable: nothing will flush what is kept, so drop it now.
-                state.withLock { state in
-                    Self.drop(state.pendingCount, &state)
-                    state.pending = []
-                    state.pendingStart = 0
-                }
-            }
+    /// Has the reactor flush what is kept once `fd` is writable; false if it cannot watch `fd`.
+    private static func watchForWritability(_ fd: Int32, _ state: inout State) -> Bool {
+        let watch = Reactor.shared.watch(fd, onWritable: { shared.flush() })
+        guard watch.want(reading: false, writing: true) else {
+            watch.cancel()
+            return false
         }
+        state.watch = watch
+        return true
     }
 
     /// Stderr can take bytes: write what is kept, then the drop report; stop watching once
     /// nothing is left. On the reactor thread.
     private func flush() {
-        let finished: Reactor.Registration? = state.withLock { state in
+        let finished: ReactorWatch? = state.withLock { state in
             while state.pendingCount > 0 {
                 // A second reference to the bytes (no copy), so that writing may change `state`.
                 let (kept, start) = (state.pending, state.pendingStart)
@@ -201,10 +193,10 @@ final class StderrForwarder: Sendable {
                 }
             }
             guard state.pendingCount == 0 || !state.isWritable else { return nil }
-            defer { state.registration = nil }
-            return state.registration
+            defer { state.watch = nil }
+            return state.watch
         }
-        if let finished { Reactor.shared.deregister(finished) }
+        finished?.cancel()
     }
 
     static func report(_ dropped: Int) -> String {

@@ -108,7 +108,7 @@ final class WorkerContext: Sendable {
             }
         case .stop:
             requestStop()
-            mailbox.interruptWaiters()
+            mailbox.stop()
         case .start:
             guard let request = try? BinaryDecoder().decode(StartRequest.self, from: frame.payload) else {
                 FileHandle.standardError.write(Data("Processing worker: the start request did not decode; exiting.\n".utf8))
