@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CProcessingShims.h"
 
+#if defined(__linux__)  // the header stops other platforms with an #error
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,7 +121,7 @@ static void processing_worker_constructor(int argc, char **argv, char **envp);
 
 void processing_end_process_group(void) {
     kill(0, SIGKILL);
-    _exit(71);
+    _exit(PROCESSING_EXIT_PARENT_DIED);
 }
 
 /// The parent died: end the worker's process group (the worker and the children it started,
@@ -153,7 +155,7 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     if (fields < 2) {
         fprintf(stderr, "Processing: %s is set to '%s', which is not a worker marker; unset it.\n",
                 PROCESSING_WORKER_ENV, marker);
-        _exit(70);
+        _exit(PROCESSING_EXIT_BAD_MARKER);
     }
     // Die with the parent (the spawning thread is permanent, see Spawner), taking this
     // worker's own children with it, and catch the case where the parent died before this
@@ -169,7 +171,7 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
         fprintf(stderr, "Processing: this process was started as a worker (%s is set) but has no control "
                         "channel on fd %d; do not set %s yourself.\n", PROCESSING_WORKER_ENV, control,
                 PROCESSING_WORKER_ENV);
-        _exit(72);
+        _exit(PROCESSING_EXIT_NO_CONTROL_CHANNEL);
     }
     // Nothing the user's code spawns later should become a worker by accident.
     unsetenv(PROCESSING_WORKER_ENV);
@@ -232,3 +234,5 @@ long processing_receive_with_fds(int socket, void *bytes, unsigned long length, 
     }
     return received;
 }
+
+#endif  // __linux__

@@ -27,7 +27,7 @@ struct ChannelVandal: Skprocess {
     mutating func run() async throws {
         let fd = WorkerContext.active!.channel.fd
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if exitAfterwards { Syscall.exitImmediately(0) }
+        if exitAfterwards { Syscall.exitImmediately(.finished) }
         try await Task.sleep(for: .seconds(600))
     }
 }
@@ -63,7 +63,7 @@ struct Configured: Skprocess {
 
 /// Exits by itself without a result.
 struct Quitter: Skprocess {
-    mutating func run() async throws { Syscall.exitImmediately(9) }
+    mutating func run() async throws { _exit(9) }
 }
 
 private struct HiddenProcess: Skprocess {

@@ -55,14 +55,14 @@ struct WorkerRuntimeTests {
     @Test("the worker marker without a control channel exits with a clear message")
     func strayMarker() async throws {
         let (status, stderr) = try runThisBinary(workerMarker: "3:0")
-        #expect(status == 72)
+        #expect(status == WorkerExitCode.noControlChannel.status)
         #expect(stderr.contains("no control channel"))
     }
 
     @Test("a malformed worker marker exits with a clear message")
     func malformedMarker() async throws {
         let (status, stderr) = try runThisBinary(workerMarker: "yes")
-        #expect(status == 70)
+        #expect(status == WorkerExitCode.badMarker.status)
         #expect(stderr.contains("not a worker marker"))
     }
 

@@ -1,6 +1,10 @@
 #ifndef C_PROCESSING_SHIMS_H
 #define C_PROCESSING_SHIMS_H
 
+// Linux only for now (pidfds, epoll, eventfd, memfd, prctl, the ELF .init_array walk,
+// MSG_CMSG_CLOEXEC): PORTING.md lists what another platform puts in their place.
+#if defined(__linux__)
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/types.h>
@@ -11,6 +15,28 @@
 
 /// The fd numbers a worker finds its channels on (mapped by posix_spawn file actions).
 #define PROCESSING_WORKER_CONTROL_FD 3
+
+/// How a worker exits when it cannot report through its channel. One list for C and Swift
+/// (`WorkerExitCode` wraps it); the parent sees these as a crash without a result, and a
+/// worker's stderr line says which.
+enum processing_worker_exit {
+    /// The control channel ended or sent what the worker cannot read (the parent is gone).
+    PROCESSING_EXIT_CHANNEL_ENDED = 3,
+    /// The worker's last frame (its result) could not be sent.
+    PROCESSING_EXIT_RESULT_UNSENT = 4,
+    /// A pool worker got work or a batch it cannot serve.
+    PROCESSING_EXIT_POOL_BROKEN = 5,
+    /// The worker marker in the environment is malformed.
+    PROCESSING_EXIT_BAD_MARKER = 70,
+    /// The parent died: the worker ended its process group.
+    PROCESSING_EXIT_PARENT_DIED = 71,
+    /// The marker names a control fd that is not open.
+    PROCESSING_EXIT_NO_CONTROL_CHANNEL = 72,
+    /// The control channel could not be set up.
+    PROCESSING_EXIT_CHANNEL_UNUSABLE = 73,
+    /// The worker loop started without a worker context.
+    PROCESSING_EXIT_NO_CONTEXT = 74,
+};
 
 /// The control fd the constructor found in a worker, or -1 in an ordinary process.
 int processing_worker_control_fd(void);
@@ -98,5 +124,9 @@ static inline uint32_t processing_atomic_load_u32(const void *address) {
 static inline void processing_atomic_store_u32(void *address, uint32_t value) {
     __atomic_store_n((uint32_t *)address, value, __ATOMIC_RELEASE);
 }
+
+#else
+#error "CProcessingShims: Linux only for now; PORTING.md lists what another platform needs"
+#endif  // __linux__
 
 #endif

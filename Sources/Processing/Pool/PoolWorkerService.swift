@@ -50,6 +50,6 @@ final class PoolWorkerService: Sendable {
     /// its tail for the error) and exit, so the batch fails rather than hangs.
     private func reportBroken(_ what: String) -> Void {
         WorkerContext.writeToStderr("Processing pool worker: \(what); exiting.")
-        Syscall.exitImmediately(5)
+        Syscall.exitImmediately(.poolBroken)
     }
 }

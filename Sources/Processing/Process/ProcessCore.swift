@@ -424,7 +424,7 @@ final class ProcessCore: Sendable {
     }
 
     /// The parent enforces time-outs (Swift has no safe way to interrupt a thread): SIGTERM,
-    /// then SIGKILL after a grace period, through the pidfd.
+    /// then SIGKILL after a grace period, through its exit descriptor.
     private func sectionOverran(_ token: UInt64) {
         let child: ChildProcess? = state.withLock { state in
             guard let timed = state.timedSection, timed.token == token, let child = state.child else { return nil }

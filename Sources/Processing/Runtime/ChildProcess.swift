@@ -14,14 +14,14 @@ enum ChildEvent: Sendable {
 }
 
 /// One worker process as the parent sees it: its control channel, its stderr pipe and the
-/// pidfd that reports its exit. Callbacks run on the reactor thread, except that a `listen`
+/// exit descriptor that reports its exit (`Syscall.openExitDescriptor`). Callbacks run on the reactor thread, except that a `listen`
 /// polling the channel may deliver `.frame`s on its own thread (still one at a time and in
 /// order, under the channel's read lock); by `.exited` all of its fds are closed, the child is
 /// reaped, and its process group (its own children, unless they left it) is killed.
 final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor thread only
     let pid: pid_t
     let channel: Channel
-    private let pidfd: Int32
+    private let exitDescriptor: Int32
     private let stderrFD: Int32
     private var exitWatch: ReactorWatch?
     private var stderrWatch: ReactorWatch?
@@ -78,7 +78,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private init(_ spawned: SpawnedChild, channelFD: Int32, stderrFD: Int32,
                  onEvent: @escaping @Sendable (ChildEvent) -> Void) {
         pid = spawned.pid
-        pidfd = spawned.pidfd
+        exitDescriptor = spawned.exitDescriptor
         self.stderrFD = stderrFD
         self.onEvent = onEvent
         channel = Channel(fd: channelFD, onFrame: { onEvent(.frame($0)) }, onEnd: { end in
@@ -91,12 +91,12 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         channel.start()
         Reactor.shared.execute { [self] in
             stderrWatch = Reactor.shared.watch(stderrFD, onReadable: { [self] in readStderr() })
-            // A pidfd is readable once its process has exited.
-            exitWatch = Reactor.shared.watch(pidfd, onReadable: { [self] in childMayHaveExited() })
+            // An exit descriptor is readable once its process has exited.
+            exitWatch = Reactor.shared.watch(exitDescriptor, onReadable: { [self] in childMayHaveExited() })
             guard stderrWatch?.want(reading: true, writing: false) == true,
                   exitWatch?.want(reading: true, writing: false) == true else {
                 // Without its exit watch a child could never be reaped: end it now.
-                Syscall.pidfdSignal(pidfd, SIGKILL)
+                Syscall.signal(exitDescriptor: exitDescriptor, SIGKILL)
                 Syscall.signalGroup(pid, SIGKILL)
                 Syscall.waitForExit(pid)
                 return finish(.signaled(SIGKILL))
@@ -108,19 +108,19 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     func signal(_ signal: Int32) {
         Reactor.shared.execute { [self] in
             guard !reaped else { return }
-            Syscall.pidfdSignal(pidfd, signal)
+            Syscall.signal(exitDescriptor: exitDescriptor, signal)
             Syscall.signalGroup(pid, signal)
         }
     }
 
     private func childMayHaveExited() {
-        guard Syscall.hasExited(pidfd) else { return }
+        guard Syscall.hasExited(exitDescriptor) else { return }
         // Its own children share its process group: they end with it, before the reap lets
         // the group's number be reused.
         Syscall.signalGroup(pid, SIGKILL)
         let status: ExitStatus
         do {
-            guard let reaped = try Syscall.reap(pidfd) else { return }
+            guard let reaped = try Syscall.reap(exitDescriptor) else { return }
             status = reaped
         } catch {
             status = .unavailable
@@ -137,7 +137,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         readStderr()
         channel.close(reason: "the process has exited")
         exitWatch?.cancel()
-        Syscall.close(pidfd)
+        Syscall.close(exitDescriptor)
         closeStderr()
         onEvent(.exited(status, stderr: stderr))
     }

@@ -5,10 +5,10 @@ import CProcessingShims
 import Foundation
 import Synchronization
 
-/// A spawned worker: its pid and the pidfd that watches, signals and reaps it.
+/// A spawned worker: its pid and the exit descriptor that watches, signals and reaps it.
 struct SpawnedChild: Sendable {
     let pid: pid_t
-    let pidfd: Int32
+    let exitDescriptor: Int32
 }
 
 /// Runs every `posix_spawn` on one permanent thread.
@@ -80,50 +80,18 @@ final class Spawner: Sendable {
     }
 
     private func spawnWorker(_ job: Job) throws -> SpawnedChild {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, job.stderrFD, 2)
-        posix_spawn_file_actions_adddup2(&actions, job.controlFD, PROCESSING_WORKER_CONTROL_FD)
-        processing_spawn_file_actions_addclosefrom(&actions, PROCESSING_WORKER_CONTROL_FD + 1)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        // Its own process group, so a kill takes the child's descendants too.
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-
         var environment = ProcessInfo.processInfo.environment
         // The limit too, so that the child reads even its start frame under the parent's.
         environment[PROCESSING_WORKER_ENV] = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(ProcessingLimits.maximumMessageSize)"
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
-        let arguments = [CommandLine.arguments.first ?? Syscall.ownImage]
-        let environmentStrings = environment.map { "\($0.key)=\($0.value)" }
-
-        var pid: pid_t = 0
-        // The image this process runs, not the file now at its path: a rebuild or a redeploy
-        // may have replaced that file, and a worker must run the same code as its parent.
-        let status = withCStrings(arguments) { argv in
-            withCStrings(environmentStrings) { envp in
-                posix_spawn(&pid, Syscall.ownImage, &actions, &attributes, argv, envp)
-            }
-        }
-        guard status == 0 else {
-            throw SystemError(call: "posix_spawn(\(Syscall.ownImage))", errno: status)
-        }
+        let pid = try Syscall.spawnWorker(
+            stderr: job.stderrFD, control: job.controlFD,
+            arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
+            environment: environment.map { "\($0.key)=\($0.value)" })
         do {
-            return SpawnedChild(pid: pid, pidfd: try Syscall.pidfdOpen(pid))
+            return SpawnedChild(pid: pid, exitDescriptor: try Syscall.openExitDescriptor(pid))
         } catch {
             // This thread exists only to spawn: waiting here for a SIGKILLed child is brief.
             Syscall.signalGroup(pid, SIGKILL)
@@ -133,9 +101,3 @@ final class Spawner: Sendable {
     }
 }
 
-/// Calls `body` with a NULL-terminated C array of copies of `strings`.
-private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    let pointers = strings.map { strdup($0) } + [nil]
-    defer { pointers.forEach { free($0) } }
-    return body(pointers)
-}

@@ -10,8 +10,8 @@ import Synchronization
 /// one whose reader is gone, a terminal under flow control, a file, or closed. A blocking write
 /// to the first stalls every child (the reactor is the one thread that watches them all), and a
 /// write to the second kills the program with SIGPIPE. So the forwarder writes through a
-/// nonblocking description of its own (a pipe, FIFO or terminal reopened through
-/// `/proc/self/fd/2`, which leaves fd 2's own flags alone), or with `MSG_DONTWAIT` to a socket,
+/// nonblocking description of its own (a pipe, FIFO or terminal reopened,
+/// `Syscall.reopenForNonblockingWrites`, which leaves fd 2's own flags alone), or with `MSG_DONTWAIT` to a socket,
 /// or directly to a file; keeps at most `capacity` bytes that could not be written yet, watching
 /// for writability to send them; drops what does not fit, counting it; and, once stderr takes
 /// bytes again, says how many were dropped, once.

@@ -55,7 +55,7 @@ final class WorkerContext: Sendable {
             // goes with it (its process group), as when the parent reaps it.
             if case .closed = end { processing_end_process_group() }
             FileHandle.standardError.write(Data("Processing worker: \(end.description); exiting.\n".utf8))
-            Syscall.exitImmediately(3)
+            Syscall.exitImmediately(.channelEnded)
         })
         context.channelBox.withLock { $0 = channel }
         shared.withLock { $0 = context }
@@ -92,9 +92,9 @@ final class WorkerContext: Sendable {
         do {
             try await channel.send(frame)
         } catch {
-            Syscall.exitImmediately(4)
+            Syscall.exitImmediately(.resultUnsent)
         }
-        Syscall.exitImmediately(0)
+        Syscall.exitImmediately(.finished)
     }
 
     /// A frame from the parent (on the reactor thread).
@@ -112,7 +112,7 @@ final class WorkerContext: Sendable {
         case .start:
             guard let request = try? BinaryDecoder().decode(StartRequest.self, from: frame.payload) else {
                 FileHandle.standardError.write(Data("Processing worker: the start request did not decode; exiting.\n".utf8))
-                Syscall.exitImmediately(3)
+                Syscall.exitImmediately(.channelEnded)
             }
             startAttachments.withLock { $0 = frame.attachments }
             if request.poolWorker {
@@ -140,12 +140,12 @@ final class WorkerContext: Sendable {
                 try service.install(frame)
             } catch {
                 Self.writeToStderr("Processing pool worker: cannot install the work: \(error); exiting.")
-                Syscall.exitImmediately(5)
+                Syscall.exitImmediately(.poolBroken)
             }
         case .batch:
             guard let service = poolService.withLock({ $0 }) else {
                 Self.writeToStderr("Processing worker: a batch frame for a worker that is not a pool worker; exiting.")
-                Syscall.exitImmediately(5)
+                Syscall.exitImmediately(.poolBroken)
             }
             service.run(frame.payload)
         case .checkpoint, .result, .failure, .section, .batchReply:

@@ -14,7 +14,7 @@ func processingWorkerMain() {
         try WorkerContext.start(fd: processing_worker_control_fd())
     } catch {
         FileHandle.standardError.write(Data("Processing worker: cannot use the control channel: \(error)\n".utf8))
-        Syscall.exitImmediately(73)
+        Syscall.exitImmediately(.channelUnusable)
     }
     Task.detached {
         await WorkerLoop.serve()
@@ -28,7 +28,7 @@ func processingWorkerMain() {
 /// What a worker does: take the process the parent sent, run its lifecycle, report, exit.
 enum WorkerLoop {
     static func serve() async -> Never {
-        guard let context = WorkerContext.active else { Syscall.exitImmediately(74) }
+        guard let context = WorkerContext.active else { Syscall.exitImmediately(.noContext) }
         let request = await context.nextStartRequest()
         if request.poolWorker {
             // The pool service answers frames from the reactor thread; this task only waits.

@@ -44,8 +44,9 @@
 /// The memory is freed when the last process holding the share drops it.
 ///
 /// `State` should be a value type (a struct, an enum, a collection): a process keeps its last
-/// decoded copy to skip decoding when no other process changed the state. Needs `/proc`, and
-/// processes of the same user (another process opens the share as `/proc/<pid>/fd/<fd>`).
+/// decoded copy to skip decoding when no other process changed the state. Processes of the
+/// same user only: another process opens the share through the descriptor of one that holds
+/// it (on Linux through procfs, which must be mounted).
 @dynamicMemberLookup
 public struct Share<State: Codable & Sendable>: Sendable {
     let storage: ShareStorage<State>

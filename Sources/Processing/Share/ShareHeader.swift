@@ -9,7 +9,7 @@ struct ShareHeader {
     var initialLength: Int { Int(base.load(fromByteOffset: ShareLayout.initialLengthOffset, as: UInt64.self)) }
     var slotsStart: Int { Int(base.load(fromByteOffset: ShareLayout.slotsStartOffset, as: UInt64.self)) }
 
-    /// Written once by the creator, before any other process can see the memfd.
+    /// Written once by the creator, before any other process can see the memory.
     func initialize(token: UInt64, initialLength: Int, slotsStart: Int) {
         base.storeBytes(of: ShareLayout.magic, toByteOffset: ShareLayout.magicOffset, as: UInt64.self)
         base.storeBytes(of: token, toByteOffset: ShareLayout.tokenOffset, as: UInt64.self)

@@ -1,4 +1,4 @@
-/// Where things live in a share's memfd. `ShareStorage` describes the protocol that uses them.
+/// Where things live in a share's shared memory. `ShareStorage` describes the protocol that uses them.
 ///
 /// ```
 /// file offset 0           header page: magic, token, initial length, slots start, stopped
@@ -14,8 +14,8 @@
 enum ShareLayout {
     /// "PRSHARE1", little-endian: the layout's version is its last byte.
     static let magic: UInt64 = 0x3145_5241_4853_5250
-    /// The memfd's name; `/proc/<pid>/fd/<fd>` shows it as `/memfd:<name> (deleted)`.
-    static let memfdName = "processing-share"
+    /// The shared memory's name (what `Syscall.sharedMemoryLink` checks).
+    static let memoryName = "processing-share"
 
     /// The header's size: one page, so that the data region starts page-aligned.
     static let headerSize = max(4096, Syscall.pageSize())

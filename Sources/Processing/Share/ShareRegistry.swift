@@ -5,7 +5,7 @@ protocol AnyShareStorage: AnyObject, Sendable {}
 
 /// The shares this process has mapped, by token, so that decoding a share this process already
 /// holds (a copy in a work value, a share that came back in a result) reuses its mapping
-/// instead of opening the memfd again. Entries are weak: the registry keeps nothing alive.
+/// instead of opening the memory again. Entries are weak: the registry keeps nothing alive.
 enum ShareRegistry {
     private struct Entry {
         weak var storage: (any AnyShareStorage)?

@@ -1,8 +1,8 @@
-/// Where a process can find a share's memfd: a process that holds it, and that process's fd
-/// number for it. Another process opens it as `/proc/<pid>/fd/<fd>`.
+/// Where a process can find a share's memory: a process that holds it, and that process's fd
+/// number for it, through which another process opens it (`Syscall.processFilePath`).
 struct ShareSource: Sendable, Equatable, CustomStringConvertible {
     var pid: Int32
     var fd: Int32
 
-    var description: String { "/proc/\(pid)/fd/\(fd)" }
+    var description: String { Syscall.processFilePath(pid: pid, fd: fd) }
 }

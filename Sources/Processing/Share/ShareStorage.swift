@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// One process's view of a share: the memfd, its two mappings, and a cache of the decoded state.
+/// One process's view of a share: its shared memory, the two mappings, and a cache of the decoded state.
 ///
 /// **The protocol.** Every read and update takes the process-shared robust mutex in the header.
 /// An update decodes the state from the slot the descriptor names (or takes this process's cached
@@ -19,15 +19,16 @@ import Glibc
 /// a descriptor needs more than it has mapped.
 ///
 /// **Crossing.** A share travels as its token plus sources (pid, fd): the encoding process first,
-/// then the processes it came from. `open` tries each `/proc/<pid>/fd/<fd>` in turn, checks
-/// that it is this share's memfd (name, magic, token) and maps it.
+/// then the processes it came from. `open` tries each in turn (through the other process's
+/// descriptor: `Syscall.processFilePath`), checks that it is this share's memory (name,
+/// magic, token) and maps it.
 ///
 /// `@unchecked Sendable`: `fd`, `header` and the `let`s are immutable after init; `data`,
 /// `dataLength`, `cached`, `cachedGeneration` and `scratch` are only touched while holding the
 /// share's mutex in `header` (which every thread of every process takes first), or in deinit.
 final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked Sendable {
     let token: UInt64
-    /// The processes to find the memfd through, this one first (what `Share.encode(to:)` writes).
+    /// The processes to find the memory through, this one first (what `Share.encode(to:)` writes).
     let sources: [ShareSource]
     /// "Share<State> 1a2b3c4d", for messages.
     let name: String
@@ -59,7 +60,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
 
     // MARK: - Creating and opening
 
-    /// Creates the memfd for a new share holding `initial`.
+    /// Creates the shared memory for a new share holding `initial`.
     init(initial: State) throws(ProcessingError) {
         let encoded: [UInt8]
         do {
@@ -82,7 +83,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         var fd: Int32 = -1
         var headerBase: UnsafeMutableRawPointer?
         do {
-            fd = try Syscall.makeSharedMemory(name: ShareLayout.memfdName)
+            fd = try Syscall.makeSharedMemory(name: ShareLayout.memoryName)
             try Syscall.growFile(fd, to: headerSize + dataLength)
             headerBase = try Syscall.mapShared(fd, offset: 0, length: headerSize)
             data = try Syscall.mapShared(fd, offset: headerSize, length: dataLength)
@@ -116,14 +117,14 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         }
     }
 
-    /// Maps the memfd behind `source`, checking that it is the share `token` names. Throws a
+    /// Maps the shared memory behind `source`, checking that it is the share `token` names. Throws a
     /// description of what is wrong with this source.
     private init(opening source: ShareSource, token: UInt64, sources: [ShareSource]) throws(ShareOpenProblem) {
-        guard let link = Syscall.processFileLink(pid: source.pid, fd: source.fd) else {
+        guard let link = Syscall.sharedMemoryLink(pid: source.pid, fd: source.fd, name: ShareLayout.memoryName) else {
             throw ShareOpenProblem("\(source) is gone")
         }
-        guard link.hasPrefix("/memfd:\(ShareLayout.memfdName)") else {
-            throw ShareOpenProblem("\(source) is \(link) now, not a share's memory")
+        guard link.isShared else {
+            throw ShareOpenProblem("\(source) is \(link.target) now, not a share's memory")
         }
         let headerSize = ShareLayout.headerSize
         let fd: Int32
@@ -160,7 +161,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
     }
 
     /// The storage for the share `token` in this process: the one already mapped here, or the
-    /// memfd opened through the first of `sources` that still holds it.
+    /// memory opened through the first of `sources` that still holds it.
     static func open(token: UInt64, sources: [ShareSource]) throws(ProcessingError) -> ShareStorage {
         if let existing = ShareRegistry.storage(for: token) { return try typed(existing, token: token) }
         var problems: [String] = []

@@ -1,12 +1,13 @@
+// The reactor on Linux: epoll and an eventfd. A Darwin port writes the same type on kqueue
+// (PORTING.md); `ReactorWatch` and everything above it stay as they are.
+#if os(Linux)
 import CProcessingShims
 import Foundation
-import Synchronization
-#if canImport(Glibc)
 import Glibc
-#endif
+import Synchronization
 
 /// The one I/O reactor: a permanent thread in `epoll_wait` for every control socket, stderr
-/// pipe and pidfd of this process (time-outs are Dispatch timer sources: `OneShotTimer`). No
+/// pipe and exit descriptor of this process (time-outs are Dispatch timer sources: `OneShotTimer`). No
 /// thread per child, and no blocking call on the cooperative pool.
 ///
 /// **Threading.** Handlers (`ReactorWatch`'s) and `execute` jobs run on the reactor thread,
@@ -143,3 +144,4 @@ final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the r
         }
     }
 }
+#endif

@@ -1,0 +1,239 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CProcessingShims
+
+/// Every system call the library makes, in this folder (as swift-system's `Syscalls.swift`):
+/// the portable ones here, the Linux-only ones in `Syscall+Linux.swift`.
+/// Each retries `EINTR` and turns `-1` into a thrown `SystemError`.
+enum Syscall {
+    static func check(_ call: String, _ body: () -> Int32) throws(SystemError) -> Int32 {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            if Glibc.errno == EINTR { continue }
+            throw SystemError(call: call, errno: Glibc.errno)
+        }
+    }
+
+    // MARK: Descriptors the library opens
+
+    /// The lowest number a descriptor of the library's may have.
+    ///
+    /// A program that closed its stdin, stdout or stderr (a daemon's `close(1)`) would
+    /// otherwise see the next socket or pipe take that number, and its own `print` land in a
+    /// child's channel. So every call that makes a descriptor goes through `descriptor(_:_:)`.
+    static let lowestDescriptor: Int32 = STDERR_FILENO + 1
+
+    /// Runs a call that returns a new descriptor, and keeps that descriptor above 0-2.
+    static func descriptor(_ call: String, _ body: () -> Int32) throws(SystemError) -> Int32 {
+        _ = standardStreamsReserved
+        return try clearOfStandardStreams(try check(call, body), call: call)
+    }
+
+    /// Done once, before the library opens its first descriptor or starts its first timer:
+    /// a standard descriptor (0-2) the program has closed is opened on /dev/null, as
+    /// `daemon(3)` does. Otherwise descriptors made for the library by others (Dispatch's
+    /// timerfd and epoll descriptors) would take those numbers, and the program's own `print`
+    /// would land in them. The library's own descriptors keep clear of 0-2 anyway
+    /// (`clearOfStandardStreams`), for a program that closes one later.
+    static let standardStreamsReserved: Void = {
+        for fd in 0...STDERR_FILENO where fcntl(fd, F_GETFD) == -1 && Glibc.errno == EBADF {
+            // The lowest free number: this one, since those below it are open.
+            let null = open("/dev/null", O_RDWR)
+            if null >= 0, null != fd { _ = Glibc.close(null) }
+        }
+    }()
+
+    /// `fd`, or (numbered 0-2) a close-on-exec duplicate above them, the original closed.
+    static func clearOfStandardStreams(_ fd: Int32, call: String) throws(SystemError) -> Int32 {
+        guard fd < lowestDescriptor else { return fd }
+        let moved = fcntl(fd, F_DUPFD_CLOEXEC, lowestDescriptor)
+        let code = Glibc.errno
+        _ = Glibc.close(fd)
+        guard moved >= 0 else { throw SystemError(call: "\(call) (moving its descriptor above 2)", errno: code) }
+        return moved
+    }
+
+    /// Both descriptors of a pair call (socketpair, pipe2) above 0-2; on failure neither is left open.
+    private static func descriptorPair(_ call: String, _ fds: [Int32]) throws(SystemError) -> (Int32, Int32) {
+        let first: Int32
+        do {
+            first = try clearOfStandardStreams(fds[0], call: call)
+        } catch {
+            _ = Glibc.close(fds[1])
+            throw error
+        }
+        do {
+            return (first, try clearOfStandardStreams(fds[1], call: call))
+        } catch {
+            _ = Glibc.close(first)
+            throw error
+        }
+    }
+
+    /// A close-on-exec Unix stream socket pair.
+    static func socketPair() throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return try descriptorPair("socketpair", fds)
+    }
+
+    /// A close-on-exec pipe: (read end, write end).
+    static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check("pipe2") { processing_pipe2_cloexec(&fds) }
+        let (read, write) = try descriptorPair("pipe2", fds)
+        return (read, write)
+    }
+
+    /// Duplicates `fd` to a close-on-exec descriptor numbered at least `minimum` (and above 2).
+    static func duplicate(_ fd: Int32, atLeast minimum: Int32 = lowestDescriptor) throws(SystemError) -> Int32 {
+        try check("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, max(minimum, lowestDescriptor)) }
+    }
+
+    static func setNonBlocking(_ fd: Int32) throws(SystemError) {
+        let flags = try check("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        _ = try check("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    static func setSocketBuffers(_ fd: Int32, bytes: Int32) {
+        var size = bytes
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    static func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
+
+    /// Closes `fd`; `EINTR` from close must not be retried on Linux (the fd is gone either way).
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// A nonblocking read. Returns `.wouldBlock` on `EAGAIN`, `.endOfFile` on 0.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if count > 0 { return .transferred(count) }
+            if count == 0 { return .endOfFile }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "read", errno: code)
+            }
+        }
+    }
+
+
+    /// A nonblocking socket send that cannot raise SIGPIPE, with descriptors attached
+    /// (SCM_RIGHTS) when there are any.
+    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, attaching fds: [Int32] = []) throws(SystemError) -> IOResult {
+        while true {
+            let count = fds.withUnsafeBufferPointer { fds in
+                processing_send_with_fds(fd, buffer.baseAddress, UInt(buffer.count), fds.baseAddress, Int32(fds.count))
+            }
+            if count >= 0 { return .transferred(count) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "sendmsg", errno: code)
+            }
+        }
+    }
+
+    /// A nonblocking socket read that also takes the descriptors that arrive (close-on-exec),
+    /// appending them to `fds`. Throws `EBADMSG` when the kernel dropped some (MSG_CTRUNC).
+    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, fds: inout [Int32]) throws(SystemError) -> IOResult {
+        while true {
+            var count: Int32 = 0
+            var truncated: Int32 = 0
+            // On the stack: this runs for every read of every channel.
+            let bytes = withUnsafeTemporaryAllocation(of: Int32.self, capacity: Int(PROCESSING_MAX_ATTACHED_FDS)) { slots in
+                let bytes = processing_receive_with_fds(fd, buffer.baseAddress, UInt(buffer.count), slots.baseAddress, &count, &truncated)
+                if count > 0 { fds.append(contentsOf: slots[..<Int(count)]) }
+                return bytes
+            }
+            // Received descriptors take the lowest free numbers too: keep them above 0-2. (One
+            // that cannot be moved is closed, and the frame then misses it: malformed.)
+            for index in fds.indices where fds[index] < lowestDescriptor {
+                fds[index] = (try? clearOfStandardStreams(fds[index], call: "recvmsg")) ?? -1
+            }
+            fds.removeAll { $0 < 0 }
+            if truncated != 0 { throw SystemError(call: "recvmsg", errno: EBADMSG) }
+            if bytes > 0 { return .transferred(bytes) }
+            if bytes == 0 { return .endOfFile }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let code: throw SystemError(call: "recvmsg", errno: code)
+            }
+        }
+    }
+
+    /// A write that cannot raise SIGPIPE, whatever the descriptor is (a pipe's reader may have
+    /// gone: then it throws `EPIPE`). Nonblocking when `fd` is (`.wouldBlock` on `EAGAIN`).
+    ///
+    /// SIGPIPE is blocked on this thread around the write, and one the write raised is taken
+    /// back with `sigtimedwait` before the mask is restored, as libraries that must not
+    /// change a program's signal dispositions do.
+    static func writeWithoutSIGPIPE(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        var pending = sigset_t()
+        sigpending(&pending)
+        let alreadyPending = sigismember(&pending, SIGPIPE) == 1
+        while true {
+            let count = Glibc.write(fd, buffer.baseAddress, buffer.count)
+            if count >= 0 { return .transferred(count) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case EPIPE:
+                if !alreadyPending {
+                    var now = timespec()
+                    _ = sigtimedwait(&pipeSignal, nil, &now)
+                }
+                throw SystemError(call: "write", errno: EPIPE)
+            case let code: throw SystemError(call: "write", errno: code)
+            }
+        }
+    }
+
+    /// What kind of file `fd` is (`S_IFREG`, `S_IFIFO`, ...), or nil if it is not open.
+    static func fileType(_ fd: Int32) -> mode_t? {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return nil }
+        return status.st_mode & S_IFMT
+    }
+
+    /// Signals a process group (a killed child's descendants go with it).
+    static func signalGroup(_ group: pid_t, _ signal: Int32) { _ = Glibc.kill(-group, signal) }
+
+    /// Whether this program ignores SIGCHLD (then exit statuses are discarded by the kernel).
+    static func ignoresChildSignal() -> Bool { processing_child_signal_ignored() != 0 }
+
+    /// Blocks until `pid` has exited and reaps it (only where nothing else can watch it).
+    static func waitForExit(_ pid: pid_t) {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && Glibc.errno == EINTR {}
+    }
+
+    /// Flushes stdio and leaves without running atexit handlers or destructors (a worker's exit).
+    static func exitImmediately(_ code: WorkerExitCode) -> Never {
+        fflush(nil)
+        _exit(code.status)
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP",
+            SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1",
+            SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+}
