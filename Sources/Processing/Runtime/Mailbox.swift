@@ -3,100 +3,39 @@ import Synchronization
 /// Messages that arrived and the `listen` calls waiting for them; used by the parent's handle,
 /// by the child's `self.listen` and by pipe ends alike.
 ///
-/// The state (`State`) is apart from its storage: each event returns what to resume, and
-/// continuations are resumed (and timers cancelled) outside the lock.
-///
-/// - A message goes to the first waiting listen for its type. When none waits for it, it is
-///   queued; a listen finds the first queued message, and fails with `.messageTypeMismatch`
-///   (consuming nothing) when that is of another type. So a message that arrives while only
-///   listens for other types wait is queued, and those listens fail as if they had just begun.
-/// - With a channel attached (`attach(_:)`), the mailbox holds at most
-///   `ProcessingLimits.mailboxCapacity` bytes of queued messages: past that it pauses the
-///   channel, so that the peer's sends wait, and resumes it once half is listened for.
+/// The storage of `MailboxState`, which has the rules (who gets a message, what a listen
+/// finds, flow control): each method takes the lock, runs one transition, and resumes
+/// continuations (and cancels timers) after it. Flow changes are applied to the channel under
+/// the lock, so that a pause and a resume reach it in the order they were decided
+/// (`pauseReading` is an atomic store, and `resumeReading` takes the channel's writer lock,
+/// which never waits for this one).
 final class Mailbox: Sendable {
+    /// A waiting listen's continuation, and the timer of its time-out.
     private struct Waiter {
-        let id: UInt64
-        /// The mangled name of the type the listen asked for.
-        let typeName: String?
         let continuation: CheckedContinuation<Message?, any Error>
-        var timer: OneShotTimer?
-    }
+        let timer: OneShotTimer?
 
-    /// What to do outside the lock after an event: the listens to resume.
-    private struct Wake {
-        var resume: [(Waiter, Result<Message?, any Error>)] = []
-
-        func perform() {
-            for (waiter, result) in resume {
-                waiter.timer?.cancel()
-                waiter.continuation.resume(with: result)
-            }
+        func resume(with result: Result<Message?, any Error>) {
+            timer?.cancel()
+            continuation.resume(with: result)
         }
     }
+
+    private typealias Machine = MailboxState<Waiter>
 
     private struct State {
-        var messages: [Message] = []
-        var head = 0
-        /// Bytes of the queued messages (bodies and type names).
-        var queuedBytes = 0
-        var waiters: [Waiter] = []
-        var nextID: UInt64 = 1
-        /// Once set, a listen with nothing queued fails with this instead of waiting.
-        var closedError: ProcessingError?
+        var machine = Machine()
         /// How long a `listen` polls its channel before it sleeps (see `PollBudget`).
         var pollBudget = PollBudget()
-        /// Set by `stop()`: a listen that finds nothing queued returns nil instead of waiting,
-        /// whether it began before the stop or after it.
-        var stopped = false
-        /// The channel this mailbox paused, because it holds as much as it may.
-        var paused = false
+        /// The channel that feeds this mailbox, paused while the mailbox is full.
         var flowControl: Channel?
-        /// Set when no one can listen: messages are dropped, and counted.
-        var dropReason: String?
-        var dropped = 0
 
-        var first: Message? { head < messages.count ? messages[head] : nil }
-
-        // Pausing and resuming happen here, under the mailbox's lock, so that they reach the
-        // channel in the order they were decided. (`pauseReading` is an atomic store, and
-        // `resumeReading` takes the channel's writer lock, which never waits for this one.)
-        mutating func enqueue(_ message: Message, capacity: Int) {
-            messages.append(message)
-            queuedBytes += message.cost
-            if let flowControl, !paused, queuedBytes > capacity {
-                paused = true
-                flowControl.pauseReading()
+        func apply(_ flow: Machine.FlowChange?) {
+            switch flow {
+            case .pause?: flowControl?.pauseReading()
+            case .resume?: flowControl?.resumeReading()
+            case nil: break
             }
-        }
-
-        mutating func takeFirst(capacity: Int) -> Message {
-            let message = messages[head]
-            head += 1
-            queuedBytes -= message.cost
-            if head > 64 && head * 2 > messages.count {
-                messages.removeFirst(head)
-                head = 0
-            }
-            if paused, queuedBytes <= capacity / 2 {
-                paused = false
-                flowControl?.resumeReading()
-            }
-            return message
-        }
-
-        mutating func putBack(_ message: Message) {
-            queuedBytes += message.cost
-            if head > 0 {
-                head -= 1
-                messages[head] = message
-            } else {
-                messages.insert(message, at: 0)
-            }
-        }
-
-        mutating func removeWaiter(_ id: UInt64) -> Waiter? {
-            guard let index = waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return waiters.remove(at: index)
         }
     }
 
@@ -109,62 +48,48 @@ final class Mailbox: Sendable {
     func attach(_ channel: Channel) {
         state.withLock { state in
             state.flowControl = channel
-            state.paused = state.queuedBytes > ProcessingLimits.mailboxCapacity
-            if state.paused { channel.pauseReading() }
+            state.apply(state.machine.attach(capacity: ProcessingLimits.mailboxCapacity))
         }
     }
 
     /// Bytes of messages queued and not yet listened for.
-    var queuedBytes: Int { state.withLock { $0.queuedBytes } }
+    var queuedBytes: Int { state.withLock { $0.machine.queuedBytes } }
+
+    /// How many listens are waiting (asleep, past their polling) now.
+    var waitingListens: Int { state.withLock { $0.machine.waitingCount } }
 
     /// From now on, messages are dropped on arrival (the first drop says `reason` on stderr,
     /// once): for a handle no one can listen on, so that its sender does not wait forever.
     func dropMessages(because reason: String) {
-        state.withLock { $0.dropReason = reason }
+        state.withLock { $0.machine.dropMessages(because: reason) }
     }
 
     /// Queues a message, or hands it to the first listen waiting for its type.
     func deliver(_ message: Message) {
-        let capacity = ProcessingLimits.mailboxCapacity
-        var wake = Wake()
-        var firstDrop: String?
-        state.withLock { state in
-            if let reason = state.dropReason {
-                state.dropped += 1
-                if state.dropped == 1 { firstDrop = reason }
-                return
-            }
-            if let index = state.waiters.firstIndex(where: { $0.typeName == message.typeName }) {
-                wake.resume.append((state.waiters.remove(at: index), .success(message)))
-            } else {
-                state.enqueue(message, capacity: capacity)
-                // Now first in line: the listens still waiting (all for other types) fail, as
-                // a listen that began now would.
-                if state.first.map({ $0.typeName == message.typeName }) == true {
-                    wake.resume += state.waiters.map { waiter in
-                        (waiter, .failure(message.mismatch(expectedName: waiter.typeName.map(TypeName.readable) ?? "another type")))
-                    }
-                    state.waiters.removeAll()
-                }
-            }
+        let delivery = state.withLock { state in
+            let (delivery, flow) = state.machine.deliver(message, capacity: ProcessingLimits.mailboxCapacity)
+            state.apply(flow)
+            return delivery
         }
-        if let firstDrop { StderrForwarder.shared.forward(line: "Processing: \(firstDrop); they are dropped.") }
-        wake.perform()
+        switch delivery {
+        case .handed(let listen):
+            listen.waiter.resume(with: .success(message))
+        case .queued(let failing):
+            for listen in failing {
+                listen.waiter.resume(with: .failure(message.mismatch(expectedName: listen.typeName.map(TypeName.readable) ?? "another type")))
+            }
+        case .dropped(let firstReason):
+            if let firstReason { StderrForwarder.shared.forward(line: "Processing: \(firstReason); they are dropped.") }
+        }
     }
-
-    /// How many listens are waiting (asleep, past their polling) now.
-    var waitingListens: Int { state.withLock { $0.waiters.count } }
 
     /// Fails every waiting `listen` and all later ones that find nothing queued.
     func close(_ error: ProcessingError) {
-        var wake = Wake()
-        state.withLock { state in
-            if state.closedError == nil { state.closedError = error }
-            wake.resume = state.waiters.map { ($0, .failure(error)) }
-            state.waiters.removeAll()
+        let failing = state.withLock { state in
             state.flowControl = nil
+            return state.machine.close(error).failing
         }
-        wake.perform()
+        for listen in failing { listen.waiter.resume(with: .failure(error)) }
     }
 
     /// Wakes every waiting `listen` with nil, and makes every later one that finds nothing
@@ -172,13 +97,7 @@ final class Mailbox: Sendable {
     /// that arrives before the listen begins (the child was busy between a `tell` and its
     /// `listen`) must still end a `while let … = listen()` loop.
     func stop() {
-        var wake = Wake()
-        state.withLock { state in
-            state.stopped = true
-            wake.resume = state.waiters.map { ($0, .success(nil)) }
-            state.waiters.removeAll()
-        }
-        wake.perform()
+        for listen in state.withLock({ $0.machine.stop() }) { listen.waiter.resume(with: .success(nil)) }
     }
 
     /// The next message as a `T`; nil when `timeout` passes first. With `channel` (the one
@@ -188,8 +107,7 @@ final class Mailbox: Sendable {
         if let queued = try takeQueued(T.self) { return queued }
         if timeout == .zero { return nil }
         let (id, stopped, budget) = state.withLock { state in
-            defer { state.nextID += 1 }
-            return (state.nextID, state.stopped, state.pollBudget.duration)
+            (state.machine.makeListenID(), state.machine.isStopped, state.pollBudget.duration)
         }
         if stopped { return nil }
         let start = ContinuousClock.now
@@ -216,52 +134,43 @@ final class Mailbox: Sendable {
         let typeName = TypeName.mangled(T.self)
         let message: Message? = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message?, any Error>) in
-                var wake = Wake()
-                state.withLock { state in
-                    let immediate: Result<Message?, any Error>?
-                    if Task.isCancelled {
-                        immediate = .failure(CancellationError())
-                    } else if state.first != nil {
-                        immediate = .success(state.takeFirst(capacity: ProcessingLimits.mailboxCapacity))
-                    } else if let error = state.closedError {
-                        immediate = .failure(error)
-                    } else if state.stopped {
-                        immediate = .success(nil)
-                    } else {
-                        immediate = nil
+                let found = state.withLock { state -> Machine.Found? in
+                    let outcome = state.machine.register(
+                        id: id, typeName: typeName, cancelled: Task.isCancelled, capacity: ProcessingLimits.mailboxCapacity
+                    ) {
+                        // Armed under the lock, so that it cannot fire before the listen waits.
+                        Waiter(continuation: continuation, timer: timeout.map { limit in
+                            OneShotTimer(after: limit) { [self] in
+                                let expired = self.state.withLock { $0.machine.withdraw(id) }
+                                expired?.waiter.continuation.resume(returning: nil)
+                            }
+                        })
                     }
-                    if let immediate {
-                        wake.resume.append((Waiter(id: id, typeName: typeName, continuation: continuation), immediate))
-                        return
-                    }
-                    // Armed under the lock, so that it cannot fire before the waiter is there.
-                    let timer = timeout.map { limit in
-                        OneShotTimer(after: limit) { [self] in
-                            let expired = self.state.withLock { $0.removeWaiter(id) }
-                            expired?.continuation.resume(returning: nil)
-                        }
-                    }
-                    state.waiters.append(Waiter(id: id, typeName: typeName, continuation: continuation, timer: timer))
+                    state.apply(outcome?.1)
+                    return outcome?.0
                 }
-                wake.perform()
+                if let found { continuation.resume(with: Self.result(of: found, expected: T.self)) }
             }
         } onCancel: {
-            let cancelled = state.withLock { $0.removeWaiter(id) }
-            cancelled?.timer?.cancel()
-            cancelled?.continuation.resume(throwing: CancellationError())
+            state.withLock { $0.machine.withdraw(id) }?.waiter.resume(with: .failure(CancellationError()))
         }
         if learns {
             learn(waited: message == nil ? .seconds(1) : ContinuousClock.now - start,
                   large: (message?.body.count ?? 0) >= Self.largeMessage)
         }
-        guard let message else { return nil }
-        guard message.typeName == typeName else {
-            // Taken from the queue for a listen of another type: put it back at the front, for a
-            // listen of the right type.
-            state.withLock { $0.putBack(message) }
-            throw message.mismatch(expected: T.self)
+        // A message that reaches a listen is of its type (`MailboxState` hands them by type).
+        return try message?.decode(as: T.self)
+    }
+
+    /// What a listen for `expected` that found `found` returns or throws.
+    private static func result<T>(of found: Machine.Found, expected: T.Type) -> Result<Message?, any Error> {
+        switch found {
+        case .message(let message): .success(message)
+        case .mismatch(let message): .failure(message.mismatch(expected: T.self))
+        case .closed(let error): .failure(error)
+        case .stopped: .success(nil)
+        case .cancelled: .failure(CancellationError())
         }
-        return try message.decode(as: T.self)
     }
 
     /// Adapts the polling budget to a listen that waited `waited` for a message.
@@ -292,23 +201,20 @@ final class Mailbox: Sendable {
     /// The first queued message as a `T` (consumed), nil if none; throws on a mismatch
     /// (nothing consumed) or when the mailbox is closed and empty.
     private func takeQueued<T: Decodable>(_ type: T.Type) throws -> T? {
-        let expected = TypeName.mangled(T.self)
-        let queued: Message? = try state.withLock { state in
-            if let first = state.first {
-                // Refuse a mismatch by name, without consuming or decoding anything.
-                guard first.typeName == expected else { throw first.mismatch(expected: T.self) }
-                return state.takeFirst(capacity: ProcessingLimits.mailboxCapacity)
+        let found = state.withLock { state -> Machine.Found? in
+            guard let (found, flow) = state.machine.find(TypeName.mangled(T.self), capacity: ProcessingLimits.mailboxCapacity) else {
+                return nil
             }
-            if let error = state.closedError { throw error }
-            return nil
+            state.apply(flow)
+            return found
         }
-        return try queued?.decode(as: T.self)
+        switch found {
+        case .message(let message)?: return try message.decode(as: T.self)
+        case .mismatch(let message)?: throw message.mismatch(expected: T.self)
+        case .closed(let error)?: throw error as ProcessingError
+        case .stopped?, .cancelled?, nil: return nil
+        }
     }
-}
-
-extension Message {
-    /// What a queued message costs the mailbox, in bytes.
-    var cost: Int { body.count + typeName.utf8.count }
 }
 
 /// How long a `listen` reads its channel itself before it sleeps, adapted to how soon messages
