@@ -295,6 +295,25 @@ private func decodeFailure<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) -> De
 // MARK: - Tests
 
 @Suite struct BinaryCoderTests {
+    /// Under `.ci/tsan` this reported a data race before the fix: decoding an empty packed
+    /// array wrote its count into the shared empty-array storage. In a plain build it checks
+    /// that empty arrays still decode as empty.
+    @Test func emptyArraysDecodeOnManyThreadsAtOnce() async throws {
+        struct Empties: Codable, Equatable { var bytes: [UInt8] = []; var ints: [Int] = []; var doubles: [Double] = [] }
+        let encoded = try BinaryEncoder().encode(Empties())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    for _ in 0..<200 {
+                        let decoded = try BinaryDecoder().decode(Empties.self, from: encoded)
+                        #expect(decoded == Empties())
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
     @Test func integerWidthsAtTheirLimits() throws {
         func check<I: FixedWidthInteger & Codable>(_ type: I.Type) throws {
             for value in [I.min, I.max, 0, 1, I.max / 2] {

@@ -19,7 +19,7 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
 
     /// Bytes a reading thread appends and the test reads.
     final class Collected: Sendable {
-        let bytes = Mutex<[UInt8]>([])
+        let bytes = Synchronization.Mutex<[UInt8]>([])
         /// Whether the reading thread has seen EOF.
         let ended = Atomic(false)
         var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }

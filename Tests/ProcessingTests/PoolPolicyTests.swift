@@ -63,7 +63,7 @@ struct PoolPolicyTests {
     @Test("progress reports every item, in order, with the total once known")
     func progress() async throws {
         try await withPool(workers: 2) { (pool: Pool) async throws in
-            let seen = Mutex<[PoolProgress]>([])
+            let seen = Synchronization.Mutex<[PoolProgress]>([])
             _ = try await pool.map.progress { progress in seen.withLock { $0.append(progress) } }(0..<1000, Square())
             let reports = seen.withLock { $0 }
             #expect(reports.last?.completed == 1000)

@@ -72,7 +72,7 @@ func expectError<E, T>(_ expected: E.Type, sourceLocation: SourceLocation = #_so
 
 /// What a call ended with, set once by the task running it.
 final class CallOutcome<T: Sendable>: Sendable {
-    let result = Mutex<Result<T, any Error>?>(nil)
+    let result = Synchronization.Mutex<Result<T, any Error>?>(nil)
 }
 
 /// Runs `body` in a task of its own and waits up to `timeout` for it: its result, or nil if it

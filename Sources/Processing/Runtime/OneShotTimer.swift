@@ -7,13 +7,17 @@ import Synchronization
 /// A Dispatch timer source, cancelled when the wait it bounds ends another way: cancelling
 /// releases the handler and what it captured at once, where a `DispatchQueue.asyncAfter` block
 /// would keep its captures (a mailbox, a process) alive until its deadline, an hour later for
-/// `listen(timeout: .seconds(3600))`.
-final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dispatch sources are thread-safe
+/// `listen(timeout: .seconds(3600))`. The timer holds the handler itself and drops it in
+/// `cancel`: Dispatch releases a cancelled source's event block later, on its queue (found
+/// under ThreadSanitizer's slower schedule, where a test saw the mailbox still alive).
+final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dispatch sources are thread-safe; `handler`: a Mutex
     /// Where handlers run: they only take locks and resume continuations.
     private static let queue = DispatchQueue(label: "processing.timers")
 
     private let source: any DispatchSourceTimer
     private let ended = Atomic<Bool>(false)
+    /// What runs when the timer fires; nil once it fired or was cancelled.
+    private let handler: Mutex<(@Sendable () -> Void)?>
 
     /// How many timers of this process are armed (neither fired nor cancelled): what a wait
     /// that ended without cancelling its timer would leave behind.
@@ -24,16 +28,18 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
     init(after delay: Duration, _ handler: @escaping @Sendable () -> Void) {
         _ = Syscall.standardStreamsReserved  // Dispatch may open its timerfd now
         Self.armedCount.add(1, ordering: .relaxed)
+        self.handler = Mutex(handler)
         source = DispatchSource.makeTimerSource(queue: Self.queue)
         let (seconds, attoseconds) = delay.components
         let nanoseconds = max(0, seconds).multipliedReportingOverflow(by: 1_000_000_000)
         let total = nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ max(0, attoseconds) / 1_000_000_000
         source.schedule(deadline: .now() + .nanoseconds(Int(clamping: total)), leeway: .microseconds(50))
-        // The source keeps its handler, and so this timer, until the timer fires or is
-        // cancelled; then it releases both.
+        // The source keeps this timer until it releases its event block, after the timer
+        // fired or was cancelled; the handler itself goes at once (`cancel`).
         source.setEventHandler { [self] in
+            let handler = takeHandler()
             cancel()
-            handler()
+            handler?()
         }
         source.activate()
     }
@@ -43,5 +49,13 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
     func cancel() {
         source.cancel()
         if !ended.exchange(true, ordering: .relaxed) { Self.armedCount.subtract(1, ordering: .relaxed) }
+        _ = takeHandler()  // released here, outside the lock
+    }
+
+    private func takeHandler() -> (@Sendable () -> Void)? {
+        handler.withLock { handler in
+            defer { handler = nil }
+            return handler
+        }
     }
 }

@@ -544,6 +544,9 @@ private final class BinaryValueDecoder: Decoder {
         let range = try lengthPrefixed(.bytes, [UInt8].self, expected: "a byte buffer", at: offset, limit: limit, key: key())
         offset = range.upperBound
         let source = reader.slice(range)
+        // Never a capacity of 0: that writes the count into the shared empty-array storage,
+        // which two threads decoding at once do together (a race ThreadSanitizer reports).
+        guard !source.isEmpty else { return [] }
         return [UInt8](unsafeUninitializedCapacity: source.count) { destination, initialized in
             UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
             initialized = source.count
@@ -573,6 +576,7 @@ private final class BinaryValueDecoder: Decoder {
         let count = range.count / 8
         if BinaryFormat.packedArraysAreMemcpy {
             offset = range.upperBound
+            guard count > 0 else { return [] }  // see decodeByteArray
             return [Int](unsafeUninitializedCapacity: count) { destination, initialized in
                 UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
                 initialized = count
@@ -597,6 +601,7 @@ private final class BinaryValueDecoder: Decoder {
         let count = range.count / 8
         offset = range.upperBound
         if BinaryFormat.packedArraysAreMemcpy {
+            guard count > 0 else { return [] }  // see decodeByteArray
             return [Double](unsafeUninitializedCapacity: count) { destination, initialized in
                 UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
                 initialized = count
