@@ -72,6 +72,21 @@ struct WorkerRuntimeTests {
         #expect(error.crashMessage?.contains("the reactor can no longer wait") == true, "\(error)")
     }
 
+    @Test("waiting for a descriptor epoll refuses (a regular file) throws instead of waiting for ever")
+    func readinessRefused() async throws {
+        let path = NSTemporaryDirectory() + "processing-regular-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: path, contents: Data([1]))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        let waited = try await outcome(within: .seconds(10)) { try await Reactor.shared.waitUntilReady(fd, writable: false) }
+        guard case .failure(let error as ProcessingError)? = waited else {
+            Issue.record("the wait did not fail: \(String(describing: waited))")
+            return
+        }
+        #expect(error.code == .invalidState && error.message.contains("epoll refused"))
+    }
+
     /// Runs this test binary with the worker marker set (and no control channel) by hand.
     private func runThisBinary(workerMarker: String) throws -> (status: Int32, stderr: String) {
         let process = Foundation.Process()

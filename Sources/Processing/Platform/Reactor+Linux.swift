@@ -82,13 +82,18 @@ final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the r
     }
 
     /// Waits until `fd` is readable (or writable), without holding a thread; throws
-    /// `CancellationError` if the waiting task is cancelled first.
+    /// `CancellationError` if the waiting task is cancelled first, and `ProcessingError`
+    /// (`.invalidState`) if epoll refuses the descriptor (instead of waiting for ever).
     func waitUntilReady(_ fd: Int32, writable: Bool) async throws {
         let readiness = Readiness()
         let fire: @Sendable () -> Void = { readiness.fire() }
         let watch = writable ? self.watch(fd, onWritable: fire) : self.watch(fd, onReadable: fire)
         defer { watch.cancel() }
-        try await readiness.wait { watch.want(reading: !writable, writing: writable) }
+        // Level-triggered: an event that comes before the wait begins is kept (`Readiness`).
+        guard watch.want(reading: !writable, writing: writable) else {
+            throw ProcessingError(.invalidState, "the reactor cannot watch descriptor \(fd) (epoll refused it)")
+        }
+        try await readiness.wait()
     }
 
     // MARK: For ReactorWatch

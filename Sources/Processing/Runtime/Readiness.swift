@@ -29,8 +29,8 @@ final class Readiness: Sendable {
         waiter?.resume()
     }
 
-    /// Waits for the event; `arm` starts watching for it once the wait is in place.
-    func wait(arm: () -> Void) async throws {
+    /// Waits for the event (at once if it happened already).
+    func wait() async throws {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let now: Result<Void, any Error>? = state.withLock { state in
@@ -42,7 +42,7 @@ final class Readiness: Sendable {
                         return nil
                     }
                 }
-                if let now { continuation.resume(with: now) } else { arm() }
+                if let now { continuation.resume(with: now) }
             }
         } onCancel: {
             let waiter: CheckedContinuation<Void, any Error>? = state.withLock { state in
