@@ -220,6 +220,7 @@ func tooManyDescriptors() async throws {
             outcome = "result \(try await Counter().start().result())"
         } catch {
             outcome = "\(type(of: error)): \(String(describing: error).replacingOccurrences(of: "\n", with: " "))"
+            if let error = error as? ProcessingError { outcome += " errno=\(error.errno.map(String.init) ?? "none")" }
         }
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
         say("limit +\(extra): \(outcome) | zombies: \(zombieChildren()) | leaked fds: \(openDescriptorCount() - baseline)")

@@ -53,11 +53,25 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
     public let code: Code
     /// What went wrong and how to fix it.
     public let message: String
+    /// The `errno` of the system call that failed, when one did (`EMFILE` for a start that ran
+    /// out of descriptors, say, which the message explains); nil for other errors.
+    public let errno: Int32?
 
     /// Creates an error with a code and a message that says what to do.
     public init(_ code: Code, _ message: String) {
+        self.init(code, message, errno: nil)
+    }
+
+    /// An error with the `errno` of the system call behind it.
+    init(_ code: Code, _ message: String, errno: Int32?) {
         self.code = code
         self.message = message
+        self.errno = errno
+    }
+
+    /// An error caused by `cause`, keeping its `errno` if it is a failed system call.
+    init(_ code: Code, _ message: String, causedBy cause: any Error) {
+        self.init(code, message, errno: (cause as? SystemError)?.errno)
     }
 
     /// A readable account of the error or value.

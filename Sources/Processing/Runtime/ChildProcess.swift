@@ -61,7 +61,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         } catch {
             for fd in opened { Syscall.close(fd) }
             if error is ProcessingError || error is CancellationError { throw error }
-            throw ProcessingError(.spawnFailed, "a worker process could not be started: \(error)")
+            throw ProcessingError(.spawnFailed, "a worker process could not be started: \(error)", causedBy: error)
         }
     }
 

@@ -90,7 +90,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         } catch {
             if let headerBase { Syscall.unmap(headerBase, length: headerSize) }
             if fd >= 0 { Syscall.close(fd) }
-            throw ProcessingError(.shareUnavailable, "a Share<\(String(reflecting: State.self))> could not create its shared memory: \(error)")
+            throw ProcessingError(.shareUnavailable, "a Share<\(String(reflecting: State.self))> could not create its shared memory: \(error)", causedBy: error)
         }
         self.fd = fd
         header = ShareHeader(base: headerBase!)
@@ -109,7 +109,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
             Syscall.unmap(data, length: dataLength)
             Syscall.unmap(headerBase!, length: headerSize)
             Syscall.close(fd)
-            throw ProcessingError(.shareUnavailable, "\(name) could not set up its lock: \(error)")
+            throw ProcessingError(.shareUnavailable, "\(name) could not set up its lock: \(error)", causedBy: error)
         }
         if Self.cacheable {
             cached = initial
@@ -285,7 +285,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         do {
             outcome = try Syscall.lockSharedMutex(mutex)
         } catch {
-            throw ProcessingError(.shareUnavailable, "\(operation) on \(name) could not take the share's lock: \(error)")
+            throw ProcessingError(.shareUnavailable, "\(operation) on \(name) could not take the share's lock: \(error)", causedBy: error)
         }
         try took(outcome, operation)
     }
@@ -296,7 +296,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
         do {
             outcome = try Syscall.tryLockSharedMutex(mutex)
         } catch {
-            throw ProcessingError(.shareUnavailable, "\(operation) on \(name) could not take the share's lock: \(error)")
+            throw ProcessingError(.shareUnavailable, "\(operation) on \(name) could not take the share's lock: \(error)", causedBy: error)
         }
         guard let outcome else { return false }
         try took(outcome, operation)
@@ -341,7 +341,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
             }
             remapped = try Syscall.mapShared(fd, offset: ShareLayout.headerSize, length: available)
         } catch {
-            throw ProcessingError(.shareUnavailable, "\(name) could not map its grown memory: \(error)")
+            throw ProcessingError(.shareUnavailable, "\(name) could not map its grown memory: \(error)", causedBy: error)
         }
         Syscall.unmap(data, length: dataLength)
         data = remapped
@@ -387,7 +387,7 @@ final class ShareStorage<State: Codable & Sendable>: AnyShareStorage, @unchecked
                     try Syscall.growFile(fd, to: ShareLayout.headerSize + required)
                 }
             } catch {
-                throw ProcessingError(.shareUnavailable, "\(name) could not grow its memory to \(required) bytes (the update is dropped): \(error)")
+                throw ProcessingError(.shareUnavailable, "\(name) could not grow its memory to \(required) bytes (the update is dropped): \(error)", causedBy: error)
             }
             if dataLength < required { try remap(atLeast: required) }
         } else {
