@@ -251,6 +251,34 @@ struct ReconnectTests {
         for password in vaultPasswords.values { #expect(!contains(password), "a frame held a password") }
     }
 
+    @Test("a connection's reader and writer wait at once: a send blocked behind a pending receive waits, it does not fail")
+    func readerAndWriterAtOnce() async throws {
+        // A server that accepts and never reads, so that a large send must wait for space.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                bind(listener, address, length) == 0 && Glibc.listen(listener, 4) == 0 && getsockname(listener, address, &length) == 0
+            }
+        }
+        try #require(listening)
+        let accepted = Synchronization.Mutex<Int32>(-1)
+        Thread { let fd = accept(listener, nil, nil); accepted.withLock { $0 = fd } }.start()
+        defer { accepted.withLock { if $0 >= 0 { close($0) } } }
+
+        let connection = try await TCPConnection(host: "127.0.0.1", port: UInt16(bigEndian: address.sin_port))
+        let reader = Task { try await connection.receive() }
+        defer { reader.cancel() }
+        try await Task.sleep(for: .milliseconds(100))  // the receive waits by now (if not, the test is weaker, not wrong)
+        let sent = try await outcome(within: .seconds(2)) { try await connection.send([UInt8](repeating: 65, count: 64 << 20)) }
+        if case .failure(let error)? = sent { Issue.record("the send failed instead of waiting: \(error)") }
+        #expect(sent == nil, "64 MiB went to a peer that reads nothing")
+    }
+
     @Test("a wrong password fails like prerun, with an error naming the property and key, once per life")
     func wrongPassword() async throws {
         let server = try VaultServer()

@@ -42,6 +42,7 @@ final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the r
     private let watches = Mutex<(byToken: [UInt64: ReactorWatch], nextToken: UInt64)>(([:], 1))
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let threadID = Mutex<pthread_t?>(nil)
+    private let readinessWaits = ReadinessWaits()
 
     private init() {
         do {
@@ -83,17 +84,10 @@ final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the r
 
     /// Waits until `fd` is readable (or writable), without holding a thread; throws
     /// `CancellationError` if the waiting task is cancelled first, and `ProcessingError`
-    /// (`.invalidState`) if epoll refuses the descriptor (instead of waiting for ever).
+    /// (`.invalidState`) if epoll refuses the descriptor (instead of waiting for ever). A
+    /// reader and a writer may wait on one descriptor at once (`ReadinessWaits`).
     func waitUntilReady(_ fd: Int32, writable: Bool) async throws {
-        let readiness = Readiness()
-        let fire: @Sendable () -> Void = { readiness.fire() }
-        let watch = writable ? self.watch(fd, onWritable: fire) : self.watch(fd, onReadable: fire)
-        defer { watch.cancel() }
-        // Level-triggered: an event that comes before the wait begins is kept (`Readiness`).
-        guard watch.want(reading: !writable, writing: writable) else {
-            throw ProcessingError(.invalidState, "the reactor cannot watch descriptor \(fd) (epoll refused it)")
-        }
-        try await readiness.wait()
+        try await readinessWaits.wait(on: self, for: fd, writable: writable)
     }
 
     // MARK: For ReactorWatch
@@ -103,9 +97,15 @@ final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the r
         case add = 1, delete = 2, modify = 3
     }
 
-    /// Changes `fd`'s registration in epoll; false if epoll refused. Any thread.
-    func control(_ operation: Operation, _ fd: Int32, _ interest: Interest, token: UInt64) -> Bool {
-        (try? Syscall.epollControl(epfd, operation.rawValue, fd, events: interest.rawValue, token: token)) != nil
+    /// Changes `fd`'s registration in epoll; the errno if epoll refused, nil if it took it.
+    /// Any thread.
+    func control(_ operation: Operation, _ fd: Int32, _ interest: Interest, token: UInt64) -> Int32? {
+        do {
+            try Syscall.epollControl(epfd, operation.rawValue, fd, events: interest.rawValue, token: token)
+            return nil
+        } catch {
+            return error.errno
+        }
     }
 
     /// Forgets a cancelled watch: events already taken for it find nothing.

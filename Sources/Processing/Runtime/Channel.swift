@@ -73,9 +73,15 @@ final class Channel: Sendable {
         var pollers = 0
 
         /// Tells the reactor what the channel wants to hear about now (a no-op when unchanged).
+        /// Epoll may refuse (no room for another watch: `ENOSPC`, `ENOMEM`); then nothing
+        /// would read the socket or wake its senders, so the channel ends, failed, instead.
         func updateRegistration(readingPaused: Bool) {
-            watch?.want(reading: pollers == 0 && !readingPaused, writing: frames.hasPending)
+            guard let watch, !watch.want(reading: pollers == 0 && !readingPaused, writing: frames.hasPending) else { return }
+            let errno = watch.refusal ?? EIO
+            Reactor.shared.execute { [onRefusal] in onRefusal?(SystemError(call: "epoll_ctl (watching the channel)", errno: errno)) }
         }
+        /// Ends the channel when a registration is refused (set by `start`).
+        var onRefusal: (@Sendable (SystemError) -> Void)?
     }
 
     private let writer = Mutex(WriterState())
@@ -104,6 +110,7 @@ final class Channel: Sendable {
                                              onWritable: { [self] in writeReady() })
             writer.withLock { state in
                 state.watch = watch
+                state.onRefusal = { [weak self] error in self?.endReading(.failed(error)) }
                 state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
             }
         }

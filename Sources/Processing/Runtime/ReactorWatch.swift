@@ -18,6 +18,8 @@ final class ReactorWatch: @unchecked Sendable {  // `state`: Mutex; `token`: set
         var registered: Reactor.Interest = []
         var onReadable: (@Sendable () -> Void)?
         var onWritable: (@Sendable () -> Void)?
+        /// The errno of the last interest change epoll refused.
+        var refusal: Int32?
     }
 
     let fd: Int32
@@ -45,11 +47,17 @@ final class ReactorWatch: @unchecked Sendable {  // `state`: Mutex; `token`: set
             guard interest != state.registered else { return true }
             let operation: Reactor.Operation =
                 state.registered.isEmpty ? .add : interest.isEmpty ? .delete : .modify
-            guard reactor.control(operation, fd, interest, token: token) else { return false }
+            if let refused = reactor.control(operation, fd, interest, token: token) {
+                state.refusal = refused
+                return false
+            }
             state.registered = interest
             return true
         }
     }
+
+    /// The errno of the last `want` that epoll refused (nil if none was refused).
+    var refusal: Int32? { state.withLock { $0.refusal } }
 
     /// An event for this watch (on the reactor thread): the handlers it asked for.
     func fire(readable: Bool, writable: Bool) {
@@ -66,7 +74,7 @@ final class ReactorWatch: @unchecked Sendable {  // `state`: Mutex; `token`: set
         let first = state.withLock { state in
             guard state.active else { return false }
             state.active = false
-            if !state.registered.isEmpty { _ = reactor.control(.delete, fd, [], token: token) }
+            if !state.registered.isEmpty { _ = reactor.control(.delete, fd, [], token: token) as Int32? }
             state.registered = []
             (state.onReadable, state.onWritable) = (nil, nil)
             return true

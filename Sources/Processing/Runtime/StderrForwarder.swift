@@ -131,6 +131,10 @@ final class StderrForwarder: Sendable {
     }
 
     private static func close(_ state: inout State) {
+        // The watch first: once closed, the number may be another descriptor's, whose
+        // registration a later cancel would remove.
+        state.watch?.cancel()
+        state.watch = nil
         if case .reopened(let fd) = state.target { Syscall.close(fd) }
         state.target = .gone
         drop(state.pendingCount, &state)
@@ -168,7 +172,7 @@ final class StderrForwarder: Sendable {
     /// Stderr can take bytes: write what is kept, then the drop report; stop watching once
     /// nothing is left. On the reactor thread.
     private func flush() {
-        let finished: ReactorWatch? = state.withLock { state in
+        state.withLock { state in
             while state.pendingCount > 0 {
                 // A second reference to the bytes (no copy), so that writing may change `state`.
                 let (kept, start) = (state.pending, state.pendingStart)
@@ -192,11 +196,13 @@ final class StderrForwarder: Sendable {
                     }
                 }
             }
-            guard state.pendingCount == 0 || !state.isWritable else { return nil }
-            defer { state.watch = nil }
-            return state.watch
+            guard state.pendingCount == 0 || !state.isWritable else { return }
+            // Under the lock, so that a line forwarded from another thread meanwhile finds
+            // either this watch or none, never one being cancelled (its new watch would be
+            // refused: epoll takes a descriptor once). On the reactor thread: final.
+            state.watch?.cancel()
+            state.watch = nil
         }
-        finished?.cancel()
     }
 
     static func report(_ dropped: Int) -> String {
