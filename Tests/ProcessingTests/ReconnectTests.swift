@@ -12,6 +12,26 @@ let vaultPasswords = ["app": "s3cret-A-7f3c91", "auditor": "s3cret-B-91d2e4"]
 /// A line protocol on 127.0.0.1: `AUTH <user> <password>` answers `OK` or `DENIED` (and
 /// closes); after `OK`, `PING <text>` answers `PONG <text> as <user>`. One thread accepts and
 /// one serves each connection (blocking calls, on threads of their own).
+/// A TCP socket listening on 127.0.0.1 at a port the kernel chose.
+func listenOnLoopback() throws -> (fd: Int32, port: UInt16) {
+    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+            bind(listener, address, length) == 0 && Glibc.listen(listener, 16) == 0
+                && getsockname(listener, address, &length) == 0
+        }
+    }
+    guard bound else {
+        close(listener)
+        throw POSIXError(.EADDRNOTAVAIL)
+    }
+    return (listener, UInt16(bigEndian: address.sin_port))
+}
+
 final class VaultServer: Sendable {
     /// Logins, refusals and the sessions still open.
     final class Counts: Sendable {
@@ -26,23 +46,9 @@ final class VaultServer: Sendable {
     var accepted: Int { counts.state.withLock { $0.accepted } }
 
     init(passwords: [String: String] = vaultPasswords) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let (listener, port) = try listenOnLoopback()
         self.listener = listener
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(listener, address, length) == 0 && Glibc.listen(listener, 16) == 0
-                    && getsockname(listener, address, &length) == 0
-            }
-        }
-        guard bound else {
-            close(listener)
-            throw POSIXError(.EADDRNOTAVAIL)
-        }
-        port = UInt16(bigEndian: address.sin_port)
+        self.port = port
         let counts = counts
         let acceptor = Thread {
             while true {
@@ -254,23 +260,13 @@ struct ReconnectTests {
     @Test("a connection's reader and writer wait at once: a send blocked behind a pending receive waits, it does not fail")
     func readerAndWriterAtOnce() async throws {
         // A server that accepts and never reads, so that a large send must wait for space.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let (listener, port) = try listenOnLoopback()
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(listener, address, length) == 0 && Glibc.listen(listener, 4) == 0 && getsockname(listener, address, &length) == 0
-            }
-        }
-        try #require(listening)
         let accepted = Synchronization.Mutex<Int32>(-1)
         Thread { let fd = accept(listener, nil, nil); accepted.withLock { $0 = fd } }.start()
         defer { accepted.withLock { if $0 >= 0 { close($0) } } }
 
-        let connection = try await TCPConnection(host: "127.0.0.1", port: UInt16(bigEndian: address.sin_port))
+        let connection = try await TCPConnection(host: "127.0.0.1", port: port)
         let reader = Task { try await connection.receive() }
         defer { reader.cancel() }
         try await Task.sleep(for: .milliseconds(100))  // the receive waits by now (if not, the test is weaker, not wrong)
