@@ -97,15 +97,9 @@ final class Reactor: @unchecked Sendable {  // `watches`, `jobs`: Mutexes; the r
         case add = 1, delete = 2, modify = 3
     }
 
-    /// Changes `fd`'s registration in epoll; the errno if epoll refused, nil if it took it.
-    /// Any thread.
-    func control(_ operation: Operation, _ fd: Int32, _ interest: Interest, token: UInt64) -> Int32? {
-        do {
-            try Syscall.epollControl(epfd, operation.rawValue, fd, events: interest.rawValue, token: token)
-            return nil
-        } catch {
-            return error.errno
-        }
+    /// Changes `fd`'s registration in epoll; throws what epoll refused with. Any thread.
+    func control(_ operation: Operation, _ fd: Int32, _ interest: Interest, token: UInt64) throws(SystemError) {
+        try Syscall.epollControl(epfd, operation.rawValue, fd, events: interest.rawValue, token: token)
     }
 
     /// Forgets a cancelled watch: events already taken for it find nothing.

@@ -72,19 +72,22 @@ final class Channel: Sendable {
         /// the reactor does not watch for reads, so it does not wake to race them.
         var pollers = 0
 
-        /// Tells the reactor what the channel wants to hear about now (a no-op when unchanged).
-        /// Epoll may refuse (no room for another watch: `ENOSPC`, `ENOMEM`); then nothing
-        /// would read the socket or wake its senders, so the channel ends, failed, instead.
-        func updateRegistration(readingPaused: Bool) {
-            guard let watch, !watch.want(reading: pollers == 0 && !readingPaused, writing: frames.hasPending) else { return }
-            let errno = watch.refusal ?? EIO
-            Reactor.shared.execute { [onRefusal] in onRefusal?(SystemError(call: "epoll_ctl (watching the channel)", errno: errno)) }
-        }
-        /// Ends the channel when a registration is refused (set by `start`).
-        var onRefusal: (@Sendable (SystemError) -> Void)?
     }
 
     private let writer = Mutex(WriterState())
+
+    /// Tells the reactor what the channel wants to hear about now (a no-op when unchanged);
+    /// under the writer lock. Epoll may refuse (no room for another watch: `ENOSPC`,
+    /// `ENOMEM`); then nothing would read the socket or wake its senders, so the channel
+    /// ends, failed, instead (on the reactor thread, where ends are handled).
+    private func updateRegistration(_ state: inout WriterState) {
+        let reading = state.pollers == 0 && !readingPaused.load(ordering: .acquiring)
+        do {
+            try state.watch?.want(reading: reading, writing: state.frames.hasPending)
+        } catch {
+            Reactor.shared.execute { [self] in endReading(.failed(error)) }
+        }
+    }
 
     /// Makes `fd` ready to be a channel (nonblocking, with large socket buffers); do it before
     /// `init`, which cannot fail.
@@ -110,8 +113,7 @@ final class Channel: Sendable {
                                              onWritable: { [self] in writeReady() })
             writer.withLock { state in
                 state.watch = watch
-                state.onRefusal = { [weak self] error in self?.endReading(.failed(error)) }
-                state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
+                updateRegistration(&state)
             }
         }
     }
@@ -126,7 +128,7 @@ final class Channel: Sendable {
         if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
         let sent = try writer.withLock { state throws(ProcessingError) in
             let sent = try state.frames.send(bytes, attachments: attachments, urgent: false, write: write)
-            if case .queued = sent { state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring)) }
+            if case .queued = sent { updateRegistration(&state) }
             return sent
         }
         guard case .queued(let ticket) = sent else { return }
@@ -158,7 +160,7 @@ final class Channel: Sendable {
         if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
         writer.withLock { state in
             guard case .queued? = try? state.frames.send(bytes, attachments: nil, urgent: true, waits: false, write: write) else { return }
-            state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
+            updateRegistration(&state)
         }
     }
 
@@ -183,7 +185,7 @@ final class Channel: Sendable {
     private func writeReady() {
         let resumed = writer.withLock { state in
             let resumed = state.frames.flush(write: write)
-            state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
+            updateRegistration(&state)
             return resumed
         }
         for (continuation, error) in resumed {
@@ -216,7 +218,7 @@ final class Channel: Sendable {
     func setPolling(_ polling: Bool) {
         writer.withLock { state in
             state.pollers += polling ? 1 : -1
-            state.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring))
+            updateRegistration(&state)
         }
     }
 
@@ -230,7 +232,7 @@ final class Channel: Sendable {
     func resumeReading() {
         guard readingPaused.exchange(false, ordering: .acquiringAndReleasing) else { return }
         // Level-triggered: once read interest is back, the reactor hears what is waiting.
-        writer.withLock { $0.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring)) }
+        writer.withLock { updateRegistration(&$0) }
     }
 
     /// How many bytes the frame being read holds now (for tests: what a frame in progress costs).
@@ -242,7 +244,7 @@ final class Channel: Sendable {
             while !state.ended {
                 if !ignoringPause, readingPaused.load(ordering: .acquiring) {
                     // Loaded again under the lock: a resume in between must not be undone.
-                    writer.withLock { $0.updateRegistration(readingPaused: readingPaused.load(ordering: .acquiring)) }
+                    writer.withLock { updateRegistration(&$0) }
                     return
                 }
                 var outcome = IOResult.wouldBlock

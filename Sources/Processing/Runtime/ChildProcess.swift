@@ -90,11 +90,14 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func start() {
         channel.start()
         Reactor.shared.execute { [self] in
-            stderrWatch = Reactor.shared.watch(stderrFD, onReadable: { [self] in readStderr() })
+            let stderrWatch = Reactor.shared.watch(stderrFD, onReadable: { [self] in readStderr() })
             // An exit descriptor is readable once its process has exited.
-            exitWatch = Reactor.shared.watch(exitDescriptor, onReadable: { [self] in childMayHaveExited() })
-            guard stderrWatch?.want(reading: true, writing: false) == true,
-                  exitWatch?.want(reading: true, writing: false) == true else {
+            let exitWatch = Reactor.shared.watch(exitDescriptor, onReadable: { [self] in childMayHaveExited() })
+            (self.stderrWatch, self.exitWatch) = (stderrWatch, exitWatch)
+            do {
+                try stderrWatch.want(reading: true, writing: false)
+                try exitWatch.want(reading: true, writing: false)
+            } catch {
                 // Without its exit watch a child could never be reaped: end it now.
                 Syscall.signal(exitDescriptor: exitDescriptor, SIGKILL)
                 Syscall.signalGroup(pid, SIGKILL)

@@ -208,12 +208,8 @@ final class Mailbox: Sendable {
             state.apply(flow)
             return found
         }
-        switch found {
-        case .message(let message)?: return try message.decode(as: T.self)
-        case .mismatch(let message)?: throw message.mismatch(expected: T.self)
-        case .closed(let error)?: throw error as ProcessingError
-        case .stopped?, .cancelled?, nil: return nil
-        }
+        guard let found else { return nil }
+        return try Self.result(of: found, expected: T.self).get()?.decode(as: T.self)
     }
 }
 

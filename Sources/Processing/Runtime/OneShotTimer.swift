@@ -15,8 +15,8 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
     private static let queue = DispatchQueue(label: "processing.timers")
 
     private let source: any DispatchSourceTimer
-    private let ended = Atomic<Bool>(false)
-    /// What runs when the timer fires; nil once it fired or was cancelled.
+    /// What runs when the timer fires; nil once it fired or was cancelled (then it is no
+    /// longer armed).
     private let handler: Mutex<(@Sendable () -> Void)?>
 
     /// How many timers of this process are armed (neither fired nor cancelled): what a wait
@@ -38,7 +38,7 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
         // fired or was cancelled; the handler itself goes at once (`cancel`).
         source.setEventHandler { [self] in
             let handler = takeHandler()
-            cancel()
+            source.cancel()
             handler?()
         }
         source.activate()
@@ -48,14 +48,16 @@ final class OneShotTimer: @unchecked Sendable {  // `source`: immutable, and Dis
     /// of times.
     func cancel() {
         source.cancel()
-        if !ended.exchange(true, ordering: .relaxed) { Self.armedCount.subtract(1, ordering: .relaxed) }
         _ = takeHandler()  // released here, outside the lock
     }
 
+    /// The handler, once: whoever takes it (the firing or the first cancel) disarms the timer.
     private func takeHandler() -> (@Sendable () -> Void)? {
-        handler.withLock { handler in
+        let taken = handler.withLock { handler in
             defer { handler = nil }
             return handler
         }
+        if taken != nil { Self.armedCount.subtract(1, ordering: .relaxed) }
+        return taken
     }
 }

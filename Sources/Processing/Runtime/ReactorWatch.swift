@@ -18,8 +18,6 @@ final class ReactorWatch: @unchecked Sendable {  // `state`: Mutex; `token`: set
         var registered: Reactor.Interest = []
         var onReadable: (@Sendable () -> Void)?
         var onWritable: (@Sendable () -> Void)?
-        /// The errno of the last interest change epoll refused.
-        var refusal: Int32?
     }
 
     let fd: Int32
@@ -35,29 +33,21 @@ final class ReactorWatch: @unchecked Sendable {  // `state`: Mutex; `token`: set
     }
 
     /// Asks to hear (or not) that `fd` is readable and that it is writable. Any thread; a
-    /// cancelled watch ignores it. Returns false if epoll refused the descriptor (one that
-    /// cannot be watched, such as a regular file, or no memory for another watch).
-    @discardableResult
-    func want(reading: Bool, writing: Bool) -> Bool {
-        state.withLock { state in
-            guard state.active else { return true }
+    /// cancelled watch ignores it. Throws what epoll refused with: a descriptor that cannot be
+    /// watched (a regular file: `EPERM`), or no room for another watch (`ENOSPC`, `ENOMEM`).
+    func want(reading: Bool, writing: Bool) throws(SystemError) {
+        try state.withLock { state throws(SystemError) in
+            guard state.active else { return }
             var interest: Reactor.Interest = []
             if reading, state.onReadable != nil { interest.insert(.read) }
             if writing, state.onWritable != nil { interest.insert(.write) }
-            guard interest != state.registered else { return true }
+            guard interest != state.registered else { return }
             let operation: Reactor.Operation =
                 state.registered.isEmpty ? .add : interest.isEmpty ? .delete : .modify
-            if let refused = reactor.control(operation, fd, interest, token: token) {
-                state.refusal = refused
-                return false
-            }
+            try reactor.control(operation, fd, interest, token: token)
             state.registered = interest
-            return true
         }
     }
-
-    /// The errno of the last `want` that epoll refused (nil if none was refused).
-    var refusal: Int32? { state.withLock { $0.refusal } }
 
     /// An event for this watch (on the reactor thread): the handlers it asked for.
     func fire(readable: Bool, writable: Bool) {
@@ -74,7 +64,7 @@ final class ReactorWatch: @unchecked Sendable {  // `state`: Mutex; `token`: set
         let first = state.withLock { state in
             guard state.active else { return false }
             state.active = false
-            if !state.registered.isEmpty { _ = reactor.control(.delete, fd, [], token: token) as Int32? }
+            if !state.registered.isEmpty { try? reactor.control(.delete, fd, [], token: token) }
             state.registered = []
             (state.onReadable, state.onWritable) = (nil, nil)
             return true

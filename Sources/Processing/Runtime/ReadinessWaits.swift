@@ -17,8 +17,8 @@ final class ReadinessWaits: Sendable {
 
         var isEmpty: Bool { readers.isEmpty && writers.isEmpty }
 
-        /// Asks epoll for what the waits want now; false if it refused.
-        func updateInterest() -> Bool { watch.want(reading: !readers.isEmpty, writing: !writers.isEmpty) }
+        /// Asks epoll for what the waits want now; throws what it refused with.
+        func updateInterest() throws(SystemError) { try watch.want(reading: !readers.isEmpty, writing: !writers.isEmpty) }
     }
 
     private let table = Mutex<(byFD: [Int32: Entry], nextID: UInt64)>(([:], 0))
@@ -28,7 +28,7 @@ final class ReadinessWaits: Sendable {
     /// refuses the descriptor (instead of waiting for ever).
     func wait(on reactor: Reactor, for fd: Int32, writable: Bool) async throws {
         let readiness = Readiness()
-        let (id, registered) = table.withLock { table in
+        let (id, refusal) = table.withLock { table in
             table.nextID += 1
             let id = table.nextID
             var entry = table.byFD[fd] ?? {
@@ -39,13 +39,15 @@ final class ReadinessWaits: Sendable {
                     onWritable: { [weak self] in self?.ready(fd, token: token, writable: true) }))
             }()
             if writable { entry.writers[id] = readiness } else { entry.readers[id] = readiness }
-            let registered = entry.updateInterest()
+            var refusal: SystemError?
+            do throws(SystemError) { try entry.updateInterest() } catch { refusal = error }
             table.byFD[fd] = entry
-            return (id, registered)
+            return (id, refusal)
         }
         defer { end(fd, id) }
-        guard registered else {
-            throw ProcessingError(.invalidState, "the reactor cannot watch descriptor \(fd) (epoll refused it)")
+        if let refusal {
+            throw ProcessingError(.invalidState, "the reactor cannot watch descriptor \(fd) (epoll refused it: \(refusal))",
+                                  causedBy: refusal)
         }
         // Level-triggered: an event that comes before the wait begins is kept (`Readiness`).
         try await readiness.wait()
@@ -57,7 +59,7 @@ final class ReadinessWaits: Sendable {
             guard var entry = table.byFD[fd], entry.token == token else { return [] }
             let ready = Array((writable ? entry.writers : entry.readers).values)
             if writable { entry.writers = [:] } else { entry.readers = [:] }
-            _ = entry.updateInterest()
+            try? entry.updateInterest()  // fewer events than before: epoll does not refuse that
             table.byFD[fd] = entry
             return ready
         }
@@ -74,7 +76,7 @@ final class ReadinessWaits: Sendable {
                 entry.watch.cancel()
                 table.byFD[fd] = nil
             } else {
-                _ = entry.updateInterest()
+                try? entry.updateInterest()  // fewer events than before: epoll does not refuse that
                 table.byFD[fd] = entry
             }
         }

@@ -88,9 +88,7 @@ final class StderrForwarder: Sendable {
             if case .socket(let fd) = state.target, Self.watchForWritability(fd, &state) { return }
             // Not watchable (a file does not wait; epoll refuses some descriptors): nothing
             // would flush what is kept, so drop it now.
-            Self.drop(state.pendingCount, &state)
-            state.pending = []
-            state.pendingStart = 0
+            Self.dropKept(&state)
         }
     }
 
@@ -137,6 +135,11 @@ final class StderrForwarder: Sendable {
         state.watch = nil
         if case .reopened(let fd) = state.target { Syscall.close(fd) }
         state.target = .gone
+        dropKept(&state)
+    }
+
+    /// Drops (and counts) every byte kept for later.
+    private static func dropKept(_ state: inout State) {
         drop(state.pendingCount, &state)
         state.pending = []
         state.pendingStart = 0
@@ -161,7 +164,7 @@ final class StderrForwarder: Sendable {
     /// Has the reactor flush what is kept once `fd` is writable; false if it cannot watch `fd`.
     private static func watchForWritability(_ fd: Int32, _ state: inout State) -> Bool {
         let watch = Reactor.shared.watch(fd, onWritable: { shared.flush() })
-        guard watch.want(reading: false, writing: true) else {
+        guard (try? watch.want(reading: false, writing: true)) != nil else {
             watch.cancel()
             return false
         }
