@@ -39,7 +39,7 @@ struct BinaryDecoder: Sendable {
 }
 
 /// One entry of a keyed container: where its key bytes and its value start.
-private struct BinaryKeyEntry {
+struct BinaryKeyEntry {
     let keyStart: Int
     let keyCount: Int
     let valueStart: Int
@@ -50,7 +50,7 @@ private struct BinaryKeyEntry {
 /// subclass and its superclass both ask for a container, mirroring the encoder. It doubles as
 /// the coding-path node (`parent` + `key`), so each nested value costs one allocation.
 /// Created per decode call and never shared across threads.
-private final class BinaryValueDecoder: Decoder {
+final class BinaryValueDecoder: Decoder {
     let reader: BinaryReader
     /// Offset of this value's tag.
     let offset: Int
@@ -267,9 +267,9 @@ private final class BinaryValueDecoder: Decoder {
     // MARK: Values
 
     func decodeRoot<T: Decodable>(_ type: T.Type) throws -> T {
-        if Self.hasFastPath(type) {
+        if let primitive = BinaryPrimitives.find(T.self) {
             var position = offset
-            return try decodeFastPath(type, at: &position, limit: limit, key: nil)
+            return try read(primitive, at: &position, limit: limit, key: nil)
         }
         return try T(from: self)
     }
@@ -278,8 +278,8 @@ private final class BinaryValueDecoder: Decoder {
     func decodeValue<T: Decodable>(
         _ type: T.Type, at offset: inout Int, limit: Int, key: @autoclosure () -> (any CodingKey)?
     ) throws -> T {
-        if Self.hasFastPath(type) {
-            return try decodeFastPath(type, at: &offset, limit: limit, key: key())
+        if let primitive = BinaryPrimitives.find(T.self) {
+            return try read(primitive, at: &offset, limit: limit, key: key())
         }
         let start = offset
         let value = try T(from: child(at: start, limit: limit, key: key()))
@@ -287,68 +287,12 @@ private final class BinaryValueDecoder: Decoder {
         return value
     }
 
-    /// Whether `decodeFastPath` handles `T`. Mirrors `BinaryEncodingStorage.encodeFastPath`.
-    /// (A separate check rather than returning `T?`: in unspecialized generic code every
-    /// `Optional<T>` costs a runtime metadata lookup, which dominated small messages.)
-    private static func hasFastPath<T>(_ type: T.Type) -> Bool {
-        T.self == String.self || T.self == Int.self || T.self == Double.self || T.self == Bool.self
-            || T.self == Data.self || T.self == [UInt8].self || T.self == [Int].self || T.self == [Double].self
-            || T.self == [String].self || T.self == Float.self || T.self == Int64.self || T.self == UInt64.self
-            || T.self == Int32.self || T.self == UInt32.self || T.self == UInt8.self || T.self == UInt.self
-            || T.self == Int16.self || T.self == UInt16.self || T.self == Int8.self || T.self == Int128.self
-            || T.self == UInt128.self
-    }
-
-    /// Reads primitives, byte buffers and packed arrays directly. Only called when
-    /// `hasFastPath(T.self)`, so each `as!` converts a value to its own type and cannot fail.
-    private func decodeFastPath<T: Decodable>(
-        _ type: T.Type, at offset: inout Int, limit: Int, key: @autoclosure () -> (any CodingKey)?
+    /// Reads a primitive, byte buffer or packed array directly (`BinaryPrimitive`), as `T`,
+    /// which `P` is.
+    private func read<T, P: BinaryPrimitive>(
+        _: P.Type, at offset: inout Int, limit: Int, key: @autoclosure () -> (any CodingKey)?
     ) throws -> T {
-        if T.self == String.self {
-            return try decodeString(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Int.self {
-            return try decodeInteger(Int.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Double.self {
-            return try decodeDouble(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Bool.self {
-            return try decodeBool(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Data.self {
-            return try decodeData(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == [UInt8].self {
-            return try decodeByteArray(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == [Int].self {
-            return try decodeIntArray(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == [Double].self {
-            return try decodeDoubleArray(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == [String].self {
-            return try decodeStringArray(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Float.self {
-            return try decodeFloat(at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Int64.self {
-            return try decodeInteger(Int64.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == UInt64.self {
-            return try decodeInteger(UInt64.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Int32.self {
-            return try decodeInteger(Int32.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == UInt32.self {
-            return try decodeInteger(UInt32.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == UInt8.self {
-            return try decodeInteger(UInt8.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == UInt.self {
-            return try decodeInteger(UInt.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Int16.self {
-            return try decodeInteger(Int16.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == UInt16.self {
-            return try decodeInteger(UInt16.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Int8.self {
-            return try decodeInteger(Int8.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == Int128.self {
-            return try decodeInteger(Int128.self, at: &offset, limit: limit, key: key()) as! T
-        } else if T.self == UInt128.self {
-            return try decodeInteger(UInt128.self, at: &offset, limit: limit, key: key()) as! T
-        }
-        // Unreachable while this list matches `hasFastPath`.
-        return try T(from: child(at: offset, limit: limit, key: key()))
+        unsafeBitCast(try P.read(from: self, at: &offset, limit: limit, key: key()), to: T.self)
     }
 
     @inline(__always)

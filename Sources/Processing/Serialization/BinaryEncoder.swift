@@ -45,7 +45,7 @@ struct BinaryEncoder: Sendable {
 /// Each value being encoded (that is not written by a fast path) has a frame on the stack.
 /// Encoders and containers name their frame by (depth, serial); a serial is never reused,
 /// so a container whose frame was already closed is detected instead of corrupting output.
-private final class BinaryEncodingStorage {
+final class BinaryEncodingStorage {
     enum FrameKind {
         /// Nothing written yet; closing it writes an empty keyed container.
         case empty
@@ -253,55 +253,16 @@ private final class BinaryEncodingStorage {
         try closeFrames(above: depth - 1)
     }
 
-    /// Writes primitives, byte buffers and packed arrays directly. Returns false for other types.
-    /// The metatype comparisons are cheap, so the dynamic casts only run when they will succeed.
+    /// Writes primitives, byte buffers and packed arrays directly (`BinaryPrimitive`). Returns
+    /// false for other types.
     func encodeFastPath<T: Encodable>(_ value: T) throws -> Bool {
-        if T.self == String.self, let value = value as? String {
-            writeString(value)
-        } else if T.self == Int.self, let value = value as? Int {
-            writeSigned(Int64(value))
-        } else if T.self == Double.self, let value = value as? Double {
-            writeDouble(value)
-        } else if T.self == Bool.self, let value = value as? Bool {
-            writeBool(value)
-        } else if T.self == Data.self, let value = value as? Data {
-            writeBytes(value)
-        } else if T.self == [UInt8].self, let value = value as? [UInt8] {
-            writeBytes(value)
-        } else if T.self == [Int].self, let value = value as? [Int] {
-            writeIntArray(value)
-        } else if T.self == [Double].self, let value = value as? [Double] {
-            writeDoubleArray(value)
-        } else if T.self == [String].self, let value = value as? [String] {
-            try writeStringArray(value)
-        } else if T.self == Float.self, let value = value as? Float {
-            writeFloat(value)
-        } else if T.self == Int64.self, let value = value as? Int64 {
-            writeSigned(value)
-        } else if T.self == UInt64.self, let value = value as? UInt64 {
-            writeUnsigned(value)
-        } else if T.self == Int32.self, let value = value as? Int32 {
-            writeSigned(Int64(value))
-        } else if T.self == UInt32.self, let value = value as? UInt32 {
-            writeUnsigned(UInt64(value))
-        } else if T.self == UInt8.self, let value = value as? UInt8 {
-            writeUnsigned(UInt64(value))
-        } else if T.self == UInt.self, let value = value as? UInt {
-            writeUnsigned(UInt64(value))
-        } else if T.self == Int16.self, let value = value as? Int16 {
-            writeSigned(Int64(value))
-        } else if T.self == UInt16.self, let value = value as? UInt16 {
-            writeUnsigned(UInt64(value))
-        } else if T.self == Int8.self, let value = value as? Int8 {
-            writeSigned(Int64(value))
-        } else if T.self == Int128.self, let value = value as? Int128 {
-            writeSigned(value)
-        } else if T.self == UInt128.self, let value = value as? UInt128 {
-            writeUnsigned(value)
-        } else {
-            return false
-        }
+        guard let primitive = BinaryPrimitives.find(T.self) else { return false }
+        try write(value, as: primitive)
         return true
+    }
+
+    private func write<T, P: BinaryPrimitive>(_ value: T, as _: P.Type) throws {
+        try P.asPrimitive(value).write(to: self)
     }
 
     @inline(__always)
