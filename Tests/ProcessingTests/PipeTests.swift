@@ -207,12 +207,12 @@ struct LateStartProbe: Skprocess {
     var processConfig = ProcessConfig(runs: 1)
     mutating func run() async throws {}
     func result() async throws -> Int {
-        let (ours, peer) = try Syscall.socketPair()
+        let (ours, peer) = try Syscall.socketPair().release()
         defer { Syscall.close(peer) }
         try Channel.prepare(ours)
         let channel = Channel(fd: ours, onFrame: { _ in }, onEnd: { _ in })
         await onReactor { channel.close() }
-        let pipe = try Syscall.pipe()
+        let pipe = try Syscall.pipe().release()
         guard dup2(pipe.read, ours) == ours else { return -1 }
         defer { Syscall.close(ours); Syscall.close(pipe.read); Syscall.close(pipe.write) }
         channel.start()

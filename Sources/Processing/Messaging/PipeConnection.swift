@@ -13,12 +13,12 @@ final class PipeConnection: Sendable {
     /// Whether this end was used in this process (and may hold what it read).
     var isStarted: Bool { started.load(ordering: .acquiring) }
 
-    /// Takes ownership of `fd` (a socket); reading starts at the first use.
-    init(fd: Int32) throws {
-        try Channel.prepare(fd)
+    /// Takes ownership of `fd` (a socket; closed if this throws); reading starts at the first use.
+    init(fd: consuming FileDescriptor) throws {
+        try Channel.prepare(fd.rawValue)
         let mailbox = Mailbox()
         self.mailbox = mailbox
-        channel = Channel(fd: fd, onFrame: { frame in
+        channel = Channel(fd: fd.release(), onFrame: { frame in
             guard frame.kind == .message else {
                 return mailbox.close(ProcessingError(.malformedFrame, "a \(frame.kind) frame arrived on a pipe, which carries messages only"))
             }

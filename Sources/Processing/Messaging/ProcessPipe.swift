@@ -21,16 +21,11 @@ import Synchronization
 public enum ProcessPipe {
     /// A new connected pair. With `oneWay`, the anchor only sends and the point only receives.
     public static func pair(oneWay: Bool = false) throws -> (anchor: Anchor, point: Point) {
-        let (first, second) = try Syscall.socketPair()
-        do {
-            let anchor = Anchor(connection: try PipeConnection(fd: first), oneWay: oneWay)
-            let point = Point(connection: try PipeConnection(fd: second), oneWay: oneWay)
-            return (anchor, point)
-        } catch {
-            Syscall.close(first)
-            Syscall.close(second)
-            throw error
-        }
+        // Owned ends: a failure closes each exactly once (the anchor's, by its connection).
+        let ends = try Syscall.socketPair()
+        let anchor = Anchor(connection: try PipeConnection(fd: ends.first), oneWay: oneWay)
+        let point = Point(connection: try PipeConnection(fd: ends.second), oneWay: oneWay)
+        return (anchor, point)
     }
 
     /// The end that stays in the process that made the pair. It cannot be sent to another
@@ -138,7 +133,7 @@ public enum ProcessPipe {
             guard let fd = DescriptorTransfer.incoming?.take(index) else {
                 throw PipeEndpointError("a pipe point arrived without its descriptor (was it decoded twice, or from bytes that did not come in a frame?)")
             }
-            endpoint = PipeEndpoint(connection: try PipeConnection(fd: fd), oneWay: oneWay, canSend: !oneWay, canReceive: true, name: "point")
+            endpoint = PipeEndpoint(connection: try PipeConnection(fd: FileDescriptor(owning: fd)), oneWay: oneWay, canSend: !oneWay, canReceive: true, name: "point")
         }
     }
 }

@@ -55,25 +55,16 @@ enum Syscall {
         return moved
     }
 
-    /// Both descriptors of a pair call (socketpair, pipe2) above 0-2; on failure neither is left open.
-    private static func descriptorPair(_ call: String, _ fds: [Int32]) throws(SystemError) -> (Int32, Int32) {
-        let first: Int32
-        do {
-            first = try clearOfStandardStreams(fds[0], call: call)
-        } catch {
-            _ = Glibc.close(fds[1])
-            throw error
-        }
-        do {
-            return (first, try clearOfStandardStreams(fds[1], call: call))
-        } catch {
-            _ = Glibc.close(first)
-            throw error
-        }
+    /// Both descriptors of a pair call (socketpair, pipe2), owned and above 0-2; on failure
+    /// neither is left open.
+    private static func descriptorPair(_ call: String, _ fds: [Int32]) throws(SystemError) -> SocketPairEnds {
+        let second = FileDescriptor(owning: fds[1])
+        let first = FileDescriptor(owning: try clearOfStandardStreams(fds[0], call: call))
+        return SocketPairEnds(first: first, second: FileDescriptor(owning: try clearOfStandardStreams(second.release(), call: call)))
     }
 
     /// A close-on-exec Unix stream socket pair.
-    static func socketPair() throws(SystemError) -> (Int32, Int32) {
+    static func socketPair() throws(SystemError) -> SocketPairEnds {
         var fds: [Int32] = [-1, -1]
         _ = try check("socketpair") {
             socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
@@ -81,12 +72,12 @@ enum Syscall {
         return try descriptorPair("socketpair", fds)
     }
 
-    /// A close-on-exec pipe: (read end, write end).
-    static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+    /// A close-on-exec pipe.
+    static func pipe() throws(SystemError) -> PipeEnds {
         var fds: [Int32] = [-1, -1]
         _ = try check("pipe2") { processing_pipe2_cloexec(&fds) }
-        let (read, write) = try descriptorPair("pipe2", fds)
-        return (read, write)
+        let ends = try descriptorPair("pipe2", fds)
+        return PipeEnds(read: ends.first, write: ends.second)
     }
 
     /// Duplicates `fd` to a close-on-exec descriptor numbered at least `minimum` (and above 2).

@@ -38,41 +38,37 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     /// descriptors or processes, what to raise; nothing opened here is left open then.
     static func launch(onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
         StderrForwarder.shared.prepare()
-        var opened: [Int32] = []
         do {
-            let (parentEnd, childEnd) = try Syscall.socketPair()
-            opened += [parentEnd, childEnd]
-            let stderrPipe = try Syscall.pipe()
-            opened += [stderrPipe.read, stderrPipe.write]
+            // Owned descriptors: whatever is not handed over below is closed on the way out,
+            // whichever step fails.
+            let channelEnds = try Syscall.socketPair()
+            let parentEnd = channelEnds.first
             // posix_spawn maps the child's ends onto 2 and 3: one already numbered like a target
             // would be clobbered by the other's mapping (or keep its close-on-exec flag).
-            let control = try movedOffTargets(childEnd, opened: &opened)
-            let childStderr = try movedOffTargets(stderrPipe.write, opened: &opened)
+            let control = try movedOffTargets(channelEnds.second)
+            let stderrPipe = try Syscall.pipe()
+            let stderrRead = stderrPipe.read
+            let childStderr = try movedOffTargets(stderrPipe.write)
             // Everything that can fail happens before the spawn: after it, nothing may.
-            try Channel.prepare(parentEnd)
-            try Syscall.setNonBlocking(stderrPipe.read)
-            let spawned = try await Spawner.shared.spawn(controlFD: control, stderrFD: childStderr)
+            try Channel.prepare(parentEnd.rawValue)
+            try Syscall.setNonBlocking(stderrRead.rawValue)
+            let spawned = try await Spawner.shared.spawn(controlFD: control.rawValue, stderrFD: childStderr.rawValue)
             // The child has its own copies now.
-            for fd in opened where fd != parentEnd && fd != stderrPipe.read { Syscall.close(fd) }
-            opened = []
-            let child = ChildProcess(spawned, channelFD: parentEnd, stderrFD: stderrPipe.read, onEvent: onEvent)
+            control.close()
+            childStderr.close()
+            let child = ChildProcess(spawned, channelFD: parentEnd.release(), stderrFD: stderrRead.release(), onEvent: onEvent)
             child.start()
             return child
         } catch {
-            for fd in opened { Syscall.close(fd) }
             if error is ProcessingError || error is CancellationError { throw error }
             throw ProcessingError(.spawnFailed, "a worker process could not be started: \(error)", causedBy: error)
         }
     }
 
     /// `fd`, or a duplicate of it above the child's target numbers (the original closed).
-    private static func movedOffTargets(_ fd: Int32, opened: inout [Int32]) throws(SystemError) -> Int32 {
-        guard childTargets.contains(fd) else { return fd }
-        let moved = try Syscall.duplicate(fd, atLeast: childTargets.max()! + 1)
-        Syscall.close(fd)
-        opened.removeAll { $0 == fd }
-        opened.append(moved)
-        return moved
+    private static func movedOffTargets(_ fd: consuming FileDescriptor) throws(SystemError) -> FileDescriptor {
+        guard childTargets.contains(fd.rawValue) else { return fd }
+        return FileDescriptor(owning: try Syscall.duplicate(fd.rawValue, atLeast: childTargets.max()! + 1))
     }
 
     private init(_ spawned: SpawnedChild, channelFD: Int32, stderrFD: Int32,
