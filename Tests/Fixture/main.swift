@@ -274,6 +274,24 @@ func shareStalled() async throws {
     say("stage: done")
 }
 
+/// Logs at three levels; the default minimum level keeps two.
+struct Chatty: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {
+        log("hello from a child")
+        log("careful", level: .warning)
+        log("not shown", level: .debug)
+    }
+}
+
+/// The default log handler: lines on stderr, from a child and from the main process.
+func logDefault() async throws {
+    log("hello from main")
+    try await Chatty().start().wait()
+    await ProcessLog.flush()
+    say("stage: done")
+}
+
 // MARK: -
 
 let scenarios: [String: () async throws -> Void] = [
@@ -285,6 +303,7 @@ let scenarios: [String: () async throws -> Void] = [
     "emfile": tooManyDescriptors,
     "sigchld-ignored": sigchldIgnored,
     "share-stalled": shareStalled,
+    "log-default": logDefault,
 ]
 
 let name = CommandLine.arguments.dropFirst().first ?? ""

@@ -33,6 +33,7 @@ final class PoolWorker: Sendable {
         worker.childBox.withLock { $0 = child }
         var request = StartRequest(typeName: "", state: [])
         request.poolWorker = true
+        request.minimumLogLevel = ProcessLog.minimumLevel
         try? await child.channel.send(Frame.encode(.start) { try BinaryEncoder().encode(request, appendingTo: &$0) })
         do {
             try await worker.waitUntilReady()
@@ -166,6 +167,11 @@ final class PoolWorker: Sendable {
             guard let ended = state.withLock({ $0.endBatch(batchID) }) else { return }
             ended.timer?.cancel()
             ended.reply?.resume(returning: Array(frame.payload[offset...]))
+        case .frame(let frame) where frame.kind == .log:
+            guard let entry = try? BinaryDecoder().decode(LogEntry.self, from: frame.payload) else {
+                return brokeProtocol("a log entry that did not decode")
+            }
+            LogDelivery.shared.deliver(entry)
         case .frame(let frame) where frame.kind == .message:
             // Pool work has no one to tell (a process value's tell() called in it, say): say so
             // rather than lose it in silence.

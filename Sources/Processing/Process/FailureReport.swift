@@ -71,6 +71,8 @@ struct StartRequest: Codable, Sendable {
     /// Set when the child is a pool worker: it serves `.work` and `.batch` frames until the
     /// parent closes the channel, and `typeName` and `state` are unused.
     var poolWorker = false
+    /// The parent's `ProcessLog.minimumLevel`, which the child keeps.
+    var minimumLogLevel = LogLevel.info
 
     init(typeName: String, state: [UInt8]) {
         self.typeName = typeName

@@ -85,6 +85,7 @@ final class ProcessCore: Sendable {
         if launched.kill { return child.signal(SIGKILL) }
         var request = request
         request.stopRequested = launched.stopRequested
+        request.minimumLogLevel = ProcessLog.minimumLevel
         let start: [UInt8]
         do {
             start = try Frame.encode(.start, attachmentCount: launched.attachments?.count ?? 0) {
@@ -196,6 +197,9 @@ final class ProcessCore: Sendable {
         case .failure:
             guard let report = decode(FailureReport.self, from: frame, "a failure report") else { return }
             state.withLock { $0.failureReported(report) }
+        case .log:
+            guard let entry = decode(LogEntry.self, from: frame, "a log entry") else { return }
+            LogDelivery.shared.deliver(entry)
         case .start, .stop, .work, .batch:
             protocolViolation("a \(frame.kind) frame, which only a parent sends")
         case .batchReply:

@@ -164,6 +164,17 @@ final class Channel: Sendable {
         }
     }
 
+    /// Sends a frame in order with the others without waiting for it: written now if the
+    /// socket takes it, queued otherwise (a log entry). Dropped silently if the channel has
+    /// ended.
+    func post(_ bytes: [UInt8]) {
+        if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
+        writer.withLock { state in
+            guard case .queued? = try? state.frames.send(bytes, attachments: nil, urgent: false, waits: false, write: write) else { return }
+            updateRegistration(&state)
+        }
+    }
+
     /// Writes as much of `buffer` as the socket takes now, with `attachments` on the first byte.
     private func write(_ buffer: UnsafeRawBufferPointer, _ attachments: AttachedDescriptors?) throws(ProcessingError) -> Int {
         var offset = 0

@@ -24,6 +24,8 @@ enum FrameKind: UInt8, Sendable {
     case batch = 9
     /// Pool worker → parent: the outcome of a batch (id, then the work's encoded `BatchReply`).
     case batchReply = 10
+    /// Child → parent: a `LogEntry`, for the main process's log handler.
+    case log = 11
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.
@@ -121,6 +123,7 @@ extension FrameKind {
         case .work: "pool work"
         case .batch: "a batch of pool items"
         case .batchReply: "a batch's results"
+        case .log: "a log entry"
         case .stop, .section: "a control frame"
         }
     }

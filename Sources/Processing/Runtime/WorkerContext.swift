@@ -72,6 +72,23 @@ final class WorkerContext: Sendable {
         try await channel.send(Message.frame(value, moves: false))
     }
 
+    /// The longest log message sent whole; longer ones are cut (and say so).
+    static let logMessageLimit = 1 << 20
+
+    /// Sends a log entry to the parent without waiting (`log(_:level:)`).
+    func post(_ entry: LogEntry) {
+        var entry = entry
+        if entry.message.utf8.count > Self.logMessageLimit {
+            let whole = entry.message.utf8.count
+            entry.message = String(decoding: entry.message.utf8.prefix(Self.logMessageLimit), as: UTF8.self)
+                + " … (\(whole - Self.logMessageLimit) more bytes cut)"
+        }
+        guard let frame = try? Frame.encode(.log, { try BinaryEncoder().encode(entry, appendingTo: &$0) }) else {
+            return Self.writeToStderr("Processing worker: a log entry did not fit a frame: \(entry.line)")
+        }
+        channel.post(frame)
+    }
+
     /// The process the parent asked for (waits for the `.start` frame).
     func nextStartRequest() async -> StartRequest {
         await withCheckedContinuation { continuation in
@@ -115,7 +132,9 @@ final class WorkerContext: Sendable {
                 Syscall.exitImmediately(.channelEnded)
             }
             startAttachments.withLock { $0 = frame.attachments }
+            ProcessLog.minimumLevel = request.minimumLogLevel
             if request.poolWorker {
+                LogDelivery.shared.ownName = "pool worker"
                 // Before the next frame (a .work) is read: this thread reads frames in order.
                 poolService.withLock { $0 = PoolWorkerService(context: self) }
                 // Ready: the parent times items from here, not from the spawn.
@@ -148,7 +167,7 @@ final class WorkerContext: Sendable {
                 Syscall.exitImmediately(.poolBroken)
             }
             service.run(frame.payload)
-        case .checkpoint, .result, .failure, .section, .batchReply:
+        case .checkpoint, .result, .failure, .section, .batchReply, .log:
             FileHandle.standardError.write(Data("Processing worker: ignored a \(frame.kind) frame meant for a parent\n".utf8))
         }
     }
