@@ -61,6 +61,8 @@ int processing_child_signal_ignored(void) {
 
 int processing_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+void processing_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
     return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
 }

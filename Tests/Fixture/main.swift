@@ -145,7 +145,7 @@ func stderrFull() async throws {
 }
 
 func mainGlobal() async throws {
-    try await withPool(workers: 2) { pool in
+    await withPool(workers: 2) { pool in
         do {
             let greetings = try await pool.map([1, 2, 3]) { _ in greeting }
             say("map: \(greetings.count) results")
@@ -292,6 +292,32 @@ func logDefault() async throws {
     say("stage: done")
 }
 
+/// Prints `lines` numbered lines, one line to stderr, and a last line without a newline.
+struct Printer: Skprocess {
+    var tag: String
+    var lines: Int
+    var processConfig: ProcessConfig
+    mutating func run() async throws {
+        for index in 0..<lines { print("\(tag) line \(index)") }
+        FileHandle.standardError.write(Data("\(tag) to stderr\n".utf8))
+        print("\(tag) unended", terminator: "")
+    }
+}
+
+/// Each output mode, and two children forwarding at once.
+func outputModes() async throws {
+    func printer(_ tag: String, _ mode: ChildOutput, lines: Int = 3) -> Printer {
+        Printer(tag: tag, lines: lines, processConfig: ProcessConfig(runs: 1, stdout: mode, stderr: mode))
+    }
+    async let first = printer("A", .forward, lines: 2000).start().wait()
+    async let second = printer("B", .forward, lines: 2000).start().wait()
+    _ = try await (first, second)
+    try await printer("I", .inherit).start().wait()
+    say("")  // the inherited child's last line had no newline
+    try await printer("D", .discard).start().wait()
+    say("stage: done")
+}
+
 // MARK: -
 
 let scenarios: [String: () async throws -> Void] = [
@@ -304,6 +330,7 @@ let scenarios: [String: () async throws -> Void] = [
     "sigchld-ignored": sigchldIgnored,
     "share-stalled": shareStalled,
     "log-default": logDefault,
+    "output-modes": outputModes,
 ]
 
 let name = CommandLine.arguments.dropFirst().first ?? ""

@@ -229,7 +229,7 @@ struct PoolTests {
     func crashNamesItems() async throws {
         let marker = NSTemporaryDirectory() + "processing-killonce-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: marker) }
-        try await withPool(workers: 1) { pool in
+        await withPool(workers: 1) { pool in
             let error = await expectError(PoolItemError.self) {
                 try await pool.map.chunkSize(4)(12..<16, KillOnce(marker: marker))
             }

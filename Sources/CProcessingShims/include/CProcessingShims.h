@@ -55,6 +55,10 @@ int processing_pidfd_has_exited(int pidfd);
 /// children's exit statuses.
 int processing_child_signal_ignored(void);
 int processing_pipe2_cloexec(int fds[2]);
+
+/// Makes C stdio's stdout line-buffered (Swift cannot name the `stdout` global safely under
+/// strict concurrency).
+void processing_line_buffer_stdout(void);
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 /// The image base of the loaded object containing `address` (dladdr), or NULL.
 void *processing_image_base(const void *address);

@@ -50,7 +50,7 @@ public func log(_ message: @autoclosure () -> String, level: LogLevel = .info) {
 public enum ProcessLog {
     /// The default: one line per entry on stderr (`Counter[4242] info: ready`).
     public static let standardError: @Sendable (LogEntry) -> Void = { entry in
-        StderrForwarder.shared.forward(line: entry.line)
+        OutputForwarder.standardError.forward(line: entry.line)
     }
 
     /// Entries below this level are not logged. Set it in the main process before starting

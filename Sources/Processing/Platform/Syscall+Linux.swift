@@ -74,18 +74,24 @@ extension Syscall {
 
     // MARK: Spawning a worker: posix_spawn of the own image
 
-    /// Spawns this program's own image as a worker: stdin on /dev/null, `stderr` on 2,
+    /// Spawns this program's own image as a worker: stdin on /dev/null, stdout as `stdout` says, `stderr` on 2,
     /// `control` on the worker's control fd, every other descriptor closed (glibc's
     /// `addclosefrom_np`), signals reset to their defaults and unblocked, in a process group
     /// of its own (so that a kill takes its descendants too).
     ///
     /// The image this process runs (`ownImage`), not the file now at its path: a rebuild or a
     /// redeploy may have replaced that file, and a worker must run the same code as its parent.
-    static func spawnWorker(stderr: Int32, control: Int32, arguments: [String], environment: [String]) throws(SystemError) -> pid_t {
+    static func spawnWorker(stdout: ChildStdout, stderr: Int32, control: Int32, arguments: [String],
+                            environment: [String]) throws(SystemError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        switch stdout {
+        case .inherit: break
+        case .null: posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        case .pipe(let fd): posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        }
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
         posix_spawn_file_actions_adddup2(&actions, control, PROCESSING_WORKER_CONTROL_FD)
         processing_spawn_file_actions_addclosefrom(&actions, PROCESSING_WORKER_CONTROL_FD + 1)

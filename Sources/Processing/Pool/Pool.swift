@@ -30,12 +30,22 @@ public final class Pool: Sendable {
     /// How many worker processes the pool runs at most.
     public let workers: Int
     private let state: Mutex<State>
+    private let output: OutputSettings
+    /// What the workers wrote to streams set to `.capture`.
+    private let captured = Mutex(CapturedOutput())
 
     /// Creates a pool of `workers` processes (nil: the active CPU count); none start until used.
-    public init(workers: Int? = nil) {
+    /// `stdout` and `stderr` say what happens to what the work prints: by default each line
+    /// goes to this process's stream, prefixed `pool worker[pid]: ` (`ChildOutput.forward`).
+    public init(workers: Int? = nil, stdout: ChildOutput = .forward, stderr: ChildOutput = .forward) {
         self.workers = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
         state = Mutex(State(checkout: Checkout(capacity: self.workers)))
+        output = OutputSettings(stdout: stdout, stderr: stderr, name: "pool worker")
     }
+
+    /// What the workers wrote to streams set to `.capture`, from the workers that have exited
+    /// (all of them once the pool is closed).
+    public var capturedOutput: CapturedOutput { captured.withLock { $0 } }
 
     deinit {
         for worker in state.withLock({ $0.checkout.everyWorker }) { worker.kill() }
@@ -90,7 +100,9 @@ public final class Pool: Sendable {
         case .spawn:
             let worker: PoolWorker
             do {
-                worker = try await PoolWorker.launch()
+                worker = try await PoolWorker.launch(output: output) { [weak self] output in
+                    self?.captured.withLock { $0.append(output) }
+                }
             } catch {
                 // The place is free again: a slot waiting for one must not wait forever.
                 perform(state.withLock { $0.checkout.spawnFailed() })
@@ -223,12 +235,15 @@ public final class Pool: Sendable {
 }
 
 /// Runs `body` with a pool and closes it when the scope ends (terminating it if `body` threw).
+/// It throws only what `body` throws: a body that cannot throw needs no `try`.
 public func withPool<R>(
     workers: Int? = nil,
+    stdout: ChildOutput = .forward,
+    stderr: ChildOutput = .forward,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (Pool) async throws -> R
-) async throws -> R {
-    let pool = Pool(workers: workers)
+) async rethrows -> R {
+    let pool = Pool(workers: workers, stdout: stdout, stderr: stderr)
     do {
         let value = try await body(pool)
         await pool.close()

@@ -26,10 +26,15 @@ final class PoolWorker: Sendable {
 
     private init() {}
 
-    /// Spawns a worker and tells it to serve batches.
-    static func launch() async throws -> PoolWorker {
+    /// Spawns a worker and tells it to serve batches. `captured`: what it wrote to streams set
+    /// to `.capture`, given at its exit.
+    static func launch(output: OutputSettings = OutputSettings(name: "pool worker"),
+                       captured: @escaping @Sendable (CapturedOutput) -> Void = { _ in }) async throws -> PoolWorker {
         let worker = PoolWorker()
-        let child = try await ChildProcess.launch { [worker] event in worker.handle(event) }
+        let child = try await ChildProcess.launch(output: output) { [worker] event in
+            if case .exited(_, _, let output) = event, !output.isEmpty { captured(output) }
+            worker.handle(event)
+        }
         worker.childBox.withLock { $0 = child }
         var request = StartRequest(typeName: "", state: [])
         request.poolWorker = true
@@ -175,12 +180,12 @@ final class PoolWorker: Sendable {
         case .frame(let frame) where frame.kind == .message:
             // Pool work has no one to tell (a process value's tell() called in it, say): say so
             // rather than lose it in silence.
-            StderrForwarder.shared.forward(line: "Processing: pool work told a message, which has no listener in a pool; it was dropped.")
+            OutputForwarder.standardError.forward(line: "Processing: pool work told a message, which has no listener in a pool; it was dropped.")
         case .frame(let frame):
             brokeProtocol("a \(frame.kind) frame, which pool workers do not send")
         case .channelEnded(let end):
             brokeProtocol(end.description)
-        case .exited(let status, let stderr):
+        case .exited(let status, let stderr, _):
             let crash = ProcessCrashError(cause: .init(status), stderr: stderr, processName: "a pool worker", currentRun: 0)
             let exit = state.withLock { $0.exited(crash) }
             childBox.withLock { $0 = nil }
@@ -192,7 +197,7 @@ final class PoolWorker: Sendable {
     }
 
     private func brokeProtocol(_ what: String) {
-        StderrForwarder.shared.forward(line: "Processing: a pool worker broke the protocol (\(what)); it was killed.")
+        OutputForwarder.standardError.forward(line: "Processing: a pool worker broke the protocol (\(what)); it was killed.")
         child?.signal(SIGKILL)
     }
 }

@@ -21,6 +21,13 @@ public struct ProcessConfig: Codable, Sendable, Equatable {
     public var lives: Int
     /// The longest each section may take; nil entries have no limit.
     public var timeouts: Timeouts
+    /// What happens to what the child prints: by default each line goes to this process's
+    /// stdout, prefixed by the process's name and pid (`.forward`).
+    public var stdout: ChildOutput
+    /// What happens to what the child writes to stderr: by default each line goes to this
+    /// process's stderr, prefixed (`.forward`). Whatever this says, its last few KiB are kept
+    /// for the error that reports a crash.
+    public var stderr: ChildOutput
 
     /// Per-section time limits. A section that overruns is killed and reported as a
     /// `ProcessTimeoutError`, which counts against `lives`.
@@ -59,15 +66,18 @@ public struct ProcessConfig: Codable, Sendable, Equatable {
     }
 
     /// Creates a configuration. The defaults: runs until `stop()` (`runs` nil), one life (no
-    /// retry), no time limits. `start()` refuses a negative `runs`, `lives` below 1 and
-    /// time limits that are not positive, with `ProcessingError` (`.invalidConfiguration`).
+    /// retry), no time limits, output forwarded line by line. `start()` refuses a negative
+    /// `runs`, `lives` below 1 and time limits that are not positive, with `ProcessingError`
+    /// (`.invalidConfiguration`).
     public init(runs: Int? = nil, joinIn: Duration? = nil, joinGrace: Duration = .seconds(5), lives: Int = 1,
-                timeouts: Timeouts = Timeouts()) {
+                timeouts: Timeouts = Timeouts(), stdout: ChildOutput = .forward, stderr: ChildOutput = .forward) {
         self.runs = runs
         self.joinIn = joinIn
         self.joinGrace = joinGrace
         self.lives = lives
         self.timeouts = timeouts
+        self.stdout = stdout
+        self.stderr = stderr
     }
 
     /// Throws `ProcessingError` (`.invalidConfiguration`) naming the first setting of

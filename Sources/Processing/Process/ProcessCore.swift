@@ -20,15 +20,24 @@ final class ProcessCore: Sendable {
     let processName: String
     let mailbox = Mailbox()
     private let state: Mutex<Machine>
+    private let output: OutputSettings
+    /// What the children wrote to streams set to `.capture`, across retries.
+    private let captured = Mutex(CapturedOutput())
 
-    init(processName: String, typeName: String, initialState: [UInt8], initialAttachments: AttachedDescriptors? = nil,
-         config: ProcessConfig) {
+    /// `processName` names the type fully (for errors); `displayName` is how its forwarded
+    /// output lines begin (the type's own name).
+    init(processName: String, displayName: String, typeName: String, initialState: [UInt8],
+         initialAttachments: AttachedDescriptors? = nil, config: ProcessConfig) {
         self.processName = processName
         let settings = Machine.Settings(
             processName: processName, typeName: typeName, lives: config.lives, joinIn: config.joinIn,
             joinGrace: config.joinGrace, timeouts: config.timeouts, terminationGrace: Self.terminationGrace)
         state = Mutex(Machine(settings: settings, initialState: initialState, initialAttachments: initialAttachments))
+        output = OutputSettings(stdout: config.stdout, stderr: config.stderr, name: displayName)
     }
+
+    /// What the children wrote to streams set to `.capture`, so far (complete once ended).
+    var capturedOutput: CapturedOutput { captured.withLock { $0 } }
 
     var isAlive: Bool { state.withLock { $0.isActive } }
 
@@ -75,7 +84,7 @@ final class ProcessCore: Sendable {
             // A state over the size limit (a checkpoint's can grow) fails here, not in a child
             // that would wait for its start frame forever.
             try Frame.checkSize(request.state.count + request.typeName.utf8.count + 64, of: .start)
-            child = try await ChildProcess.launch { [self] event in handle(event) }
+            child = try await ChildProcess.launch(output: output) { [self] event in handle(event) }
         } catch {
             finish(with: .failure(error))
             throw error
@@ -158,7 +167,8 @@ final class ProcessCore: Sendable {
         case .channelEnded(let end):
             let error = ProcessingError(.malformedFrame, "\(processName)'s channel broke: \(end.description); the process was killed")
             state.withLock { $0.channelEnded(error) }?.signal(SIGKILL)
-        case .exited(let status, let stderr):
+        case .exited(let status, let stderr, let captured):
+            if !captured.isEmpty { self.captured.withLock { $0.append(captured) } }
             let cause = ProcessCrashError.Cause(status)
             switch state.withLock({ $0.exited(cause: cause, stderr: stderr) }) {
             case .finish(let finished):

@@ -22,11 +22,16 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
         }
         // The start request carries the state: refuse it now rather than after a spawn.
         try Frame.checkSize(state.count + typeName.utf8.count + 64, of: .start)
-        core = ProcessCore(processName: String(reflecting: P.self), typeName: typeName, initialState: state,
-                           initialAttachments: attachments, config: process.processConfig)
+        core = ProcessCore(processName: String(reflecting: P.self), displayName: String(describing: P.self),
+                           typeName: typeName, initialState: state, initialAttachments: attachments,
+                           config: process.processConfig)
     }
 
     deinit { core.abandon() }
+
+    /// What the process wrote to its streams set to `.capture` (`ProcessConfig.stdout`,
+    /// `.stderr`), across its retries: complete once it has ended, what came so far before.
+    public var capturedOutput: CapturedOutput { core.capturedOutput }
 
     /// Spawns the child and starts the lifecycle; returns once the child has the process.
     /// `try await handle.start()`.

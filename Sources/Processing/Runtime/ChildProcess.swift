@@ -9,8 +9,17 @@ enum ChildEvent: Sendable {
     /// The control channel ended before the child exited (a malformed frame, for instance).
     case channelEnded(ChannelEnd)
     /// The child was reaped; `stderr` holds the end of what it wrote there (and the line that
-    /// says why it died, if one did). Always the last event.
-    case exited(ExitStatus, stderr: StderrTail)
+    /// says why it died, if one did), `captured` what it wrote to streams set to `.capture`.
+    /// Always the last event.
+    case exited(ExitStatus, stderr: StderrTail, captured: CapturedOutput)
+}
+
+/// What a child's stdout and stderr do (`ChildOutput`), and the name their forwarded lines
+/// are prefixed with.
+struct OutputSettings: Sendable {
+    var stdout = ChildOutput.forward
+    var stderr = ChildOutput.forward
+    var name: String
 }
 
 /// One worker process as the parent sees it: its control channel, its stderr pipe and the
@@ -22,29 +31,42 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     let pid: pid_t
     let channel: Channel
     private let exitDescriptor: Int32
-    private let stderrFD: Int32
     private var exitWatch: ReactorWatch?
-    private var stderrWatch: ReactorWatch?
     private let onEvent: @Sendable (ChildEvent) -> Void
-    private var stderr = StderrTail()
-    private var stderrOpen = true
+    private var stderrTail = StderrTail()
+    private var stderr: OutputPipe
+    private var stdout: OutputPipe?
+    private var captured = CapturedOutput()
+    /// `Name[pid]: `, before each forwarded line.
+    private let prefix: [UInt8]
     private var reaped = false
 
     /// The descriptor numbers a worker finds its channels on (posix_spawn maps them there).
-    private static let childTargets: [Int32] = [STDERR_FILENO, PROCESSING_WORKER_CONTROL_FD]
+    private static let childTargets: [Int32] = [STDOUT_FILENO, STDERR_FILENO, PROCESSING_WORKER_CONTROL_FD]
+
+    /// The parent's end of the pipe a child's stdout or stderr goes to, and what to do with it.
+    private struct OutputPipe {
+        let fd: Int32
+        let mode: ChildOutput
+        let isStderr: Bool
+        var watch: ReactorWatch?
+        var isOpen = true
+        var lines = LineSplitter()
+    }
 
     /// Spawns a worker and starts watching it. `onEvent` runs on the reactor thread. Throws
     /// `ProcessingError` (`.spawnFailed`) naming the call that failed and, for a lack of
     /// descriptors or processes, what to raise; nothing opened here is left open then.
-    static func launch(onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
-        StderrForwarder.shared.prepare()
+    static func launch(output: OutputSettings, onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
+        OutputForwarder.standardError.prepare()
+        if output.stdout == .forward { OutputForwarder.standardOutput.prepare() }
         do {
             // Owned descriptors: whatever is not handed over below is closed on the way out,
             // whichever step fails.
             let channelEnds = try Syscall.socketPair()
             let parentEnd = channelEnds.first
-            // posix_spawn maps the child's ends onto 2 and 3: one already numbered like a target
-            // would be clobbered by the other's mapping (or keep its close-on-exec flag).
+            // posix_spawn maps the child's ends onto 1, 2 and 3: one already numbered like a
+            // target would be clobbered by another's mapping (or keep its close-on-exec flag).
             let control = try movedOffTargets(channelEnds.second)
             let stderrPipe = try Syscall.pipe()
             let stderrRead = stderrPipe.read
@@ -52,11 +74,28 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
             // Everything that can fail happens before the spawn: after it, nothing may.
             try Channel.prepare(parentEnd.rawValue)
             try Syscall.setNonBlocking(stderrRead.rawValue)
-            let spawned = try await Spawner.shared.spawn(controlFD: control.rawValue, stderrFD: childStderr.rawValue)
+            let spawned: SpawnedChild
+            var stdoutRead: Int32?
+            switch output.stdout {
+            case .inherit:
+                spawned = try await Spawner.shared.spawn(controlFD: control.rawValue, stderrFD: childStderr.rawValue, stdout: .inherit)
+            case .discard:
+                spawned = try await Spawner.shared.spawn(controlFD: control.rawValue, stderrFD: childStderr.rawValue, stdout: .null)
+            case .forward, .capture:
+                let stdoutPipe = try Syscall.pipe()
+                let read = stdoutPipe.read
+                let childStdout = try movedOffTargets(stdoutPipe.write)
+                try Syscall.setNonBlocking(read.rawValue)
+                spawned = try await Spawner.shared.spawn(controlFD: control.rawValue, stderrFD: childStderr.rawValue,
+                                                         stdout: .pipe(childStdout.rawValue))
+                childStdout.close()
+                stdoutRead = read.release()
+            }
             // The child has its own copies now.
             control.close()
             childStderr.close()
-            let child = ChildProcess(spawned, channelFD: parentEnd.release(), stderrFD: stderrRead.release(), onEvent: onEvent)
+            let child = ChildProcess(spawned, channelFD: parentEnd.release(), stderrFD: stderrRead.release(),
+                                     stdoutFD: stdoutRead, output: output, onEvent: onEvent)
             child.start()
             return child
         } catch {
@@ -71,11 +110,13 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         return FileDescriptor(owning: try Syscall.duplicate(fd.rawValue, atLeast: childTargets.max()! + 1))
     }
 
-    private init(_ spawned: SpawnedChild, channelFD: Int32, stderrFD: Int32,
-                 onEvent: @escaping @Sendable (ChildEvent) -> Void) {
+    private init(_ spawned: SpawnedChild, channelFD: Int32, stderrFD: Int32, stdoutFD: Int32?,
+                 output: OutputSettings, onEvent: @escaping @Sendable (ChildEvent) -> Void) {
         pid = spawned.pid
         exitDescriptor = spawned.exitDescriptor
-        self.stderrFD = stderrFD
+        stderr = OutputPipe(fd: stderrFD, mode: output.stderr, isStderr: true)
+        stdout = stdoutFD.map { OutputPipe(fd: $0, mode: output.stdout, isStderr: false) }
+        prefix = Array("\(output.name)[\(spawned.pid)]: ".utf8)
         self.onEvent = onEvent
         channel = Channel(fd: channelFD, onFrame: { onEvent(.frame($0)) }, onEnd: { end in
             if case .closed = end { return }  // a normal end: the exit follows
@@ -86,12 +127,15 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func start() {
         channel.start()
         Reactor.shared.execute { [self] in
-            let stderrWatch = Reactor.shared.watch(stderrFD, onReadable: { [self] in readStderr() })
+            let stderrWatch = Reactor.shared.watch(stderr.fd, onReadable: { [self] in readOutput(&stderr) })
+            let stdoutWatch = stdout.map { Reactor.shared.watch($0.fd, onReadable: { [self] in readOutput(&stdout!) }) }
             // An exit descriptor is readable once its process has exited.
             let exitWatch = Reactor.shared.watch(exitDescriptor, onReadable: { [self] in childMayHaveExited() })
-            (self.stderrWatch, self.exitWatch) = (stderrWatch, exitWatch)
+            (stderr.watch, self.exitWatch) = (stderrWatch, exitWatch)
+            stdout?.watch = stdoutWatch
             do {
                 try stderrWatch.want(reading: true, writing: false)
+                try stdoutWatch?.want(reading: true, writing: false)
                 try exitWatch.want(reading: true, writing: false)
             } catch {
                 // Without its exit watch a child could never be reaped: end it now.
@@ -133,38 +177,58 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func finish(_ status: ExitStatus) {
         reaped = true
         channel.readAvailable(ignoringPause: true)
-        readStderr()
+        readOutput(&stderr)
+        if stdout != nil { readOutput(&stdout!) }
         channel.close(reason: "the process has exited")
         exitWatch?.cancel()
         Syscall.close(exitDescriptor)
-        closeStderr()
-        onEvent(.exited(status, stderr: stderr))
+        close(&stderr)
+        if stdout != nil { close(&stdout!) }
+        onEvent(.exited(status, stderr: stderrTail, captured: captured))
     }
 
-    private func closeStderr() {
-        guard stderrOpen else { return }
-        stderrOpen = false
-        stderrWatch?.cancel()
-        Syscall.close(stderrFD)
+    /// Ends a stream: its last line (without a newline) goes where the others went.
+    private func close(_ pipe: inout OutputPipe) {
+        guard pipe.isOpen else { return }
+        pipe.isOpen = false
+        pipe.watch?.cancel()
+        Syscall.close(pipe.fd)
+        if pipe.mode == .forward { pipe.lines.finish { forwardLine($0, toStderr: pipe.isStderr) } }
     }
 
-    /// Forwards the child's stderr to ours and keeps its tail for crash reports.
-    private func readStderr() {
-        guard stderrOpen else { return }
+    /// Reads what the child wrote to a stream and does with it what its mode says; stderr's
+    /// tail is kept for crash reports whatever the mode.
+    private func readOutput(_ pipe: inout OutputPipe) {
+        guard pipe.isOpen else { return }
         withUnsafeTemporaryAllocation(byteCount: 16 * 1024, alignment: 16) { buffer in
             while true {
-                switch try? Syscall.read(stderrFD, into: buffer) {
+                switch try? Syscall.read(pipe.fd, into: buffer) {
                 case .transferred(let count)?:
                     let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
-                    StderrForwarder.shared.forward(chunk)
-                    stderr.append(chunk)
+                    if pipe.isStderr { stderrTail.append(chunk) }
+                    switch pipe.mode {
+                    case .inherit: OutputForwarder.standardError.forward(chunk)
+                    case .forward:
+                        let toStderr = pipe.isStderr
+                        pipe.lines.feed(chunk) { forwardLine($0, toStderr: toStderr) }
+                    case .capture: captured.append(chunk, toStderr: pipe.isStderr)
+                    case .discard: break
+                    }
                 case .wouldBlock?:
                     return
                 case .endOfFile?, nil:
-                    closeStderr()
+                    close(&pipe)
                     return
                 }
             }
         }
+    }
+
+    /// One line, prefixed by the process's name and pid, out in one piece.
+    private func forwardLine(_ line: UnsafeRawBufferPointer, toStderr: Bool) {
+        var bytes = prefix
+        bytes.append(contentsOf: line)
+        let forwarder = toStderr ? OutputForwarder.standardError : OutputForwarder.standardOutput
+        bytes.withUnsafeBytes { forwarder.forward($0, whole: true) }
     }
 }

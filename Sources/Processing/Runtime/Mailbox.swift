@@ -79,7 +79,7 @@ final class Mailbox: Sendable {
                 listen.waiter.resume(with: .failure(message.mismatch(expectedName: listen.typeName.map(TypeName.readable) ?? "another type")))
             }
         case .dropped(let firstReason):
-            if let firstReason { StderrForwarder.shared.forward(line: "Processing: \(firstReason); they are dropped.") }
+            if let firstReason { OutputForwarder.standardError.forward(line: "Processing: \(firstReason); they are dropped.") }
         }
     }
 

@@ -11,6 +11,16 @@ struct SpawnedChild: Sendable {
     let exitDescriptor: Int32
 }
 
+/// Where a worker's stdout goes.
+enum ChildStdout: Sendable {
+    /// This process's own stdout.
+    case inherit
+    /// `/dev/null`.
+    case null
+    /// This descriptor (a pipe's write end).
+    case pipe(Int32)
+}
+
 /// Runs every `posix_spawn` on one permanent thread.
 ///
 /// `PR_SET_PDEATHSIG` fires when the *thread* that spawned a child exits, and Dispatch and
@@ -22,6 +32,7 @@ final class Spawner: Sendable {
         let id: UInt64
         let controlFD: Int32
         let stderrFD: Int32
+        let stdout: ChildStdout
         let continuation: CheckedContinuation<SpawnedChild, any Error>
     }
 
@@ -39,13 +50,13 @@ final class Spawner: Sendable {
         thread.start()
     }
 
-    /// Spawns this process's own image as a worker whose fd 3 is `controlFD` and fd 2 is
-    /// `stderrFD`. Neither may be 2 or 3 (mapping one would clobber the other, or leave it
-    /// close-on-exec); `ChildProcess.launch` sees to that.
+    /// Spawns this process's own image as a worker whose fd 3 is `controlFD`, fd 2 is
+    /// `stderrFD` and fd 1 is as `stdout` says. None may be 1, 2 or 3 (mapping one would
+    /// clobber another, or leave it close-on-exec); `ChildProcess.launch` sees to that.
     ///
     /// A caller cancelled while its spawn waits behind others gets `CancellationError` at once;
     /// one whose spawn has begun waits the few milliseconds it takes.
-    func spawn(controlFD: Int32, stderrFD: Int32) async throws -> SpawnedChild {
+    func spawn(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout) async throws -> SpawnedChild {
         let id = jobs.withLock { queue in
             defer { queue.nextID += 1 }
             return queue.nextID
@@ -54,7 +65,7 @@ final class Spawner: Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 let cancelled = jobs.withLock { queue in
                     if Task.isCancelled { return true }
-                    queue.jobs.append(Job(id: id, controlFD: controlFD, stderrFD: stderrFD, continuation: continuation))
+                    queue.jobs.append(Job(id: id, controlFD: controlFD, stderrFD: stderrFD, stdout: stdout, continuation: continuation))
                     return false
                 }
                 if cancelled { return continuation.resume(throwing: CancellationError()) }
@@ -87,7 +98,7 @@ final class Spawner: Sendable {
         // backtracer's interactive output only slows a worker's death down.
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
         let pid = try Syscall.spawnWorker(
-            stderr: job.stderrFD, control: job.controlFD,
+            stdout: job.stdout, stderr: job.stderrFD, control: job.controlFD,
             arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
             environment: environment.map { "\($0.key)=\($0.value)" })
         do {

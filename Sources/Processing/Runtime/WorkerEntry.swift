@@ -8,6 +8,9 @@ import Foundation
 /// code that hops to `@MainActor` still works (parking the main thread would deadlock it).
 @_cdecl("processing_worker_main")
 func processingWorkerMain() {
+    // A line at a time, so that the parent forwards each `print` as it happens (and a crash
+    // loses none); C's stdio buffers a pipe by blocks otherwise.
+    processing_line_buffer_stdout()
     let limit = processing_worker_message_limit()
     if limit > 0 { ProcessingLimits.maximumMessageSize = Int(limit) }
     do {

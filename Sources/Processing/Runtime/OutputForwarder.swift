@@ -3,10 +3,10 @@ import Glibc
 #endif
 import Synchronization
 
-/// Forwards what children write to stderr to this process's own stderr, without ever blocking
-/// the reactor or raising SIGPIPE.
+/// Forwards what children write to stderr (or stdout) to this process's own stderr (or stdout),
+/// without ever blocking the reactor or raising SIGPIPE.
 ///
-/// This process's stderr may be a pipe nobody reads (a shell pipeline whose reader stalled),
+/// This process's stream may be a pipe nobody reads (a shell pipeline whose reader stalled),
 /// one whose reader is gone, a terminal under flow control, a file, or closed. A blocking write
 /// to the first stalls every child (the reactor is the one thread that watches them all), and a
 /// write to the second kills the program with SIGPIPE. So the forwarder writes through a
@@ -15,8 +15,11 @@ import Synchronization
 /// or directly to a file; keeps at most `capacity` bytes that could not be written yet, watching
 /// for writability to send them; drops what does not fit, counting it; and, once stderr takes
 /// bytes again, says how many were dropped, once.
-final class StderrForwarder: Sendable {
-    static let shared = StderrForwarder()
+final class OutputForwarder: Sendable {
+    /// To this process's stderr: children's stderr, and the library's own diagnostics.
+    static let standardError = OutputForwarder(fd: STDERR_FILENO, name: "stderr")
+    /// To this process's stdout: children's stdout, forwarded line by line.
+    static let standardOutput = OutputForwarder(fd: STDOUT_FILENO, name: "stdout")
 
     /// The most bytes kept while this process's stderr takes none.
     static let capacity = 256 * 1024
@@ -53,6 +56,14 @@ final class StderrForwarder: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The descriptor forwarded to (1 or 2), and its name for the drop report.
+    private let fd: Int32
+    private let name: String
+
+    private init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
 
     /// Bytes dropped so far, in all (for tests and diagnostics).
     var droppedBytes: Int { state.withLock { $0.totalDropped } }
@@ -61,15 +72,16 @@ final class StderrForwarder: Sendable {
     /// first child on rather than appearing when a child first writes.
     func prepare() {
         state.withLock { state in
-            if case .unopened = state.target { state.target = Self.openTarget() }
+            if case .unopened = state.target { state.target = Self.openTarget(fd) }
         }
     }
 
-    /// Forwards `bytes`: written now as far as stderr takes them, the rest kept (up to
-    /// `capacity`) or dropped. Any thread.
-    func forward(_ bytes: UnsafeRawBufferPointer) {
+    /// Forwards `bytes`: written now as far as the stream takes them, the rest kept (up to
+    /// `capacity`) or dropped. `whole` (a line): kept whole or dropped whole, so that what
+    /// comes out is never part of a line. Any thread.
+    func forward(_ bytes: UnsafeRawBufferPointer, whole: Bool = false) {
         state.withLock { state in
-            if case .unopened = state.target { state.target = Self.openTarget() }
+            if case .unopened = state.target { state.target = Self.openTarget(fd) }
             var rest = bytes
             if state.pendingCount == 0 {
                 let written = Self.write(rest, to: &state)
@@ -80,12 +92,22 @@ final class StderrForwarder: Sendable {
                 Self.drop(rest.count, &state)
                 return
             }
-            let kept = min(rest.count, Self.capacity - state.pendingCount)
+            let room = Self.capacity - state.pendingCount
+            let kept: Int
+            if !whole {
+                kept = min(rest.count, room)
+            } else if rest.count < bytes.count {
+                // Part of the line went out: the rest must follow, even past the capacity (by
+                // one line at most).
+                kept = rest.count
+            } else {
+                kept = rest.count <= room ? rest.count : 0
+            }
             state.pending.append(contentsOf: rest[..<kept])
             Self.drop(rest.count - kept, &state)
             guard state.watch == nil else { return }
-            if case .reopened(let fd) = state.target, Self.watchForWritability(fd, &state) { return }
-            if case .socket(let fd) = state.target, Self.watchForWritability(fd, &state) { return }
+            if case .reopened(let fd) = state.target, watchForWritability(fd, &state) { return }
+            if case .socket(let fd) = state.target, watchForWritability(fd, &state) { return }
             // Not watchable (a file does not wait; epoll refuses some descriptors): nothing
             // would flush what is kept, so drop it now.
             Self.dropKept(&state)
@@ -145,16 +167,15 @@ final class StderrForwarder: Sendable {
         state.pendingStart = 0
     }
 
-    private static func openTarget() -> Target {
-        let stderr = STDERR_FILENO
-        switch Syscall.fileType(stderr) {
+    private static func openTarget(_ stream: Int32) -> Target {
+        switch Syscall.fileType(stream) {
         case nil: return .gone
-        case S_IFREG?, S_IFBLK?: return .file(stderr)
-        case S_IFSOCK?: return .socket(stderr)
+        case S_IFREG?, S_IFBLK?: return .file(stream)
+        case S_IFSOCK?: return .socket(stream)
         default:
             // A pipe, a FIFO, a terminal: writes may wait, so write through a description of
             // our own that does not. ENXIO: a FIFO nobody reads any more.
-            guard let fd = try? Syscall.reopenForNonblockingWrites(stderr) else { return .gone }
+            guard let fd = try? Syscall.reopenForNonblockingWrites(stream) else { return .gone }
             return .reopened(fd)
         }
     }
@@ -162,8 +183,8 @@ final class StderrForwarder: Sendable {
     // MARK: Writability
 
     /// Has the reactor flush what is kept once `fd` is writable; false if it cannot watch `fd`.
-    private static func watchForWritability(_ fd: Int32, _ state: inout State) -> Bool {
-        let watch = Reactor.shared.watch(fd, onWritable: { shared.flush() })
+    private func watchForWritability(_ fd: Int32, _ state: inout State) -> Bool {
+        let watch = Reactor.shared.watch(fd, onWritable: { [self] in flush() })
         guard (try? watch.want(reading: false, writing: true)) != nil else {
             watch.cancel()
             return false
@@ -194,7 +215,7 @@ final class StderrForwarder: Sendable {
                     state.pendingStart = 0
                     if state.droppedSinceReport > 0 {
                         // Where the gap is: after what was kept, before what comes next.
-                        state.pending = Array(Self.report(state.droppedSinceReport).utf8)
+                        state.pending = Array(Self.report(state.droppedSinceReport, of: name).utf8)
                         state.droppedSinceReport = 0
                     }
                 }
@@ -208,9 +229,9 @@ final class StderrForwarder: Sendable {
         }
     }
 
-    static func report(_ dropped: Int) -> String {
+    static func report(_ dropped: Int, of stream: String = "stderr") -> String {
         """
-        Processing: \(dropped) bytes of child stderr were dropped: this process's stderr took none \
+        Processing: \(dropped) bytes of child \(stream) were dropped: this process's \(stream) took none \
         for a while (a pipe nobody read?), and at most \(capacity / 1024) KiB are kept meanwhile.\n
         """
     }
