@@ -63,6 +63,16 @@ int processing_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 void processing_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
+int processing_stdout_write(const void *bytes, size_t count) {
+    errno = 0;
+    if (fwrite(bytes, 1, count, stdout) != count || fflush(stdout) != 0) {
+        int code = errno ? errno : EIO;
+        clearerr(stdout);
+        return code;
+    }
+    return 0;
+}
+
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
     return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
 }

@@ -309,6 +309,9 @@ func outputModes() async throws {
     func printer(_ tag: String, _ mode: ChildOutput, lines: Int = 3) -> Printer {
         Printer(tag: tag, lines: lines, processConfig: ProcessConfig(runs: 1, stdout: mode, stderr: mode))
     }
+    print("parent before")
+    try await printer("O", .forward, lines: 1).start().wait()
+    print("parent after")
     async let first = printer("A", .forward, lines: 2000).start().wait()
     async let second = printer("B", .forward, lines: 2000).start().wait()
     _ = try await (first, second)

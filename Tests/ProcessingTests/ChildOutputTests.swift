@@ -13,6 +13,9 @@ struct ChildOutputTests {
         #expect(try await program.value("stage") == "done")
         #expect(try await program.exit()?.status == 0)
         let stdout = program.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Through a pipe, a child's lines and the program's own prints keep their order.
+        let ordered = stdout.filter { $0.hasPrefix("parent") || $0.contains("O line 0") }
+        #expect(ordered.count == 3 && ordered.first == "parent before" && ordered.last == "parent after", "\(ordered)")
         for tag in ["A", "B"] {
             let mine = stdout.filter { $0.contains("\(tag) line") || $0.contains("\(tag) unended") }
             #expect(mine.count == 2001, "\(tag): \(mine.count) lines")

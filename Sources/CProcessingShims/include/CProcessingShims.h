@@ -59,6 +59,10 @@ int processing_pipe2_cloexec(int fds[2]);
 /// Makes C stdio's stdout line-buffered (Swift cannot name the `stdout` global safely under
 /// strict concurrency).
 void processing_line_buffer_stdout(void);
+
+/// Writes `count` bytes through C stdio's `stdout` (after what the program printed and is
+/// still buffered there), then flushes it. 0 on success, else the errno.
+int processing_stdout_write(const void *bytes, size_t count);
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 /// The image base of the loaded object containing `address` (dladdr), or NULL.
 void *processing_image_base(const void *address);

@@ -194,6 +194,28 @@ enum Syscall {
         }
     }
 
+    /// Writes `buffer` through C stdio's `stdout` and flushes it, so that it comes after what the
+    /// program printed before; blocks while stdout is full. SIGPIPE is blocked around it and
+    /// taken back as in `writeWithoutSIGPIPE`. Throws the errno (`EPIPE`: no reader).
+    static func writeThroughStandardOutput(_ buffer: UnsafeRawBufferPointer) throws(SystemError) {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        var pending = sigset_t()
+        sigpending(&pending)
+        let alreadyPending = sigismember(&pending, SIGPIPE) == 1
+        let code = processing_stdout_write(buffer.baseAddress, buffer.count)
+        guard code != 0 else { return }
+        if code == EPIPE, !alreadyPending {
+            var now = timespec()
+            _ = sigtimedwait(&pipeSignal, nil, &now)
+        }
+        throw SystemError(call: "fwrite(stdout)", errno: code)
+    }
+
     /// What kind of file `fd` is (`S_IFREG`, `S_IFIFO`, ...), or nil if it is not open.
     static func fileType(_ fd: Int32) -> mode_t? {
         var status = stat()

@@ -32,7 +32,7 @@ final class PoolWorker: Sendable {
                        captured: @escaping @Sendable (CapturedOutput) -> Void = { _ in }) async throws -> PoolWorker {
         let worker = PoolWorker()
         let child = try await ChildProcess.launch(output: output) { [worker] event in
-            if case .exited(_, _, let output) = event, !output.isEmpty { captured(output) }
+            if case .exited(_, _, let output) = event, !output.captured.isEmpty { captured(output.captured) }
             worker.handle(event)
         }
         worker.childBox.withLock { $0 = child }

@@ -167,10 +167,14 @@ final class ProcessCore: Sendable {
         case .channelEnded(let end):
             let error = ProcessingError(.malformedFrame, "\(processName)'s channel broke: \(end.description); the process was killed")
             state.withLock { $0.channelEnded(error) }?.signal(SIGKILL)
-        case .exited(let status, let stderr, let captured):
-            if !captured.isEmpty { self.captured.withLock { $0.append(captured) } }
+        case .exited(let status, let stderr, let output):
+            if !output.captured.isEmpty { captured.withLock { $0.append(output.captured) } }
             let cause = ProcessCrashError.Cause(status)
             switch state.withLock({ $0.exited(cause: cause, stderr: stderr) }) {
+            case .finish(let finished) where output.forwardedStdout:
+                // Its last lines out before the end is seen, so that what the program prints
+                // after waiting comes after them.
+                StdoutWriter.shared.whenWritten { [self] in perform(finished) }
             case .finish(let finished):
                 perform(finished)
             case .launch(let request, let timers):

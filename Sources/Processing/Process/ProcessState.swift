@@ -381,3 +381,5 @@ struct ProcessState<Child, Waiter, Timer> {
         return Finished(outcome: outcome, waiters: waiting.map(\.waiter), timers: timers)
     }
 }
+
+extension ProcessState.Finished: Sendable where Waiter: Sendable, Timer: Sendable {}

@@ -9,9 +9,16 @@ enum ChildEvent: Sendable {
     /// The control channel ended before the child exited (a malformed frame, for instance).
     case channelEnded(ChannelEnd)
     /// The child was reaped; `stderr` holds the end of what it wrote there (and the line that
-    /// says why it died, if one did), `captured` what it wrote to streams set to `.capture`.
-    /// Always the last event.
-    case exited(ExitStatus, stderr: StderrTail, captured: CapturedOutput)
+    /// says why it died, if one did), `output` what it wrote to streams set to `.capture` and
+    /// whether it forwarded stdout lines. Always the last event.
+    case exited(ExitStatus, stderr: StderrTail, output: ChildOutputRecord)
+}
+
+/// What a child's output left for its exit: what it captured, and whether it forwarded lines
+/// to stdout (which `StdoutWriter` may still be writing).
+struct ChildOutputRecord: Sendable {
+    var captured = CapturedOutput()
+    var forwardedStdout = false
 }
 
 /// What a child's stdout and stderr do (`ChildOutput`), and the name their forwarded lines
@@ -36,7 +43,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private var stderrTail = StderrTail()
     private var stderr: OutputPipe
     private var stdout: OutputPipe?
-    private var captured = CapturedOutput()
+    private var record = ChildOutputRecord()
     /// `Name[pid]: `, before each forwarded line.
     private let prefix: [UInt8]
     private var reaped = false
@@ -59,7 +66,6 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     /// descriptors or processes, what to raise; nothing opened here is left open then.
     static func launch(output: OutputSettings, onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
         OutputForwarder.standardError.prepare()
-        if output.stdout == .forward { OutputForwarder.standardOutput.prepare() }
         do {
             // Owned descriptors: whatever is not handed over below is closed on the way out,
             // whichever step fails.
@@ -184,7 +190,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         Syscall.close(exitDescriptor)
         close(&stderr)
         if stdout != nil { close(&stdout!) }
-        onEvent(.exited(status, stderr: stderrTail, captured: captured))
+        onEvent(.exited(status, stderr: stderrTail, output: record))
     }
 
     /// Ends a stream: its last line (without a newline) goes where the others went.
@@ -211,7 +217,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
                     case .forward:
                         let toStderr = pipe.isStderr
                         pipe.lines.feed(chunk) { forwardLine($0, toStderr: toStderr) }
-                    case .capture: captured.append(chunk, toStderr: pipe.isStderr)
+                    case .capture: record.captured.append(chunk, toStderr: pipe.isStderr)
                     case .discard: break
                     }
                 case .wouldBlock?:
@@ -228,7 +234,11 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func forwardLine(_ line: UnsafeRawBufferPointer, toStderr: Bool) {
         var bytes = prefix
         bytes.append(contentsOf: line)
-        let forwarder = toStderr ? OutputForwarder.standardError : OutputForwarder.standardOutput
-        bytes.withUnsafeBytes { forwarder.forward($0, whole: true) }
+        if toStderr {
+            bytes.withUnsafeBytes { OutputForwarder.standardError.forward($0, whole: true) }
+        } else {
+            record.forwardedStdout = true
+            StdoutWriter.shared.write(line: bytes)
+        }
     }
 }

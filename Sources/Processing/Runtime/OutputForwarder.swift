@@ -3,8 +3,9 @@ import Glibc
 #endif
 import Synchronization
 
-/// Forwards what children write to stderr (or stdout) to this process's own stderr (or stdout),
-/// without ever blocking the reactor or raising SIGPIPE.
+/// Forwards what children write to stderr to this process's own stderr, without ever blocking
+/// the reactor or raising SIGPIPE. (Their stdout goes through `StdoutWriter`, after what the
+/// program itself printed.)
 ///
 /// This process's stream may be a pipe nobody reads (a shell pipeline whose reader stalled),
 /// one whose reader is gone, a terminal under flow control, a file, or closed. A blocking write
@@ -18,8 +19,6 @@ import Synchronization
 final class OutputForwarder: Sendable {
     /// To this process's stderr: children's stderr, and the library's own diagnostics.
     static let standardError = OutputForwarder(fd: STDERR_FILENO, name: "stderr")
-    /// To this process's stdout: children's stdout, forwarded line by line.
-    static let standardOutput = OutputForwarder(fd: STDOUT_FILENO, name: "stdout")
 
     /// The most bytes kept while this process's stderr takes none.
     static let capacity = 256 * 1024
