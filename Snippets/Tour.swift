@@ -190,14 +190,14 @@ try await withPool(workers: 2) { pool in
 }
 
 print("10. A Share: 10 processes × 10 runs, one counter")
-let (shared, log) = try await withShare(Stats()) { share in     // stopped when the scope ends
+let (shared, sharedLog) = try await withShare(Stats()) { share in     // stopped when the scope ends
     var workers: [ProcessHandle<IncrementProcess>] = []
     for _ in 0..<10 { workers.append(try await IncrementProcess(share: share).start()) }
     for worker in workers { try await worker.wait() }
     try await share.update { $0.log.append("10 processes done") }
     return (try await share.counter, try await share.log)
 }
-print("   counter:", shared, "| log:", log)
+print("   counter:", shared, "| log:", sharedLog)
 
 // MARK: 11. A pipe pair: a direct channel to one process
 
@@ -246,3 +246,26 @@ _ = try journal.read(upTo: 7)                                    // the parent r
 let entriesRead = try await JournalReader(journal: journal).start().result()
 try? FileManager.default.removeItem(atPath: journalPath)
 print("   the child read on from offset 7:", entriesRead)
+
+// MARK: 13. Logging in the main process (seed 001's shared logger, the Swift way)
+
+struct Reporter: Skprocess {
+    var id: Int
+    var processConfig = ProcessConfig(runs: 3)
+    mutating func run() async throws {
+        log("reporter \(id): run \(currentRun) done")             // reaches the main process
+        if currentRun == 2 { log("reporter \(id): finishing", level: .notice) }
+    }
+}
+
+print("13. Logging from 4 processes, in order per process")
+ProcessLog.setHandler { entry in                                // default: a line on stderr
+    print("   \(entry.process)[\(entry.pid)] \(entry.level): \(entry.message)")
+}
+try await withThrowingTaskGroup(of: Void.self) { group in
+    for id in 1...4 { group.addTask { try await Reporter(id: id).start().wait() } }
+    try await group.waitForAll()
+}
+log("all reporters done")                                       // the main process's own entry
+await ProcessLog.flush()
+ProcessLog.setHandler(nil)

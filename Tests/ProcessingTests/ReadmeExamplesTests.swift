@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Processing
 
@@ -206,6 +207,61 @@ struct Report: Skprocess {
 }
 }
 
+// MARK: Logging in the main process
+
+extension Readme {
+struct Indexer: Skprocess {
+    var processConfig = ProcessConfig(runs: 3)
+    mutating func run() async throws {
+        log("indexed batch \(currentRun)")           // Indexer[4242] info: indexed batch 0
+        if currentRun == 2 { log("the index is large", level: .warning) }
+    }
+}
+
+/// A stand-in for the user's own logger.
+final class Recorder: Sendable {
+    let lines = Synchronization.Mutex<[String]>([])
+    func record(_ level: LogLevel, _ line: String) { lines.withLock { $0.append("\(level) \(line)") } }
+}
+
+/// Run in a child (`LoggingExample`): the handler is the whole process's.
+static func logging() async throws -> [String] {
+let myLogger = Recorder()
+ProcessLog.minimumLevel = .info                      // children keep the level they start with
+ProcessLog.setHandler { entry in                     // default: one line each on stderr
+    myLogger.record(entry.level, "\(entry.process)[\(entry.pid)]: \(entry.message)")
+}
+try await Indexer().start().wait()
+await ProcessLog.flush()                             // every entry so far is handled
+ProcessLog.setHandler(nil)                           // back to stderr
+return myLogger.lines.withLock { $0 }.map { $0.replacing(/\[\d+\]/, with: "") }
+}
+
+struct LoggingExample: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> [String] { try await Readme.logging() }
+}
+}
+
+// MARK: What children print
+
+extension Readme {
+struct Greeter: Skprocess {
+    var processConfig = ProcessConfig(runs: 1, stdout: .capture, stderr: .discard)
+    mutating func run() async throws { print("hello") }
+}
+
+static func childOutput() async throws -> String {
+let greeter = try await Greeter().start()
+try await greeter.wait()
+let printed = greeter.capturedOutput.stdout          // "hello\n"
+let quietPool = Pool(workers: 2, stdout: .discard)   // and Pool.capturedOutput
+_ = quietPool
+return printed
+}
+}
+
 // MARK: -
 
 @Suite("The README's examples run, and are the README's", .timeLimit(.minutes(2)))
@@ -234,6 +290,15 @@ struct ReadmeExamplesTests {
         #expect(try await Readme.share() == 100)
         #expect(try await Readme.shareModifiers() == ["at most a second"])
         #expect(try await Readme.pipe() == 42)
+    }
+
+    @Test("logging, and what children print")
+    func loggingAndOutput() async throws {
+        #expect(try await Readme.LoggingExample().start().result() == [
+            "info Indexer: indexed batch 0", "info Indexer: indexed batch 1", "info Indexer: indexed batch 2",
+            "warning Indexer: the index is large",
+        ])
+        #expect(try await Readme.childOutput() == "hello\n")
     }
 
     @Test("autoreconnect")
