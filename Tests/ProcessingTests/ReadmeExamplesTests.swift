@@ -262,6 +262,20 @@ return printed
 }
 }
 
+// MARK: Lifecycle events
+
+extension Readme {
+static func events() async throws -> [String] {
+var printed: [String] = []
+func print(_ event: ProcessEvent) { printed.append(event.description.replacing(/\[\d+\]/, with: "")) }
+let crawler = try ProcessHandle(Counter())
+let events = crawler.events                   // listening from here: before start, to see the spawn
+try await crawler.start()
+for await event in events { print(event) }    // Counter[4242] spawned, ... Counter exited
+return printed
+}
+}
+
 // MARK: -
 
 @Suite("The README's examples run, and are the README's", .timeLimit(.minutes(2)))
@@ -299,6 +313,7 @@ struct ReadmeExamplesTests {
             "warning Indexer: the index is large",
         ])
         #expect(try await Readme.childOutput() == "hello\n")
+        #expect(try await Readme.events() == ["Counter spawned", "Counter ready", "Counter exited"])
     }
 
     @Test("autoreconnect")

@@ -33,6 +33,8 @@ public final class Pool: Sendable {
     private let output: OutputSettings
     /// What the workers wrote to streams set to `.capture`.
     private let captured = Mutex(CapturedOutput())
+    /// Its workers' events' source (`events`).
+    private let eventSource = EventHub.Source(process: nil, pool: EventHub.shared.makeSourceID())
 
     /// Creates a pool of `workers` processes (nil: the active CPU count); none start until used.
     /// `stdout` and `stderr` say what happens to what the work prints: by default each line
@@ -46,6 +48,13 @@ public final class Pool: Sendable {
     /// What the workers wrote to streams set to `.capture`, from the workers that have exited
     /// (all of them once the pool is closed).
     public var capturedOutput: CapturedOutput { captured.withLock { $0 } }
+
+    /// What happens to the pool's workers from now on (spawned, ready, crashed, timed out,
+    /// killed, exited), as an `AsyncSequence` of `ProcessEvent`s named `pool worker`. It ends
+    /// once the pool is closed or terminated and its workers are reaped.
+    public var events: ProcessEvents {
+        ProcessEvents(filter: .pool(eventSource.pool!), hasEnded: { state.withLock { $0.checkout.phase == .closed } })
+    }
 
     deinit {
         for worker in state.withLock({ $0.checkout.everyWorker }) { worker.kill() }
@@ -100,7 +109,7 @@ public final class Pool: Sendable {
         case .spawn:
             let worker: PoolWorker
             do {
-                worker = try await PoolWorker.launch(output: output) { [weak self] output in
+                worker = try await PoolWorker.launch(output: output, events: eventSource) { [weak self] output in
                     self?.captured.withLock { $0.append(output) }
                 }
             } catch {
@@ -179,6 +188,7 @@ public final class Pool: Sendable {
         perform(actions)
         if !closed { await waitUntilClosed() }
         await reapAll()
+        EventHub.shared.finish(.pool(eventSource.pool!))
     }
 
     /// Kills every worker now, busy or idle; maps still running fail. The pool takes no
@@ -187,6 +197,7 @@ public final class Pool: Sendable {
         perform(state.withLock { $0.checkout.terminate() })
         wakeCloseWaiters()
         await reapAll()
+        EventHub.shared.finish(.pool(eventSource.pool!))
     }
 
     private func waitUntilClosed() async {

@@ -23,19 +23,32 @@ final class PoolWorker: Sendable {
     private let state = Mutex(Machine())
 
     private var child: ChildProcess? { childBox.withLock { $0 } }
+    /// Its pool's events (`Pool.events`).
+    private let eventSource: EventHub.Source
+    private let pid = Atomic<Int32>(0)
 
-    private init() {}
+    private init(eventSource: EventHub.Source) {
+        self.eventSource = eventSource
+    }
+
+    private func emit(_ kind: @autoclosure () -> ProcessEvent.Kind) {
+        let pid = pid.load(ordering: .relaxed)
+        EventHub.shared.emit(eventSource) { ProcessEvent(process: "pool worker", pid: pid == 0 ? nil : pid, kind: kind()) }
+    }
 
     /// Spawns a worker and tells it to serve batches. `captured`: what it wrote to streams set
     /// to `.capture`, given at its exit.
     static func launch(output: OutputSettings = OutputSettings(name: "pool worker"),
+                       events: EventHub.Source = EventHub.Source(process: nil, pool: nil),
                        captured: @escaping @Sendable (CapturedOutput) -> Void = { _ in }) async throws -> PoolWorker {
-        let worker = PoolWorker()
+        let worker = PoolWorker(eventSource: events)
         let child = try await ChildProcess.launch(output: output) { [worker] event in
             if case .exited(_, _, let output) = event, !output.captured.isEmpty { captured(output.captured) }
             worker.handle(event)
         }
+        worker.pid.store(child.pid, ordering: .relaxed)
         worker.childBox.withLock { $0 = child }
+        worker.emit(.spawned)
         var request = StartRequest(typeName: "", state: [])
         request.poolWorker = true
         request.minimumLogLevel = ProcessLog.minimumLevel
@@ -133,6 +146,7 @@ final class PoolWorker: Sendable {
     /// The batch's time is up: if it is still running, fail it and kill the worker.
     private func expire(_ batchID: UInt64, timeout: Duration) {
         guard let reply = state.withLock({ $0.endBatch(batchID) })?.reply else { return }
+        emit(.timedOut(PoolTimeoutError(timeout: timeout)))
         kill()
         reply.resume(throwing: PoolTimeoutError(timeout: timeout))
     }
@@ -140,7 +154,9 @@ final class PoolWorker: Sendable {
     /// Kills the worker (idle or not). It counts as dead from now on, so that it is not
     /// handed out again before its exit arrives.
     func kill() {
-        if let (waiter, error) = state.withLock({ $0.kill() }) { waiter.resume(throwing: error) }
+        let (wasDead, waiting) = state.withLock { state in (state.isDead, state.kill()) }
+        if !wasDead { emit(.killed) }
+        if let (waiter, error) = waiting { waiter.resume(throwing: error) }
         child?.signal(SIGKILL)
     }
 
@@ -166,6 +182,7 @@ final class PoolWorker: Sendable {
                 return brokeProtocol("a batch reply without its id")
             }
             if batchID == Self.readyBatchID {
+                emit(.ready)
                 state.withLock { $0.readyReplied() }?.resume()
                 return
             }
@@ -189,6 +206,8 @@ final class PoolWorker: Sendable {
             let crash = ProcessCrashError(cause: .init(status), stderr: stderr, processName: "a pool worker", currentRun: 0)
             let exit = state.withLock { $0.exited(crash) }
             childBox.withLock { $0 = nil }
+            if exit.error.cause != .killed { emit(.crashed(exit.error)) }
+            emit(.exited(error: exit.error.cause == .killed ? nil : exit.error))
             exit.batch?.timer?.cancel()
             exit.batch?.reply?.resume(throwing: exit.error)
             exit.readyWaiter?.resume(throwing: exit.error)

@@ -23,6 +23,8 @@ final class ProcessCore: Sendable {
     private let output: OutputSettings
     /// What the children wrote to streams set to `.capture`, across retries.
     private let captured = Mutex(CapturedOutput())
+    /// Its events' source (`events`).
+    private let eventSource = EventHub.Source(process: EventHub.shared.makeSourceID(), pool: nil)
 
     /// `processName` names the type fully (for errors); `displayName` is how its forwarded
     /// output lines begin (the type's own name).
@@ -38,6 +40,15 @@ final class ProcessCore: Sendable {
 
     /// What the children wrote to streams set to `.capture`, so far (complete once ended).
     var capturedOutput: CapturedOutput { captured.withLock { $0 } }
+
+    /// What happens to the process from now on; ends after its `exited` event.
+    var events: ProcessEvents {
+        ProcessEvents(filter: .process(eventSource.process!), hasEnded: { outcome != nil })
+    }
+
+    private func emit(_ kind: @autoclosure () -> ProcessEvent.Kind, pid: Int32?) {
+        EventHub.shared.emit(eventSource) { ProcessEvent(process: output.name, pid: pid, kind: kind()) }
+    }
 
     var isAlive: Bool { state.withLock { $0.isActive } }
 
@@ -60,9 +71,17 @@ final class ProcessCore: Sendable {
         case .joinIn:
             state.withLock { $0.joinInPassed(arm: arm) }?.channel.post(urgent: Frame.encode(.stop))
         case .joinGrace:
-            state.withLock { $0.joinGracePassed() }?.signal(SIGKILL)
+            guard let child = state.withLock({ $0.joinGracePassed() }) else { return }
+            let settings = state.withLock { $0.settings }
+            emit(.timedOut(JoinTimeoutError(joinIn: settings.joinIn ?? .zero, grace: settings.joinGrace, currentRun: currentRun)),
+                 pid: child.pid)
+            child.signal(SIGKILL)
         case .section(let token):
-            state.withLock { $0.sectionOverran(token, arm: arm) }?.signal(SIGTERM)
+            guard let child = state.withLock({ $0.sectionOverran(token, arm: arm) }) else { return }
+            if EventHub.shared.isListened, case .failure(let error)? = state.withLock({ $0.pendingReport }) {
+                emit(.timedOut(error), pid: child.pid)
+            }
+            child.signal(SIGTERM)
         case .killGrace:
             state.withLock { $0.killGracePassed() }?.signal(SIGKILL)
         case .wait(let id):
@@ -90,6 +109,7 @@ final class ProcessCore: Sendable {
             throw error
         }
         mailbox.attach(child.channel)
+        emit(.spawned, pid: child.pid)
         let launched = state.withLock { $0.launched(child) }
         if launched.kill { return child.signal(SIGKILL) }
         var request = request
@@ -107,6 +127,7 @@ final class ProcessCore: Sendable {
         }
         do {
             try await child.channel.send(start, attaching: launched.attachments)
+            emit(.ready, pid: child.pid)
             for message in launched.pending { try await child.channel.send(message) }
         } catch {
             // The child died at once; its exit event reports why.
@@ -170,7 +191,18 @@ final class ProcessCore: Sendable {
         case .exited(let status, let stderr, let output):
             if !output.captured.isEmpty { captured.withLock { $0.append(output.captured) } }
             let cause = ProcessCrashError.Cause(status)
-            switch state.withLock({ $0.exited(cause: cause, stderr: stderr) }) {
+            let (after, ending, life, lives, exitedPID) = state.withLock { state in
+                let pid = state.child?.pid
+                let after = state.exited(cause: cause, stderr: stderr)
+                return (after, state.lastEnding, state.life, state.settings.lives, pid)
+            }
+            if EventHub.shared.isListened, case .failure(let crash as ProcessCrashError)? = ending {
+                emit(crash.cause == .killed ? .killed : .crashed(crash), pid: exitedPID)
+            }
+            if case .launch(let request, _) = after, request.handleFailure == nil {
+                emit(.restarted(life: life, of: lives), pid: nil)
+            }
+            switch after {
             case .finish(let finished) where output.forwardedStdout:
                 // Its last lines out before the end is seen, so that what the program prints
                 // after waiting comes after them.
@@ -242,6 +274,12 @@ final class ProcessCore: Sendable {
     private func perform(_ finished: Machine.Finished) {
         for timer in finished.timers { timer.cancel() }
         mailbox.close(ProcessingError(.channelClosed, "\(processName) has ended and no message is left to listen for"))
+        if case .failure(let error) = finished.outcome {
+            emit(.exited(error: error), pid: nil)
+        } else {
+            emit(.exited(error: nil), pid: nil)
+        }
+        EventHub.shared.finish(.process(eventSource.process!))
         for waiter in finished.waiters { waiter.resume(returning: true) }
     }
 }

@@ -33,6 +33,11 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
     /// `.stderr`), across its retries: complete once it has ended, what came so far before.
     public var capturedOutput: CapturedOutput { core.capturedOutput }
 
+    /// What happens to the process from now on, as an `AsyncSequence` of `ProcessEvent`s
+    /// (spawned, ready, crashed, restarted, timed out, killed, exited); it ends after `exited`.
+    /// Get it before `start()` to see the first spawn.
+    public var events: ProcessEvents { core.events }
+
     /// Spawns the child and starts the lifecycle; returns once the child has the process.
     /// `try await handle.start()`.
     public var start: Modifiable<StartOperation, AsyncCall> { operation(StartOperation(core: core, owner: self), "start") }

@@ -123,6 +123,14 @@ struct ProcessState<Child, Waiter, Timer> {
     /// `joinIn` and its grace passed with the process still running: it was killed, and ends
     /// with `JoinTimeoutError` (no retry).
     private var joinExpired = false
+    /// How the child that exited last ended: what it reported, or the crash (for events).
+    private(set) var lastEnding: ProcessOutcome?
+
+    /// What the running child reported so far (a time-out's failure, once it overran).
+    var pendingReport: ProcessOutcome? { reported }
+
+    /// The attempt running or about to run: 1 for the first, up to `settings.lives`.
+    var life: Int { max(settings.lives, 1) - livesLeft + 1 }
 
     init(settings: Settings, initialState: [UInt8], initialAttachments: AttachedDescriptors?) {
         self.settings = settings
@@ -342,6 +350,7 @@ struct ProcessState<Child, Waiter, Timer> {
         let ending = reported ?? .failure(ProcessCrashError(
             cause: cause, stderr: stderr, processName: settings.processName, currentRun: currentRun))
         reported = nil
+        lastEnding = ending
         if joinExpired {
             guard crashed else { return .finish(finish(alsoCancelling: cancel, ending)) }
             return .finish(finish(alsoCancelling: cancel, .failure(JoinTimeoutError(joinIn: settings.joinIn ?? .zero, grace: settings.joinGrace,
