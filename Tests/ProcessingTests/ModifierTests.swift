@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Processing
 
@@ -103,4 +104,40 @@ struct ModifierTests {
         #expect(throws: ProcessingError.self) { try future.wait() }
         #expect(try await future.value == 10)
     }
+
+    @Test("stop, kill, a pool's close and terminate from synchronous code; a close's time-out bounds its wait")
+    func cleanUpFromSynchronousCode() async throws {
+        let stopped = try await Sleeper().start()
+        try await onPlainThread { try stopped.stop.sync()() }
+        #expect(try await stopped.result().finished, "a stop from a plain thread did not end the process gracefully")
+        let killed = try await Sleeper().start()
+        try await onPlainThread { try killed.kill.sync()() }
+        let error = await expectError(ProcessCrashError.self) { _ = try await killed.result() }
+        #expect(error?.cause == .killed)
+        #expect(throws: ProcessingError.self) { try killed.kill.sync()() }  // not on a pool thread
+
+        let pool = Pool(workers: 1)
+        #expect(try await pool.map([1, 2], Square()) == [1, 4])
+        try await onPlainThread { try pool.close.sync()() }
+        await #expect(throws: ProcessingError.self) { _ = try await pool.map([3], Square()) }
+
+        let busy = Pool(workers: 1)
+        let events = busy.events
+        let mapDone = DoneFlag()
+        let map = Task {
+            defer { mapDone.done.store(true, ordering: .releasing) }
+            return try await busy.map([60_000], Nap())
+        }
+        for await event in events { if case .ready = event.kind { break } }
+        await busy.close.timeout(.milliseconds(50))()      // returns while the map still runs
+        let finished = mapDone.done.load(ordering: .acquiring)
+        #expect(!finished, "close waited for the map past its time-out")
+        try await onPlainThread { try busy.terminate.sync()() }
+        _ = await map.result
+    }
+}
+
+/// A flag one task sets and another reads.
+final class DoneFlag: Sendable {
+    let done = Synchronization.Atomic(false)
 }

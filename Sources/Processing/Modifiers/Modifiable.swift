@@ -137,3 +137,43 @@ extension Modifiable where Base: NullaryOperation, Form == SyncCall {
         return try performBlocking { try await base.perform() }
     }
 }
+
+/// An operation that cannot fail and returns nothing (`stop`, `kill`, `Pool.close`): called
+/// with `await` and no `try`. A time-out only bounds the wait (`Pool.close`'s for the running
+/// maps): the call returns when it passes, and the operation goes on.
+public protocol WaitingOperation: Sendable {
+    /// Performs the operation once.
+    func perform() async
+}
+
+extension Modifiable where Base: WaitingOperation, Form == AsyncCall {
+    /// Performs the operation (waiting at most the time-out, if one is set).
+    public func callAsFunction() async {
+        let base = base
+        guard let limit else { return await base.perform() }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await base.perform() }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
+extension Modifiable where Base: WaitingOperation, Form == BackgroundCall {
+    /// Starts the operation and returns its future.
+    @discardableResult
+    public func callAsFunction() -> Future<Void> {
+        let base = base
+        return performInBackground { await base.perform() }
+    }
+}
+
+extension Modifiable where Base: WaitingOperation, Form == SyncCall {
+    /// Performs the operation, blocking the calling thread. Throws `ProcessingError`
+    /// (`.blockingInAsyncContext`) if called from async code, where `await` is the way.
+    public func callAsFunction() throws {
+        let base = base
+        try performBlocking { await base.perform() }
+    }
+}

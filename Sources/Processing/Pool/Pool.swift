@@ -179,8 +179,17 @@ public final class Pool: Sendable {
 
     /// Stops taking maps (a new one throws `ProcessingError`), lets the running ones finish,
     /// then ends the workers and waits until they are reaped. A cancelled `close()` stops
-    /// waiting; the pool still closes when its maps end.
-    public func close() async {
+    /// waiting, as does one whose time-out passes (`pool.close.timeout(.seconds(5))()`); the
+    /// pool still closes when its maps end. From synchronous code: `try pool.close.sync()()`.
+    public var close: Modifiable<PoolCloseOperation, AsyncCall> { Modifiable(PoolCloseOperation(pool: self), name: "close") }
+
+    /// Kills every worker now, busy or idle; maps still running fail. The pool takes no
+    /// more work. From synchronous code: `try pool.terminate.sync()()`.
+    public var terminate: Modifiable<PoolTerminateOperation, AsyncCall> {
+        Modifiable(PoolTerminateOperation(pool: self), name: "terminate")
+    }
+
+    func closeNow() async {
         let (actions, closed) = state.withLock { state in
             let actions = state.checkout.close()
             return (actions, state.checkout.phase == .closed)
@@ -191,9 +200,7 @@ public final class Pool: Sendable {
         EventHub.shared.finish(.pool(eventSource.pool!))
     }
 
-    /// Kills every worker now, busy or idle; maps still running fail. The pool takes no
-    /// more work.
-    public func terminate() async {
+    func terminateNow() async {
         perform(state.withLock { $0.checkout.terminate() })
         wakeCloseWaiters()
         await reapAll()
@@ -263,4 +270,20 @@ public func withPool<R>(
         await pool.terminate()
         throw error
     }
+}
+
+/// `Pool.close`: closes the pool once its maps end.
+public struct PoolCloseOperation: WaitingOperation {
+    let pool: Pool
+
+    /// Closes the pool and waits for its workers to be reaped.
+    public func perform() async { await pool.closeNow() }
+}
+
+/// `Pool.terminate`: kills the pool's workers now.
+public struct PoolTerminateOperation: WaitingOperation {
+    let pool: Pool
+
+    /// Kills the workers and waits for them to be reaped.
+    public func perform() async { await pool.terminateNow() }
 }

@@ -71,16 +71,14 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
     /// Asks the process to stop gracefully: the current run finishes, then `onFinish` and
     /// `result` run. Use `wait()` or `result()` to wait for it. Returns at once, also when the
     /// child reads nothing for now (busy, or stopped with SIGSTOP): the stop goes ahead of
-    /// messages not yet written, and reaches it when it reads again.
-    public func stop() async {
-        core.requestStop()
-    }
+    /// messages not yet written, and reaches it when it reads again. `await handle.stop()`;
+    /// from synchronous code, `try handle.stop.sync()()`.
+    public var stop: Modifiable<StopOperation, AsyncCall> { operation(StopOperation(core: core), "stop") }
 
     /// Kills the child now, ignoring `lives`: no `onFinish`, no result (`result()` throws
-    /// `ProcessCrashError` with cause `.killed`). Returns at once; `wait()` returns once it is gone.
-    public func kill() async {
-        core.kill()
-    }
+    /// `ProcessCrashError` with cause `.killed`). Returns at once; `wait()` returns once it is
+    /// gone. `await handle.kill()`; from synchronous code, `try handle.kill.sync()()`.
+    public var kill: Modifiable<KillOperation, AsyncCall> { operation(KillOperation(core: core), "kill") }
 
     /// Whether the process is running (also while it restarts after a failure).
     public var isAlive: Bool { core.isAlive }

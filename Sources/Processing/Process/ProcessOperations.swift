@@ -34,6 +34,22 @@ public struct ResultOperation<P: Skprocess>: NullaryOperation where P.Output: Co
     }
 }
 
+/// `ProcessHandle.stop`: asks the process to stop.
+public struct StopOperation: WaitingOperation {
+    let core: ProcessCore
+
+    /// Asks for the stop; returns at once.
+    public func perform() async { core.requestStop() }
+}
+
+/// `ProcessHandle.kill`: kills the process's child.
+public struct KillOperation: WaitingOperation {
+    let core: ProcessCore
+
+    /// Kills it; returns at once.
+    public func perform() async { core.kill() }
+}
+
 /// `ProcessHandle.wait`: waits for the process to end.
 public struct WaitOperation: Sendable {
     let core: ProcessCore
