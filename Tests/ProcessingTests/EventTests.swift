@@ -63,10 +63,10 @@ struct EventTests {
     @Test("the program's events include every process's")
     func program() async throws {
         let events = ProcessEvents.program
-        let handle = try await CrashesOnce(marker: "/").start()   // "/" exists: no crash
-        _ = try await handle.result()
+        let handle = try await Watched().start()
+        try await handle.wait()
         var seen: [String] = []
-        for await event in events where event.process == "CrashesOnce" {
+        for await event in events where event.process == "Watched" {
             seen.append(event.kind.name)
             if case .exited = event.kind { break }
         }
@@ -102,6 +102,12 @@ struct CrashesOnce: Skprocess {
         }
     }
     func result() async throws -> Int { 7 }
+}
+
+/// Runs once; only the program-wide events test starts it.
+struct Watched: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
 }
 
 /// Its run hangs past its 100 ms time-out.
