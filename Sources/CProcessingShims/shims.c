@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -62,6 +63,12 @@ int processing_child_signal_ignored(void) {
 int processing_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 void processing_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+int processing_terminal_width(int fd) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0) return -1;
+    return size.ws_col;
+}
 
 int processing_stdout_write(const void *bytes, size_t count) {
     errno = 0;

@@ -321,6 +321,22 @@ func outputModes() async throws {
     say("stage: done")
 }
 
+/// Squares an item after a short nap, so that a map of 100 takes a moment.
+struct SlowSquare: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(3))
+        return x * x
+    }
+}
+
+/// A map with a progress bar on stderr (a terminal or a pipe, as the test chose).
+func progressBar() async throws {
+    let squares = try await withPool(workers: 2) { pool in
+        try await pool.map.chunkSize(2).progressBar("squares")(1...100, SlowSquare())
+    }
+    say("sum: \(squares.reduce(0, +))")
+}
+
 // MARK: -
 
 let scenarios: [String: () async throws -> Void] = [
@@ -334,6 +350,7 @@ let scenarios: [String: () async throws -> Void] = [
     "share-stalled": shareStalled,
     "log-default": logDefault,
     "output-modes": outputModes,
+    "progress-bar": progressBar,
 ]
 
 let name = CommandLine.arguments.dropFirst().first ?? ""

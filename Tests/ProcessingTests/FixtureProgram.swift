@@ -33,12 +33,16 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
 
     /// Starts `executable` (the fixture, or a copy of it) with `scenario`. Its stderr is read
     /// too unless `readsStderr` is false (then `errors` is the test's to read, or to leave full).
-    init(_ scenario: String, executable: String = FixtureProgram.path, readsStderr: Bool = true) throws {
+    /// `stderr`: a descriptor of the test's for the program's stderr (a pseudo-terminal's
+    /// side), instead of a pipe; `errors` is then unused.
+    init(_ scenario: String, executable: String = FixtureProgram.path, readsStderr: Bool = true,
+         stderr: FileHandle? = nil) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [scenario]
         process.standardInput = input
         process.standardOutput = output
-        process.standardError = errors
+        process.standardError = stderr ?? errors
+        let readsStderr = readsStderr && stderr == nil
         // A binary copied just now can be "busy" (ETXTBSY) for a moment: a child another test
         // spawns meanwhile holds the copy's write descriptor until it execs.
         var attempts = 0

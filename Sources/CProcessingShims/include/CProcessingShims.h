@@ -63,6 +63,10 @@ void processing_line_buffer_stdout(void);
 /// Writes `count` bytes through C stdio's `stdout` (after what the program printed and is
 /// still buffered there), then flushes it. 0 on success, else the errno.
 int processing_stdout_write(const void *bytes, size_t count);
+
+/// The column count of the terminal `fd` is (TIOCGWINSZ), or -1 (Swift cannot call the
+/// variadic ioctl).
+int processing_terminal_width(int fd);
 int processing_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 /// The image base of the loaded object containing `address` (dladdr), or NULL.
 void *processing_image_base(const void *address);

@@ -216,6 +216,15 @@ enum Syscall {
         throw SystemError(call: "fwrite(stdout)", errno: code)
     }
 
+    /// Whether `fd` is a terminal.
+    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
+    /// The width in columns of the terminal `fd` is, or nil.
+    static func terminalWidth(_ fd: Int32) -> Int? {
+        let width = processing_terminal_width(fd)
+        return width > 0 ? Int(width) : nil
+    }
+
     /// What kind of file `fd` is (`S_IFREG`, `S_IFIFO`, ...), or nil if it is not open.
     static func fileType(_ fd: Int32) -> mode_t? {
         var status = stat()
