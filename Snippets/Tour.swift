@@ -269,3 +269,20 @@ try await withThrowingTaskGroup(of: Void.self) { group in
 log("all reporters done")                                       // the main process's own entry
 await ProcessLog.flush()
 ProcessLog.setHandler(nil)
+
+// MARK: 14. A timeline of a map: what each worker did, and when
+
+struct SlowSquare: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(x % 7 == 0 ? 20 : 2))   // some items are slow
+        return x * x
+    }
+}
+
+print("14. A timeline of a 2-worker map")
+let timeline = FileManager.default.temporaryDirectory.appendingPathComponent("tour-map-\(getpid()).json").path
+let slowSquares = try await withPool(workers: 2) { pool in
+    try await pool.map.chunkSize(8).trace(to: timeline)(0..<200, SlowSquare())
+}
+print("   \(slowSquares.count) squares; timeline written to \(timeline)")
+print("   (open it in https://ui.perfetto.dev or chrome://tracing; an SVG of it is beside it)")

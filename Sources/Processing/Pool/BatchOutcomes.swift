@@ -11,6 +11,13 @@ enum BatchOutcomes<Output: Sendable>: Sendable {
         }
     }
 
+    /// What the first failed item threw, for a trace; nil when none failed.
+    var firstFailure: String? {
+        guard case .mixed(let outcomes) = self else { return nil }
+        for case .failure(let error) in outcomes { return "\(error)" }
+        return nil
+    }
+
     var failureCount: Int {
         guard case .mixed(let outcomes) = self else { return 0 }
         var failed = 0

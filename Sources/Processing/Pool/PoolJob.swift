@@ -54,8 +54,10 @@ enum PoolJob {
                 if await !feeder.isExhausted {
                     throw ProcessingError(.invalidState, "the pool was closed or terminated before this map could finish")
                 }
+                await settings.trace?.write()
                 continuation.finish()
             } catch {
+                await settings.trace?.write()
                 continuation.finish(throwing: error)
             }
         }

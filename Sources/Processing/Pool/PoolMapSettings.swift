@@ -24,6 +24,8 @@ public struct PoolMapSettings: Sendable {
     var itemTimeout: Duration?
     var retries = 0
     var progress: (@Sendable (PoolProgress) -> Void)?
+    /// Set by `trace(to:)`: records the map's timeline.
+    var trace: MapTrace?
 
     init() {}
 }

@@ -121,16 +121,29 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             if worker == nil { return nil }
         }
         let positions = firstIndex...(firstIndex + items.count - 1)
+        let trace = settings.trace.map { trace in
+            trace.saw(worker: worker!.pid, launched: worker!.launchedAt, ready: worker!.readyAt)
+            return (trace: trace, pid: worker!.pid, began: ContinuousClock.now)
+        }
+        var failure: String? = "did not finish (the map was cancelled, or the pool closed)"
+        defer {
+            if let trace { trace.trace.batch(worker: trace.pid, from: trace.began, to: .now, items: positions, failure: failure) }
+        }
         do {
             let reply = try await worker!.run(batch: encode(items), work: install, attachments: attachments,
                                               timeout: settings.itemTimeout.map { $0 * items.count })
-            return try Self.check(reply, of: items.count, positions: positions, decode: decode)
+            let outcomes = try Self.check(reply, of: items.count, positions: positions, decode: decode)
+            failure = outcomes.firstFailure
+            return outcomes
         } catch var crash as ProcessCrashError {
+            failure = "the worker crashed: \(crash.cause)"
             crash.items = positions
             throw try lose(crash)
         } catch let error where error is PoolTimeoutError {
+            failure = "\(error)"
             throw try lose(error)
         } catch let error as ProcessingError where error.code == .unexpectedReply {
+            failure = error.message
             // The worker is in no state to trust with more items: replace it.
             worker?.kill()
             throw try lose(error)

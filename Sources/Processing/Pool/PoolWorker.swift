@@ -25,14 +25,21 @@ final class PoolWorker: Sendable {
     private var child: ChildProcess? { childBox.withLock { $0 } }
     /// Its pool's events (`Pool.events`).
     private let eventSource: EventHub.Source
-    private let pid = Atomic<Int32>(0)
+    private let pidValue = Atomic<Int32>(0)
+    /// When it was launched and when it said it was ready (for a map's trace).
+    let launchedAt = ContinuousClock.now
+    private let readyInstant = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// The child's process id (0 before the spawn).
+    var pid: Int32 { pidValue.load(ordering: .relaxed) }
+    var readyAt: ContinuousClock.Instant? { readyInstant.withLock { $0 } }
 
     private init(eventSource: EventHub.Source) {
         self.eventSource = eventSource
     }
 
     private func emit(_ kind: @autoclosure () -> ProcessEvent.Kind) {
-        let pid = pid.load(ordering: .relaxed)
+        let pid = pid
         EventHub.shared.emit(eventSource) { ProcessEvent(process: "pool worker", pid: pid == 0 ? nil : pid, kind: kind()) }
     }
 
@@ -46,7 +53,7 @@ final class PoolWorker: Sendable {
             if case .exited(_, _, let output) = event, !output.captured.isEmpty { captured(output.captured) }
             worker.handle(event)
         }
-        worker.pid.store(child.pid, ordering: .relaxed)
+        worker.pidValue.store(child.pid, ordering: .relaxed)
         worker.childBox.withLock { $0 = child }
         worker.emit(.spawned)
         var request = StartRequest(typeName: "", state: [])
@@ -182,6 +189,7 @@ final class PoolWorker: Sendable {
                 return brokeProtocol("a batch reply without its id")
             }
             if batchID == Self.readyBatchID {
+                readyInstant.withLock { $0 = .now }
                 emit(.ready)
                 state.withLock { $0.readyReplied() }?.resume()
                 return
