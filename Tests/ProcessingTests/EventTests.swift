@@ -39,7 +39,7 @@ struct EventTests {
 
     @Test("a kill: killed, then exited with the error; a sequence made after the end is empty")
     func killed() async throws {
-        let handle = try ProcessHandle(Hangs())
+        let handle = try ProcessHandle(Idles())
         let events = handle.events
         try await handle.start()
         await handle.kill()
@@ -108,6 +108,12 @@ struct CrashesOnce: Skprocess {
 struct Watched: Skprocess {
     var processConfig = ProcessConfig(runs: 1)
     mutating func run() async throws {}
+}
+
+/// Runs until killed (no time-out: a loaded machine must not make it time out first).
+struct Idles: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws { try await Task.sleep(for: .seconds(3600)) }
 }
 
 /// Its run hangs past its 100 ms time-out.
