@@ -4,9 +4,10 @@ import Synchronization
 /// A set of reusable worker processes that run work over many items in parallel.
 ///
 /// ```swift
-/// let pool = Pool(workers: 4)                       // nil: one per active CPU
-/// let doubled = try await pool.map(1...1000, Double())
-/// for try await line in pool.imap(files, CountLines()) { print(line) }
+/// let pool = Pool(workers: 4)                                   // nil: one per active CPU
+/// let squares = try await pool.map(1...1000, Square())           // Square: a PoolWork
+/// for try await count in try pool.imap(files, CountLines()) { print(count) }
+/// await pool.close()
 /// ```
 ///
 /// Workers start on first use and are reused by every map. Input is pulled lazily, a bounded
