@@ -6,7 +6,7 @@
 /// ```swift
 /// let squares = try await pool.map(1...100, Square())
 /// let doubled = try await pool.map(1...100) { $0 * 2 }
-/// let results = try await pool.map(images.map(Upscale.init))   // each runs its lifecycle
+/// let results = try await pool.map(images.map { Upscale(image: $0) })   // each runs its lifecycle
 /// let soon    = pool.map.timeout(.seconds(30)).background()(1...100, Square())
 /// ```
 public struct PoolMapOperation: PoolMapping {

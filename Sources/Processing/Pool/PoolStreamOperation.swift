@@ -1,10 +1,10 @@
 /// `pool.imap` and `pool.unorderedIMap`: the outputs as an `AsyncSequence`, as they come.
 ///
 /// ```swift
-/// for try await y in try pool.imap(items, Square()) { … }              // input order
-/// for try await y in try pool.unorderedIMap(items) { $0 * 2 } { … }     // fastest first
-/// for try await y in try pool.imap.timeout(.seconds(60))(items, Square()) { … }
-/// for outcome in try pool.imap.sync()(items, Square()) { let y = try outcome.get() }
+/// for try await y in try pool.imap(items, Square()) { print(y) }              // input order
+/// for try await y in try pool.unorderedIMap(items, { $0 * 2 }) { print(y) }   // fastest first
+/// for try await y in try pool.imap.timeout(.seconds(60))(items, Square()) { print(y) }
+/// for outcome in try pool.imap.sync()(items, Square()) { print(try outcome.get()) }  // blocking
 /// ```
 ///
 /// `timeout(_:)` bounds the whole map: past it the iteration throws `ResultTimeoutError`

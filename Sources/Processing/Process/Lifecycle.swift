@@ -1,4 +1,4 @@
-/// Runs a process's lifecycle in the child: the hooks in the seeds' order, each timed, each
+/// Runs a process's lifecycle in the child: the hooks in suitkaise's order, each timed, each
 /// failure turned into its `ProcessError` kind with the run it happened in.
 ///
 /// Before the last life a failure is reported and the child exits; the parent starts a new

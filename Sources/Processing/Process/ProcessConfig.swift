@@ -5,7 +5,7 @@
 /// var processConfig = ProcessConfig(runs: 10, lives: 3)
 /// ```
 public struct ProcessConfig: Codable, Sendable, Equatable {
-    /// How many times `prerun`/`run`/`postrun` run; nil (the default, as in the seeds) runs
+    /// How many times `prerun`/`run`/`postrun` run; nil (the default, as in suitkaise's processing) runs
     /// until `stop()` is called, from the parent or inside the process, or `joinIn` passes.
     /// 0 runs none: only `onFinish` and `result`.
     public var runs: Int?

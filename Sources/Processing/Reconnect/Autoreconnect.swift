@@ -1,6 +1,6 @@
 /// A process's autoreconnect setting: in the child, before the first hook, every
 /// `Reconnector` placeholder in the process is reconnected with these credentials, as
-/// seed 002's `@autoreconnect`.
+/// suitkaise's `@autoreconnect`.
 ///
 /// ```swift
 /// struct Report: Skprocess {
@@ -9,7 +9,9 @@
 ///     ])
 ///     var main: Database
 ///     var analytics: Database
-///     mutating func run() async throws { … }   // both live again here
+///     mutating func run() async throws {       // both live again here
+///         print(main.isConnected, analytics.isConnected)
+///     }
 /// }
 /// ```
 ///

@@ -31,7 +31,7 @@ public protocol Reconnector: AnyObject, Codable, Sendable {
     func reconnect(password: String?) async throws
 }
 
-/// Passwords for reconnecting, as seed 002's "Password structure": keyed by the
+/// Passwords for reconnecting, as suitkaise's processing structures them: keyed by the
 /// reconnector's type name (`"MyModule.Vault"`, or plain `"Vault"`), then by the name of
 /// the property that holds it, with `"*"` as the default for every property:
 ///

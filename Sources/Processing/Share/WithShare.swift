@@ -5,7 +5,7 @@
 ///
 /// ```swift
 /// let total = try await withShare(Stats()) { share in
-///     try await withProcess(Worker(share: share)) { try await $0.wait() }
+///     _ = try await withProcess(Worker(share: share)) { try await $0.wait() }
 ///     return try await share.counter
 /// }
 /// ```

@@ -1,0 +1,338 @@
+import Foundation
+import Testing
+@testable import Processing
+
+// Every ```swift block of the doc comments in Sources/Processing, as it is there, inside just
+// enough to compile: each in a namespace of its own (their names clash), statements in a
+// function, with stand-ins for what a block only names (`pool`, `items`, `myLogger`). The
+// functions are compiled, not run (some block a thread, some need a server); the README's
+// examples are the ones that run (ReadmeExamplesTests). The test at the end checks that each
+// block's lines appear here, in order, so a doc comment cannot drift from code that compiles.
+enum DocExamples {
+    static let pool = Pool(workers: 1)
+    static let items = [1, 2, 3]
+
+    struct Square: PoolWork {
+        func callAsFunction(_ x: Int) async throws -> Int { x * x }
+    }
+
+    struct Counter: Skprocess {
+        var counter = 0
+        var processConfig = ProcessConfig(runs: 10)
+        mutating func run() async throws { counter += 1 }
+        func result() async throws -> Int { counter }
+    }
+}
+
+// MARK: Events/ProcessEvents.swift
+
+extension DocExamples {
+enum Events {
+    struct Crawler: Skprocess {
+        var processConfig = ProcessConfig(runs: 1)
+        mutating func run() async throws {}
+    }
+    static func example() async throws {
+let handle = try ProcessHandle(Crawler())
+let events = handle.events                      // listening from here on
+try await handle.start()
+for await event in events { print(event) }      // Crawler[4242] spawned, ... exited
+    }
+}
+}
+
+// MARK: Logging/ProcessLog.swift
+
+extension DocExamples {
+enum Logging {
+struct Worker: Skprocess {
+    mutating func run() async throws {
+        log("ready")                          // Worker[4242] info: ready
+        log("disk nearly full", level: .warning)
+    }
+}
+
+    final class Logger: Sendable {
+        func log(level: LogLevel, _ line: String) {}
+    }
+    static let myLogger = Logger()
+
+    static func handler() {
+ProcessLog.minimumLevel = .debug
+ProcessLog.setHandler { entry in
+    myLogger.log(level: entry.level, "\(entry.process)[\(entry.pid)]: \(entry.message)")
+}
+    }
+}
+}
+
+// MARK: Messaging/ProcessPipe.swift
+
+extension DocExamples {
+enum Pipes {
+    enum Command: Codable, Sendable { case compute(Int) }
+    struct PipeWorker: Skprocess {
+        var pipe: ProcessPipe.Point
+        var processConfig = ProcessConfig(runs: 1)
+        mutating func run() async throws {
+            if case .compute(let x) = try await pipe.recv(Command.self) { try await pipe.send(x * 2) }
+        }
+    }
+    static func example() async throws {
+let (anchor, point) = try ProcessPipe.pair()
+let worker = try await PipeWorker(pipe: point).start()   // the point moves to the child
+try await anchor.send(Command.compute(42))
+let answer = try await anchor.recv(Int.self)
+        _ = (worker, answer)
+    }
+}
+}
+
+// MARK: Modifiers/Modifiable.swift
+
+extension DocExamples {
+enum Modifiers {
+    static func example(handle: ProcessHandle<Counter>) async throws {
+let r  = try await handle.result()                          // async, the default
+let r2 = try await handle.result.timeout(.seconds(10))()    // ResultTimeoutError after 10 s
+let f  = handle.result.background()()                       // a Future, running now
+let r3 = try handle.result.sync()()                         // blocks a non-async caller
+let f2 = handle.result.timeout(.seconds(5)).background()()  // both
+        _ = (r, r2, f, r3, f2)
+    }
+}
+}
+
+// MARK: Pool
+
+extension DocExamples {
+enum Pools {
+    struct CountLines: PoolWork {
+        func callAsFunction(_ path: String) async throws -> Int { 0 }
+    }
+    struct Image: Codable, Sendable {}
+    struct Upscale: Skprocess {
+        var image: Image
+        var processConfig = ProcessConfig(runs: 1)
+        mutating func run() async throws {}
+        func result() async throws -> Int { 0 }
+    }
+    struct Scale: PoolWork {
+    var factor: Int
+    func callAsFunction(_ x: Int) async throws -> Int { x * factor }
+}
+    static let files = ["a.txt"]
+    static let images = [Image()]
+
+    static func trace() async throws {
+let squares = try await pool.map.trace(to: "squares.json")(1...10_000, Square())
+        _ = squares
+    }
+
+    static func poolType() async throws {
+let pool = Pool(workers: 4)                                   // nil: one per active CPU
+let squares = try await pool.map(1...1000, Square())           // Square: a PoolWork
+for try await count in try pool.imap(files, CountLines()) { print(count) }
+await pool.close()
+        _ = squares
+    }
+
+    static func mapOperation() async throws {
+let squares = try await pool.map(1...100, Square())
+let doubled = try await pool.map(1...100) { $0 * 2 }
+let results = try await pool.map(images.map { Upscale(image: $0) })   // each runs its lifecycle
+let soon    = pool.map.timeout(.seconds(30)).background()(1...100, Square())
+        _ = (squares, doubled, results, soon)
+    }
+
+    static func blockingResults() throws {
+for outcome in try pool.imap.sync()(items, Square()) {
+    print(try outcome.get())
+}
+    }
+
+    static func star() async throws {
+let sums = try await pool.star().map([(1, 2), (3, 4)]) { (a: Int, b: Int) in a + b }
+        _ = sums
+    }
+
+    static func streams() async throws {
+for try await y in try pool.imap(items, Square()) { print(y) }              // input order
+for try await y in try pool.unorderedIMap(items, { $0 * 2 }) { print(y) }   // fastest first
+for try await y in try pool.imap.timeout(.seconds(60))(items, Square()) { print(y) }
+for outcome in try pool.imap.sync()(items, Square()) { print(try outcome.get()) }  // blocking
+    }
+
+    static func work() async throws {
+let scaled = try await pool.map(1...100, Scale(factor: 3))
+        _ = scaled
+    }
+
+    static func progressBar() async throws {
+let squares = try await pool.map.progressBar("squares")(1...10_000, Square())
+        _ = squares
+    }
+}
+}
+
+// MARK: Process
+
+extension DocExamples {
+enum Processes {
+    struct Configured: Skprocess {
+var processConfig = ProcessConfig(runs: 10, lives: 3)
+        mutating func run() async throws {}
+    }
+
+struct Counter: Skprocess {
+    var counter = 0
+    var processConfig = ProcessConfig(runs: 10)
+    mutating func run() async throws { counter += 1 }
+    func result() async throws -> Int { counter }
+}
+    static func start() async throws {
+let handle = try await Counter().start()
+let total = try await handle.result()   // 10
+        _ = total
+    }
+
+    static func scoped() async throws {
+let total = try await withProcess(Counter()) { counter in
+    try await counter.result()
+}
+        _ = total
+    }
+}
+}
+
+// MARK: Reconnect
+
+extension DocExamples {
+enum Reconnecting {
+    final class Database: Reconnector {
+        var isConnected: Bool { false }
+        func reconnect(password: String?) async throws {}
+    }
+
+struct Report: Skprocess {
+    static let autoreconnect = Autoreconnect([
+        "MyApp.Database": ["*": "secret", "analytics": "other secret"],
+    ])
+    var main: Database
+    var analytics: Database
+    mutating func run() async throws {       // both live again here
+        print(main.isConnected, analytics.isConnected)
+    }
+}
+
+    enum VaultError: Error { case refused }
+
+final class Vault: Reconnector {
+    let connection: TCPConnection
+    let user: String
+    var isConnected: Bool { connection.isConnected }
+    func reconnect(password: String?) async throws {
+        try await connection.reconnect(password: nil)
+        try await connection.send("LOGIN \(user) \(password ?? "")\n")
+        guard try await connection.receiveLine() == "OK" else { throw VaultError.refused }
+    }
+}
+
+    static func examples() async throws {
+let credentials: ReconnectCredentials = [
+    "MyApp.Database": ["*": "secret", "analytics": "other secret"],
+]
+let log = try OpenFile(path: "/tmp/run.log", mode: .append, create: true)
+try log.write("started\n")
+let connection = try await TCPConnection(host: "127.0.0.1", port: 6379)
+try await connection.send("PING\n")
+let reply = try await connection.receiveLine()
+        _ = (credentials, reply)
+    }
+}
+}
+
+// MARK: Runtime/ProcessingLimits.swift
+
+extension DocExamples {
+    static func limits() {
+ProcessingLimits.maximumMessageSize = 64 << 20   // refuse messages over 64 MiB
+ProcessingLimits.mailboxCapacity = 256 << 20     // let a handle queue up to 256 MiB unread
+    }
+}
+
+// MARK: Share
+
+extension DocExamples {
+enum Sharing {
+struct Stats: Codable, Sendable { var counter = 0; var log: [String] = [] }
+
+struct Worker: Skprocess {
+    var share: Share<Stats>
+    var processConfig = ProcessConfig(runs: 10)
+    mutating func run() async throws {
+        try await share.update { $0.counter += 1; $0.log.append("run \(currentRun)") }
+    }
+}
+
+    static func share() async throws {
+let share = try await Share(Stats())
+for _ in 0..<10 { _ = try await Worker(share: share).start() }   // wait for them, then:
+let total = try await share.counter                                 // 100
+        _ = total
+    }
+
+    static func scoped() async throws {
+let total = try await withShare(Stats()) { share in
+    _ = try await withProcess(Worker(share: share)) { try await $0.wait() }
+    return try await share.counter
+}
+        _ = total
+    }
+}
+}
+
+// MARK: -
+
+@Suite("Doc comment examples")
+struct DocCommentExamplesTests {
+    @Test("every swift block of the doc comments in Sources/Processing is in this file, line for line, in order")
+    func docCommentsMatch() throws {
+        let tests = URL(fileURLWithPath: #filePath)
+        let root = tests.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let here = try String(contentsOf: tests, encoding: .utf8)
+        func lines(_ text: some StringProtocol) -> [String] {
+            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let corpus = lines(here)
+        let sources = root.appendingPathComponent("Sources/Processing")
+        let files = FileManager.default.enumerator(atPath: sources.path)?.compactMap { $0 as? String }
+            .filter { $0.hasSuffix(".swift") } ?? []
+        var blocks = 0
+        for file in files.sorted() {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            var block: [String]?
+            for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                let line = raw.trimmingCharacters(in: .whitespaces)
+                guard line.hasPrefix("///") else { continue }
+                let content = String(line.dropFirst(3)).trimmingCharacters(in: .whitespaces)
+                if content == "```swift" { block = []; continue }
+                if content == "```", let found = block {
+                    blocks += 1
+                    var position = corpus.startIndex
+                    for expected in lines(found.joined(separator: "\n")) {
+                        guard let index = corpus[position...].firstIndex(of: expected) else {
+                            Issue.record("\(file): a doc comment line not found here (after the block's earlier lines): \(expected)")
+                            break
+                        }
+                        position = index + 1
+                    }
+                    block = nil
+                    continue
+                }
+                block?.append(content)
+            }
+        }
+        #expect(blocks >= 24)
+    }
+}
