@@ -31,5 +31,8 @@ struct LineSplitterTests {
         let lines = Self.lines(chunks)
         #expect(lines.map(\.count) == [LineSplitter.lineLimit + 1, LineSplitter.lineLimit + 1, 6])
         #expect(lines.allSatisfy { $0.hasSuffix("\n") })
+        let exact = String(repeating: "e", count: LineSplitter.lineLimit) + "\n"
+        #expect(Self.lines([exact]).count == 1, "a line of exactly the limit left an empty one behind")
+        #expect(Self.lines([String(exact.dropLast()), "\n"]).count == 1)
     }
 }

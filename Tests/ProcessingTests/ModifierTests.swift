@@ -130,6 +130,8 @@ struct ModifierTests {
         }
         for await event in events { if case .ready = event.kind { break } }
         await busy.close.timeout(.milliseconds(50))()      // returns while the map still runs
+        // The same from synchronous code: a time-out ends the wait, it is not an error.
+        try await onPlainThread { try busy.close.timeout(.milliseconds(20)).sync()() }
         let finished = mapDone.done.load(ordering: .acquiring)
         #expect(!finished, "close waited for the map past its time-out")
         try await onPlainThread { try busy.terminate.sync()() }

@@ -31,6 +31,7 @@ struct ProcessStateTests {
     static func start(_ machine: inout Machine, _ timers: Timers, child: String = "c1") throws -> StartRequest {
         let request = try machine.launch(arm: timers.arm)
         _ = machine.launched(child)
+        #expect(machine.started().isEmpty)
         return request
     }
 
@@ -51,6 +52,11 @@ struct ProcessStateTests {
         #expect(try machine.send(Self.frame, operation: "tell") == nil, "sent with no child")
         let launched = machine.launched("c1")
         #expect(launched.pending.count == 1 && !launched.kill && !launched.stopRequested)
+        // Being started: a message told now waits behind those, and nothing overtakes them.
+        #expect(try machine.send(Self.frame, operation: "tell") == nil, "a message overtook the start request")
+        #expect(machine.child == "c1", "a stop or kill cannot reach the child being started")
+        #expect(machine.started().count == 1)
+        #expect(machine.started().isEmpty)
         #expect(try machine.send(Self.frame, operation: "tell") == "c1")
         #expect(machine.isActive)
     }
@@ -83,6 +89,7 @@ struct ProcessStateTests {
         #expect(retry.firstRun == 4 && retry.state == [9] && retry.isLastLife && retry.handleFailure == nil)
         #expect(machine.isActive && machine.child == nil)
         _ = machine.launched("c2")
+        _ = machine.started()
         guard case .launch(let handler, _) = machine.exited(cause: .signal(11), stderr: StderrTail()) else {
             Issue.record("no child for error(_:)"); return
         }

@@ -11,8 +11,9 @@ public struct ProcessEvent: Sendable, CustomStringConvertible {
         /// The child has what it runs: a process's start request was sent, a pool worker said
         /// it is ready.
         case ready
-        /// The child died without a result (a signal, an exit, its channel broke): the error
-        /// has the cause and its stderr's tail.
+        /// The child died without a result (a signal, or an exit without one): the error has
+        /// the cause and its stderr's tail. (A child that broke its channel is killed, and its
+        /// process ends with the `ProcessingError` that says why: `exited(error:)`.)
         case crashed(ProcessCrashError)
         /// It was killed on request (`kill()`, a cancelled pool item, `terminate()`).
         case killed
@@ -30,7 +31,8 @@ public struct ProcessEvent: Sendable, CustomStringConvertible {
 
     /// The process's type name (`Counter`), or `pool worker`.
     public let process: String
-    /// The child's process id, when one runs (nil before the first spawn and for `missed`).
+    /// The process id of the child the event is about: nil for `restarted` and `exited`
+    /// (about the process, not one child), `missed`, and a pool worker not yet spawned.
     public let pid: Int32?
     public let time: Date
     public let kind: Kind

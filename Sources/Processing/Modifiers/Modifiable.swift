@@ -146,9 +146,9 @@ public protocol WaitingOperation: Sendable {
     func perform() async
 }
 
-extension Modifiable where Base: WaitingOperation, Form == AsyncCall {
-    /// Performs the operation (waiting at most the time-out, if one is set).
-    public func callAsFunction() async {
+extension Modifiable where Base: WaitingOperation {
+    /// Performs the operation, waiting at most the time-out (if one is set) and never failing.
+    func performBounded() async {
         let base = base
         guard let limit else { return await base.perform() }
         await withTaskGroup(of: Void.self) { group in
@@ -160,20 +160,28 @@ extension Modifiable where Base: WaitingOperation, Form == AsyncCall {
     }
 }
 
+extension Modifiable where Base: WaitingOperation, Form == AsyncCall {
+    /// Performs the operation (waiting at most the time-out, if one is set).
+    public func callAsFunction() async {
+        await performBounded()
+    }
+}
+
 extension Modifiable where Base: WaitingOperation, Form == BackgroundCall {
-    /// Starts the operation and returns its future.
+    /// Starts the operation and returns its future, which never throws.
     @discardableResult
     public func callAsFunction() -> Future<Void> {
-        let base = base
-        return performInBackground { await base.perform() }
+        let modified = self
+        return performInBackground(appliesLimit: true) { await modified.performBounded() }
     }
 }
 
 extension Modifiable where Base: WaitingOperation, Form == SyncCall {
-    /// Performs the operation, blocking the calling thread. Throws `ProcessingError`
-    /// (`.blockingInAsyncContext`) if called from async code, where `await` is the way.
+    /// Performs the operation, blocking the calling thread (at most the time-out, if one is
+    /// set). Throws only `ProcessingError` (`.blockingInAsyncContext`) if called from async
+    /// code, where `await` is the way.
     public func callAsFunction() throws {
-        let base = base
-        try performBlocking { await base.perform() }
+        let modified = self
+        try performBlocking(appliesLimit: true) { await modified.performBounded() }
     }
 }

@@ -178,9 +178,8 @@ extension Modifiable where Base: PoolMapping {
     /// let squares = try await pool.map.trace(to: "squares.json")(1...10_000, Square())
     /// ```
     public func trace(to path: String) -> Modifiable<Base, Form> {
-        let trace = MapTrace(path: path)
         var settings = base.settings
-        settings.trace = trace
+        settings.tracePath = path
         return Modifiable(base.with(settings), name: name, limit: limit, currentRun: currentRun)
     }
 }

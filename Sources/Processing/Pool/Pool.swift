@@ -52,13 +52,15 @@ public final class Pool: Sendable {
 
     /// What happens to the pool's workers from now on (spawned, ready, crashed, timed out,
     /// killed, exited), as an `AsyncSequence` of `ProcessEvent`s named `pool worker`. It ends
-    /// once the pool is closed or terminated and its workers are reaped.
+    /// once the pool is closed or terminated and its workers are reaped (a close cancelled
+    /// or timed out before that leaves it going), or when the pool goes away.
     public var events: ProcessEvents {
         ProcessEvents(filter: .pool(eventSource.pool!), hasEnded: { state.withLock { $0.checkout.phase == .closed } })
     }
 
     deinit {
         for worker in state.withLock({ $0.checkout.everyWorker }) { worker.kill() }
+        EventHub.shared.finish(.pool(eventSource.pool!))
     }
 
     private func perform(_ actions: Checkout.Actions) {
@@ -197,15 +199,14 @@ public final class Pool: Sendable {
         }
         perform(actions)
         if !closed { await waitUntilClosed() }
-        await reapAll()
-        EventHub.shared.finish(.pool(eventSource.pool!))
+        // A cancelled or timed-out close leaves the events going: the pool closes later.
+        if await reapAll() { EventHub.shared.finish(.pool(eventSource.pool!)) }
     }
 
     func terminateNow() async {
         perform(state.withLock { $0.checkout.terminate() })
         wakeCloseWaiters()
-        await reapAll()
-        EventHub.shared.finish(.pool(eventSource.pool!))
+        if await reapAll() { EventHub.shared.finish(.pool(eventSource.pool!)) }
     }
 
     private func waitUntilClosed() async {
@@ -236,12 +237,13 @@ public final class Pool: Sendable {
     }
 
     /// Waits until every worker has exited and been reaped (a worker still being started is
-    /// killed when it registers, and waited for too).
-    private func reapAll() async {
+    /// killed when it registers, and waited for too): true then, false if the waiting task
+    /// was cancelled first.
+    private func reapAll() async -> Bool {
         while !Task.isCancelled {
             let (all, starting) = state.withLock { ($0.checkout.everyWorker, $0.checkout.starting) }
             if all.isEmpty {
-                guard starting > 0 else { return }
+                guard starting > 0 else { return true }
                 try? await Task.sleep(for: .milliseconds(1))
                 continue
             }
@@ -250,6 +252,7 @@ public final class Pool: Sendable {
                 state.withLock { $0.checkout.reaped(worker) }
             }
         }
+        return false
     }
 }
 

@@ -13,6 +13,7 @@ enum PoolJob {
         pool: Pool, work: PoolJobWork<Input, Output>, inputs: Inputs, ordered: Bool,
         settings: PoolMapSettings, deadline: (limit: Duration, operation: String)? = nil
     ) -> PoolResults<Output> where Inputs.Element == Input {
+        let settings = settings.forOneMap()
         let (stream, continuation) = AsyncThrowingStream<DeliveredBatch<Output>, any Error>.makeStream()
         // Room for at least one whole batch, whatever `chunkSize` asks for.
         let credits = Credits(max(itemsAhead, settings.chunkSize ?? 0))

@@ -24,8 +24,24 @@ public struct PoolMapSettings: Sendable {
     var itemTimeout: Duration?
     var retries = 0
     var progress: (@Sendable (PoolProgress) -> Void)?
-    /// Set by `trace(to:)`: records the map's timeline.
+    /// Set by `trace(to:)`: where the map's timeline goes.
+    var tracePath: String?
+    /// Set by `progressBar(_:)`: the bar's title.
+    var progressBarTitle: String?
+    /// The timeline being recorded, made for each map as it starts (from `tracePath`).
     var trace: MapTrace?
+
+    /// These settings for one map as it starts: a timeline and a progress bar of its own
+    /// (a modified map called twice draws two bars, writes two timelines).
+    func forOneMap() -> PoolMapSettings {
+        var settings = self
+        settings.trace = tracePath.map { MapTrace(path: $0) }
+        if let title = progressBarTitle {
+            let bar = ProgressBar(title: title)
+            settings.progress = { bar.update($0) }
+        }
+        return settings
+    }
 
     init() {}
 }

@@ -55,6 +55,8 @@ final class PoolWorker: Sendable {
         }
         worker.pidValue.store(child.pid, ordering: .relaxed)
         worker.childBox.withLock { $0 = child }
+        // Watched once recorded: an exit however soon clears the box (no cycle is left).
+        child.startWatching()
         worker.emit(.spawned)
         var request = StartRequest(typeName: "", state: [])
         request.poolWorker = true

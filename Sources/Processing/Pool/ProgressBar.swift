@@ -88,7 +88,8 @@ extension Modifiable where Base: PoolMapping {
     /// let squares = try await pool.map.progressBar("squares")(1...10_000, Square())
     /// ```
     public func progressBar(_ title: String = "") -> Modifiable<Base, Form> {
-        let bar = ProgressBar(title: title)
-        return progress { bar.update($0) }
+        var settings = base.settings
+        settings.progressBarTitle = title
+        return Modifiable(base.with(settings), name: name, limit: limit, currentRun: currentRun)
     }
 }

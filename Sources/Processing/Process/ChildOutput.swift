@@ -1,8 +1,9 @@
 /// What happens to what a child writes to its stdout or its stderr (`ProcessConfig.stdout`,
 /// `ProcessConfig.stderr`, and a pool's).
 public enum ChildOutput: Sendable, Codable, Equatable {
-    /// As the child writes it: stdout straight to this process's stdout (block-buffered when
-    /// that is a pipe or a file), stderr forwarded byte for byte to this process's stderr.
+    /// As the child writes it: stdout straight to this process's stdout (a line at a time: a
+    /// worker line-buffers its stdout), stderr forwarded byte for byte to this process's
+    /// stderr. Lines of several children can then interleave with the program's own.
     case inherit
     /// Line by line to this process's own stream, each line prefixed by the process's name and
     /// pid (`Worker[4242]: hello`). Lines are never cut or interleaved with another child's.

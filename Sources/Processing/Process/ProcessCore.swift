@@ -111,6 +111,8 @@ final class ProcessCore: Sendable {
         mailbox.attach(child.channel)
         emit(.spawned, pid: child.pid)
         let launched = state.withLock { $0.launched(child) }
+        // Watched from now on: its exit (however soon) finds the process starting it.
+        child.startWatching()
         if launched.kill { return child.signal(SIGKILL) }
         var request = request
         request.stopRequested = launched.stopRequested
@@ -128,7 +130,11 @@ final class ProcessCore: Sendable {
         do {
             try await child.channel.send(start, attaching: launched.attachments)
             emit(.ready, pid: child.pid)
-            for message in launched.pending { try await child.channel.send(message) }
+            var pending = launched.pending
+            repeat {
+                for message in pending { try await child.channel.send(message) }
+                pending = state.withLock { $0.started() }
+            } while !pending.isEmpty
         } catch {
             // The child died at once; its exit event reports why.
         }
@@ -188,31 +194,35 @@ final class ProcessCore: Sendable {
         case .channelEnded(let end):
             let error = ProcessingError(.malformedFrame, "\(processName)'s channel broke: \(end.description); the process was killed")
             state.withLock { $0.channelEnded(error) }?.signal(SIGKILL)
+        case .exited(let status, let stderr, let output) where output.forwardedStdout:
+            // Its last lines out before its end is seen (by a wait, a retry, `isAlive`), so
+            // that what the program prints after waiting comes after them.
+            StdoutWriter.shared.whenWritten { [self] in exited(status, stderr: stderr, output: output) }
         case .exited(let status, let stderr, let output):
-            if !output.captured.isEmpty { captured.withLock { $0.append(output.captured) } }
-            let cause = ProcessCrashError.Cause(status)
-            let (after, ending, life, lives, exitedPID) = state.withLock { state in
-                let pid = state.child?.pid
-                let after = state.exited(cause: cause, stderr: stderr)
-                return (after, state.lastEnding, state.life, state.settings.lives, pid)
-            }
-            if EventHub.shared.isListened, case .failure(let crash as ProcessCrashError)? = ending {
-                emit(crash.cause == .killed ? .killed : .crashed(crash), pid: exitedPID)
-            }
-            if case .launch(let request, _) = after, request.handleFailure == nil {
-                emit(.restarted(life: life, of: lives), pid: nil)
-            }
-            switch after {
-            case .finish(let finished) where output.forwardedStdout:
-                // Its last lines out before the end is seen, so that what the program prints
-                // after waiting comes after them.
-                StdoutWriter.shared.whenWritten { [self] in perform(finished) }
-            case .finish(let finished):
-                perform(finished)
-            case .launch(let request, let timers):
-                for timer in timers { timer.cancel() }
-                Task { try? await spawn(request) }
-            }
+            exited(status, stderr: stderr, output: output)
+        }
+    }
+
+    private func exited(_ status: ExitStatus, stderr: StderrTail, output: ChildOutputRecord) {
+        if !output.captured.isEmpty { captured.withLock { $0.append(output.captured) } }
+        let cause = ProcessCrashError.Cause(status)
+        let (after, ending, life, lives, exitedPID) = state.withLock { state in
+            let pid = state.child?.pid
+            let after = state.exited(cause: cause, stderr: stderr)
+            return (after, state.lastEnding, state.life, state.settings.lives, pid)
+        }
+        if EventHub.shared.isListened, case .failure(let crash as ProcessCrashError)? = ending {
+            emit(crash.cause == .killed ? .killed : .crashed(crash), pid: exitedPID)
+        }
+        if case .launch(let request, _) = after, request.handleFailure == nil {
+            emit(.restarted(life: life, of: lives), pid: nil)
+        }
+        switch after {
+        case .finish(let finished):
+            perform(finished)
+        case .launch(let request, let timers):
+            for timer in timers { timer.cancel() }
+            Task { try? await spawn(request) }
         }
     }
 

@@ -82,6 +82,9 @@ struct ProcessState<Child, Waiter, Timer> {
     private enum Phase {
         case idle
         case launching
+        /// Spawned, and being sent its start request and the messages kept meanwhile: what is
+        /// told now is kept too, so that nothing overtakes them.
+        case starting(Child)
         case running(Child)
         case ended(ProcessOutcome)
     }
@@ -140,14 +143,16 @@ struct ProcessState<Child, Waiter, Timer> {
     }
 
     var child: Child? {
-        if case .running(let child) = phase { return child }
-        return nil
+        switch phase {
+        case .starting(let child), .running(let child): child
+        case .idle, .launching, .ended: nil
+        }
     }
 
-    /// Launching or running.
+    /// Launching, starting or running.
     var isActive: Bool {
         switch phase {
-        case .launching, .running: true
+        case .launching, .starting, .running: true
         case .idle, .ended: false
         }
     }
@@ -172,14 +177,34 @@ struct ProcessState<Child, Waiter, Timer> {
         return makeRequest()
     }
 
-    /// A child was spawned for the request: it runs now.
+    /// A child was spawned for the request: it is sent its start request and the messages
+    /// kept (`started()` says when that is done). Its exit cannot come before this: the
+    /// storage starts watching it after.
     mutating func launched(_ child: Child) -> Launched {
-        phase = .running(child)
+        precondition(isLaunching, "a child was spawned for a process that is not launching one")
+        phase = .starting(child)
         let attachments = resumeAttachments
         // Only a retry needs them again; holding pipe points here would hide their peer's end.
         if settings.lives <= 1 { resumeAttachments = nil }
         defer { pendingMessages = [] }
         return Launched(kill: killRequested, stopRequested: stopRequested, attachments: attachments, pending: pendingMessages)
+    }
+
+    private var isLaunching: Bool {
+        if case .launching = phase { return true }
+        return false
+    }
+
+    /// The start request and the messages so far are sent: the messages told meanwhile, to
+    /// send next (then ask again), or none, and the child runs.
+    mutating func started() -> [OutgoingFrame] {
+        guard case .starting(let child) = phase else { return [] }
+        if !pendingMessages.isEmpty {
+            defer { pendingMessages = [] }
+            return pendingMessages
+        }
+        phase = .running(child)
+        return []
     }
 
     /// The start request could not be sent (it did not encode): the process fails with why,
@@ -205,7 +230,7 @@ struct ProcessState<Child, Waiter, Timer> {
     mutating func send(_ frame: OutgoingFrame, operation: String) throws(ProcessingError) -> Child? {
         switch phase {
         case .running(let child): return child
-        case .launching:
+        case .launching, .starting:
             pendingMessages.append(frame)
             return nil
         case .idle:
@@ -236,7 +261,7 @@ struct ProcessState<Child, Waiter, Timer> {
         switch phase {
         case .ended: return nil
         case .idle: throw ProcessingError(.invalidState, "\(settings.processName) was not started: call start() before waiting for it")
-        case .launching, .running: return waits.makeID()
+        case .launching, .starting, .running: return waits.makeID()
         }
     }
 

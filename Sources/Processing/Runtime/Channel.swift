@@ -165,13 +165,17 @@ final class Channel: Sendable {
     }
 
     /// Sends a frame in order with the others without waiting for it: written now if the
-    /// socket takes it, queued otherwise (a log entry). Dropped silently if the channel has
-    /// ended.
-    func post(_ bytes: [UInt8]) {
+    /// socket takes it, queued otherwise (a log entry), unless `queuedLimit` bytes wait
+    /// already: then it is dropped and false returned. Dropped silently if the channel has
+    /// ended (true: nothing is owed to a peer that is gone).
+    @discardableResult
+    func post(_ bytes: [UInt8], queuedLimit: Int = .max) -> Bool {
         if FrameTap.isRecording { bytes.withUnsafeBytes(FrameTap.record) }
-        writer.withLock { state in
-            guard case .queued? = try? state.frames.send(bytes, attachments: nil, urgent: false, waits: false, write: write) else { return }
+        return writer.withLock { state in
+            if state.frames.queuedBytes > queuedLimit { return false }
+            guard case .queued? = try? state.frames.send(bytes, attachments: nil, urgent: false, waits: false, write: write) else { return true }
             updateRegistration(&state)
+            return true
         }
     }
 

@@ -42,6 +42,8 @@ struct ChannelWriter {
     private var failedTickets: Set<UInt64> = []
     private var nextTicket: UInt64 = 1
     private(set) var failure: ProcessingError?
+    /// Bytes queued and not yet written.
+    private(set) var queuedBytes = 0
 
     /// Whether frames wait for the socket to become writable.
     var hasPending: Bool { !queue.isEmpty }
@@ -70,6 +72,7 @@ struct ChannelWriter {
         nextTicket += 1
         let pending = Pending(ticket: ticket, bytes: bytes, offset: offset,
                               attachments: offset == 0 ? attachments : nil, urgent: urgent, abandoned: !waits)
+        queuedBytes += bytes.count - offset
         if urgent {
             var index = queue.first.map { $0.offset > 0 ? 1 : 0 } ?? 0
             while index < queue.count, queue[index].urgent { index += 1 }
@@ -95,7 +98,11 @@ struct ChannelWriter {
     mutating func cancel(_ ticket: UInt64) -> Waiter? {
         failedTickets.remove(ticket)
         if let index = queue.firstIndex(where: { $0.ticket == ticket }) {
-            if queue[index].offset == 0 { queue.remove(at: index) } else { queue[index].abandoned = true }
+            if queue[index].offset == 0 {
+                queuedBytes -= queue.remove(at: index).bytes.count
+            } else {
+                queue[index].abandoned = true
+            }
         }
         return waiters.removeValue(forKey: ticket)
     }
@@ -111,6 +118,7 @@ struct ChannelWriter {
                     try write(UnsafeRawBufferPointer(rebasing: buffer[offset...]), attachments)
                 }
                 first.offset += written
+                queuedBytes -= written
                 if written > 0 { first.attachments = nil }
             } catch {
                 return resumed + fail(Self.failure(error))
@@ -135,6 +143,7 @@ struct ChannelWriter {
         if failure == nil { failure = error }
         for pending in queue where waiters[pending.ticket] == nil && !pending.abandoned { failedTickets.insert(pending.ticket) }
         queue = []
+        queuedBytes = 0
         defer { waiters = [:] }
         return waiters.values.map { ($0, failure!) }
     }

@@ -61,7 +61,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         var lines = LineSplitter()
     }
 
-    /// Spawns a worker and starts watching it. `onEvent` runs on the reactor thread. Throws
+    /// Spawns a worker; `startWatching()` starts its events. `onEvent` runs on the reactor thread. Throws
     /// `ProcessingError` (`.spawnFailed`) naming the call that failed and, for a lack of
     /// descriptors or processes, what to raise; nothing opened here is left open then.
     static func launch(output: OutputSettings, onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
@@ -100,10 +100,8 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
             // The child has its own copies now.
             control.close()
             childStderr.close()
-            let child = ChildProcess(spawned, channelFD: parentEnd.release(), stderrFD: stderrRead.release(),
-                                     stdoutFD: stdoutRead, output: output, onEvent: onEvent)
-            child.start()
-            return child
+            return ChildProcess(spawned, channelFD: parentEnd.release(), stderrFD: stderrRead.release(),
+                                stdoutFD: stdoutRead, output: output, onEvent: onEvent)
         } catch {
             if error is ProcessingError || error is CancellationError { throw error }
             throw ProcessingError(.spawnFailed, "a worker process could not be started: \(error)", causedBy: error)
@@ -130,7 +128,10 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         })
     }
 
-    private func start() {
+    /// Starts reading the child's channel and output and watching for its exit: its events
+    /// begin. The owner calls it once it has recorded the child, so that no event (its exit
+    /// least of all) comes before that.
+    func startWatching() {
         channel.start()
         Reactor.shared.execute { [self] in
             let stderrWatch = Reactor.shared.watch(stderr.fd, onReadable: { [self] in readOutput(&stderr) })
@@ -183,8 +184,8 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     private func finish(_ status: ExitStatus) {
         reaped = true
         channel.readAvailable(ignoringPause: true)
-        readOutput(&stderr)
-        if stdout != nil { readOutput(&stdout!) }
+        readOutput(&stderr, budget: .max)
+        if stdout != nil { readOutput(&stdout!, budget: .max) }
         channel.close(reason: "the process has exited")
         exitWatch?.cancel()
         Syscall.close(exitDescriptor)
@@ -202,14 +203,21 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         if pipe.mode == .forward { pipe.lines.finish { forwardLine($0, toStderr: pipe.isStderr) } }
     }
 
+    /// At most this much output is read per wakeup: a child that writes without pause must
+    /// not keep the reactor from every other child (the watch fires again for the rest).
+    private static let readBudget = 256 * 1024
+
     /// Reads what the child wrote to a stream and does with it what its mode says; stderr's
-    /// tail is kept for crash reports whatever the mode.
-    private func readOutput(_ pipe: inout OutputPipe) {
+    /// tail is kept for crash reports whatever the mode. `budget`: how much to read now (all
+    /// of it once the child has exited).
+    private func readOutput(_ pipe: inout OutputPipe, budget: Int = ChildProcess.readBudget) {
         guard pipe.isOpen else { return }
+        var left = budget
         withUnsafeTemporaryAllocation(byteCount: 16 * 1024, alignment: 16) { buffer in
-            while true {
+            while left > 0 {
                 switch try? Syscall.read(pipe.fd, into: buffer) {
                 case .transferred(let count)?:
+                    left -= count
                     let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                     if pipe.isStderr { stderrTail.append(chunk) }
                     switch pipe.mode {

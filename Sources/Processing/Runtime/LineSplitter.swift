@@ -36,7 +36,10 @@ struct LineSplitter {
 
     private mutating func hold(_ bytes: UnsafeRawBufferPointer, line: (UnsafeRawBufferPointer) -> Void) {
         var bytes = bytes
-        while partial.count + bytes.count > Self.lineLimit {
+        // A line's own newline does not count against the limit (a line of exactly the limit
+        // must not leave an empty one behind).
+        let newline = bytes.last == UInt8(ascii: "\n") ? 1 : 0
+        while partial.count + bytes.count - newline > Self.lineLimit {
             let take = Self.lineLimit - partial.count
             partial.append(contentsOf: bytes[..<take])
             partial.append(UInt8(ascii: "\n"))

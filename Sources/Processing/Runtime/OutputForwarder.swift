@@ -117,7 +117,7 @@ final class OutputForwarder: Sendable {
     func forward(line: String) {
         var bytes = Array(line.utf8)
         if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
-        bytes.withUnsafeBytes { forward($0) }
+        bytes.withUnsafeBytes { forward($0, whole: true) }
     }
 
     private static func drop(_ count: Int, _ state: inout State) {

@@ -1,4 +1,7 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Writes the lines children print (forwarded, `ChildOutput.forward`) through this process's
@@ -65,19 +68,32 @@ final class StdoutWriter: Sendable {
         while true {
             let (lines, dropped): ([[UInt8]], Int) = state.withLock { state in
                 if state.lines.isEmpty { state.draining = false }
-                defer { (state.lines, state.bytes, state.dropped) = ([], 0, 0) }
+                defer { (state.lines, state.dropped) = ([], 0) }
                 return (state.lines, state.dropped)
             }
             if lines.isEmpty && dropped == 0 { return }
+            var lost = 0
             for line in lines {
-                let written = line.withUnsafeBytes { buffer in (try? Syscall.writeThroughStandardOutput(buffer)) != nil }
-                guard written else {
+                let failed = line.withUnsafeBytes { buffer -> Int32? in
+                    do {
+                        try Syscall.writeThroughStandardOutput(buffer)
+                        return nil
+                    } catch {
+                        return (error as? SystemError)?.errno ?? EIO
+                    }
+                }
+                if let failed, failed == EPIPE || failed == EBADF {
+                    // No reader, or no stdout: nothing will take a line again.
                     state.withLock { $0.gone = true }
                     return
+                } else if failed != nil {
+                    lost += line.count   // EINTR, EAGAIN (a stdout shared in nonblocking mode): this line only
                 }
+                // Counted until written, so that at most `capacity` waits in all.
+                state.withLock { $0.bytes -= line.count }
             }
-            if dropped > 0 {
-                OutputForwarder.standardError.forward(line: OutputForwarder.report(dropped, of: "stdout"))
+            if dropped + lost > 0 {
+                OutputForwarder.standardError.forward(line: OutputForwarder.report(dropped + lost, of: "stdout"))
             }
         }
     }

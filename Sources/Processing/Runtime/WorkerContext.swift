@@ -86,7 +86,25 @@ final class WorkerContext: Sendable {
         guard let frame = try? Frame.encode(.log, { try BinaryEncoder().encode(entry, appendingTo: &$0) }) else {
             return Self.writeToStderr("Processing worker: a log entry did not fit a frame: \(entry.line)")
         }
-        channel.post(frame)
+        // A parent that has stopped reading must not make this process grow: past 4 MiB
+        // waiting, entries are dropped, counted, and the count sent with the next one that fits.
+        let dropped = droppedLogEntries.load(ordering: .relaxed)
+        if dropped > 0, channel.post(Self.dropReport(dropped), queuedLimit: LogDelivery.byteLimit) {
+            droppedLogEntries.subtract(dropped, ordering: .relaxed)
+        }
+        if !channel.post(frame, queuedLimit: LogDelivery.byteLimit) {
+            droppedLogEntries.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Log entries dropped because the parent read none for a while.
+    private let droppedLogEntries = Atomic<Int>(0)
+
+    private static func dropReport(_ count: Int) -> [UInt8] {
+        let entry = LogEntry(process: "Processing", pid: getpid(), level: .warning, message: """
+            \(count) log entries of \(ProcessLog.ownName) were dropped: its parent read none while 4 MiB waited
+            """)
+        return (try? Frame.encode(.log, { try BinaryEncoder().encode(entry, appendingTo: &$0) })) ?? []
     }
 
     /// The process the parent asked for (waits for the `.start` frame).
