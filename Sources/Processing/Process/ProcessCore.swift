@@ -117,6 +117,7 @@ final class ProcessCore: Sendable {
         var request = request
         request.stopRequested = launched.stopRequested
         request.minimumLogLevel = ProcessLog.minimumLevel
+        request.logName = output.name
         let start: [UInt8]
         do {
             start = try Frame.encode(.start, attachmentCount: launched.attachments?.count ?? 0) {

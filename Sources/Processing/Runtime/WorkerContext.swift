@@ -151,8 +151,8 @@ final class WorkerContext: Sendable {
             }
             startAttachments.withLock { $0 = frame.attachments }
             ProcessLog.minimumLevel = request.minimumLogLevel
+            LogDelivery.shared.ownName = request.logName
             if request.poolWorker {
-                LogDelivery.shared.ownName = "pool worker"
                 // Before the next frame (a .work) is read: this thread reads frames in order.
                 poolService.withLock { $0 = PoolWorkerService(context: self) }
                 // Ready: the parent times items from here, not from the spawn.
