@@ -35,7 +35,7 @@ func listenOnLoopback() throws -> (fd: Int32, port: UInt16) {
 final class VaultServer: Sendable {
     /// Logins, refusals and the sessions still open.
     final class Counts: Sendable {
-        let state = Synchronization.Mutex((accepted: 0, denied: 0, open: [Int32]()))
+        let state = TestMutex((accepted: 0, denied: 0, open: [Int32]()))
     }
 
     let port: UInt16

@@ -104,3 +104,12 @@ func residentBytes() -> Int {
     let fields = statm.split(separator: " ")
     return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(getpagesize()) : 0
 }
+
+/// The mutex for the tests' own shared state: under ThreadSanitizer (`.ci/tsan`) the library's
+/// pthread one, which TSan sees (it cannot see `Synchronization.Mutex`, and reported the
+/// vault server's counts as races); otherwise `Synchronization.Mutex`.
+#if PROCESSING_TSAN
+typealias TestMutex<Value> = PthreadMutex<Value>
+#else
+typealias TestMutex<Value> = Synchronization.Mutex<Value>
+#endif

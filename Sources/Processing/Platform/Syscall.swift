@@ -168,28 +168,15 @@ enum Syscall {
     /// back with `sigtimedwait` before the mask is restored, as libraries that must not
     /// change a program's signal dispositions do.
     static func writeWithoutSIGPIPE(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
-        var pipeSignal = sigset_t()
-        sigemptyset(&pipeSignal)
-        sigaddset(&pipeSignal, SIGPIPE)
-        var previous = sigset_t()
-        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
-        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        var pending = sigset_t()
-        sigpending(&pending)
-        let alreadyPending = sigismember(&pending, SIGPIPE) == 1
-        while true {
-            let count = Glibc.write(fd, buffer.baseAddress, buffer.count)
-            if count >= 0 { return .transferred(count) }
-            switch Glibc.errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return .wouldBlock
-            case EPIPE:
-                if !alreadyPending {
-                    var now = timespec()
-                    _ = sigtimedwait(&pipeSignal, nil, &now)
+        try withSIGPIPETakenBack { () throws(SystemError) -> IOResult in
+            while true {
+                let count = Glibc.write(fd, buffer.baseAddress, buffer.count)
+                if count >= 0 { return .transferred(count) }
+                switch Glibc.errno {
+                case EINTR: continue
+                case EAGAIN, EWOULDBLOCK: return .wouldBlock
+                case let code: throw SystemError(call: "write", errno: code)
                 }
-                throw SystemError(call: "write", errno: EPIPE)
-            case let code: throw SystemError(call: "write", errno: code)
             }
         }
     }
@@ -198,6 +185,16 @@ enum Syscall {
     /// program printed before; blocks while stdout is full. SIGPIPE is blocked around it and
     /// taken back as in `writeWithoutSIGPIPE`. Throws the errno (`EPIPE`: no reader).
     static func writeThroughStandardOutput(_ buffer: UnsafeRawBufferPointer) throws(SystemError) {
+        try withSIGPIPETakenBack { () throws(SystemError) in
+            let code = processing_stdout_write(buffer.baseAddress, buffer.count)
+            if code != 0 { throw SystemError(call: "fwrite(stdout)", errno: code) }
+        }
+    }
+
+    /// Runs `write` with SIGPIPE blocked on this thread; if it fails with `EPIPE`, the SIGPIPE
+    /// it raised is taken back (`sigtimedwait`) before the mask is restored, unless one was
+    /// pending before.
+    private static func withSIGPIPETakenBack<R>(_ write: () throws(SystemError) -> R) throws(SystemError) -> R {
         var pipeSignal = sigset_t()
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)
@@ -207,13 +204,15 @@ enum Syscall {
         var pending = sigset_t()
         sigpending(&pending)
         let alreadyPending = sigismember(&pending, SIGPIPE) == 1
-        let code = processing_stdout_write(buffer.baseAddress, buffer.count)
-        guard code != 0 else { return }
-        if code == EPIPE, !alreadyPending {
-            var now = timespec()
-            _ = sigtimedwait(&pipeSignal, nil, &now)
+        do {
+            return try write()
+        } catch {
+            if error.errno == EPIPE, !alreadyPending {
+                var now = timespec()
+                _ = sigtimedwait(&pipeSignal, nil, &now)
+            }
+            throw error
         }
-        throw SystemError(call: "fwrite(stdout)", errno: code)
     }
 
     /// Whether `fd` is a terminal.
