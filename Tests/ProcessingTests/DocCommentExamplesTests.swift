@@ -292,6 +292,101 @@ let total = try await withShare(Stats()) { share in
 }
 }
 
+// MARK: The DocC articles (Sources/Processing/Processing.docc)
+
+extension DocExamples {
+enum Articles {
+    static func overview() async throws {
+let total = try await Counter().start().result()   // 10, computed in a child process
+        _ = total
+    }
+
+struct CommandLoop: Skprocess {
+    var command: String?
+    mutating func prerun() async throws { command = try await listen(String.self) }
+    mutating func run() async throws { if command == "stop" { stop() } }
+    mutating func postrun() async throws { try await tell("done: \(command ?? "")") }
+}
+
+    static func processes() async throws {
+let loop = try await CommandLoop().start()
+try await loop.tell("work")
+let answer = try await loop.listen(String.self)     // "done: work"
+try await loop.tell("stop")
+try await loop.wait()
+        _ = answer
+    }
+
+    struct MyError: Error, Codable {}
+
+    static func ownError(handle: ProcessHandle<Counter>) async throws {
+do {
+    _ = try await handle.result()
+} catch let error as RunError {
+    if let mine = error.underlying?.value as? MyError { print(mine) }   // your own, decoded
+    print("failed in run \(error.currentRun)")                  // after every life was used
+}
+    }
+
+    static func pools() async throws {
+try await withPool(workers: 2) { pool in
+    let squares = try await pool.map(1...1000, Square())      // in input order
+    for try await y in try pool.unorderedIMap([9, 1, 5], Square()) { print(y) }
+    _ = squares
+}
+    }
+
+struct Stats: Codable, Sendable { var counter = 0 }
+
+    static func sharing() async throws {
+let share = try await Share(Stats())
+try await share.update { $0.counter += 1 }
+let counter = try await share.counter
+        _ = counter
+    }
+
+    struct PipeDoubler: Skprocess {
+        var pipe: ProcessPipe.Point
+        var processConfig = ProcessConfig(runs: 1)
+        mutating func run() async throws {
+            while let x = try await pipe.recv(Int?.self) { try await pipe.send(x * 2) }
+        }
+    }
+
+    static func pipes() async throws {
+let (anchor, point) = try ProcessPipe.pair()
+let doubler = try await PipeDoubler(pipe: point).start()   // the point moves to the child
+try await anchor.send(Optional(21))
+let doubled = try await anchor.recv(Int.self)              // 42
+        _ = (doubler, doubled)
+    }
+
+struct JournalReader: Skprocess {
+    static let autoreconnect = Autoreconnect()
+    var journal: OpenFile                                 // crosses as path + offset
+    mutating func run() async throws {
+        let rest = try journal.read()                     // reopened at the same offset
+        print(rest.count)
+    }
+}
+
+    final class Logger: Sendable {
+        func record(_ level: LogLevel, _ line: String) {}
+    }
+    static let myLogger = Logger()
+
+    static func logging() async throws {
+ProcessLog.setHandler { entry in
+    myLogger.record(entry.level, "\(entry.process)[\(entry.pid)]: \(entry.message)")
+}
+let handle = try ProcessHandle(Counter())
+let events = handle.events
+try await handle.start()
+for await event in events { print(event) }
+    }
+}
+}
+
 // MARK: -
 
 @Suite("Doc comment examples")
@@ -334,5 +429,34 @@ struct DocCommentExamplesTests {
             }
         }
         #expect(blocks >= 24)
+    }
+
+    @Test("every swift block of the DocC articles is in this file, line for line, in order")
+    func articlesMatch() throws {
+        let tests = URL(fileURLWithPath: #filePath)
+        let root = tests.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let here = try String(contentsOf: tests, encoding: .utf8)
+        func lines(_ text: some StringProtocol) -> [String] {
+            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let corpus = lines(here)
+        let catalog = root.appendingPathComponent("Sources/Processing/Processing.docc")
+        let articles = try FileManager.default.contentsOfDirectory(atPath: catalog.path).filter { $0.hasSuffix(".md") }
+        var blocks = 0
+        for article in articles.sorted() {
+            let text = try String(contentsOf: catalog.appendingPathComponent(article), encoding: .utf8)
+            for block in text.components(separatedBy: "```swift\n").dropFirst().map({ $0.components(separatedBy: "```")[0] }) {
+                blocks += 1
+                var position = corpus.startIndex
+                for expected in lines(block) where !expected.hasPrefix("import ") {
+                    guard let index = corpus[position...].firstIndex(of: expected) else {
+                        Issue.record("\(article): an article line not found here (after the block's earlier lines): \(expected)")
+                        break
+                    }
+                    position = index + 1
+                }
+            }
+        }
+        #expect(blocks >= 9)
     }
 }
