@@ -147,6 +147,11 @@ final class PoolSlot<Input: Sendable, Output: Sendable> {
             // The worker is in no state to trust with more items: replace it.
             worker?.kill()
             throw try lose(error)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            failure = "\(error)"   // the batch did not encode, say
+            throw error
         }
     }
 
