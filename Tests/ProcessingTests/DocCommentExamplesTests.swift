@@ -391,16 +391,30 @@ for await event in events { print(event) }
 
 @Suite("Doc comment examples")
 struct DocCommentExamplesTests {
+    static let testFile = URL(fileURLWithPath: #filePath)
+    static let root = testFile.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Non-empty lines, trimmed.
+    static func lines(_ text: some StringProtocol) -> [String] {
+        text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Records an issue unless every line of `block` appears in this file, in order.
+    static func expectHere(_ block: some StringProtocol, from source: String, in corpus: [String]) {
+        var position = corpus.startIndex
+        for expected in lines(block) where !expected.hasPrefix("import ") {
+            guard let index = corpus[position...].firstIndex(of: expected) else {
+                Issue.record("\(source): a line not found here (after the block's earlier lines): \(expected)")
+                return
+            }
+            position = index + 1
+        }
+    }
+
     @Test("every swift block of the doc comments in Sources/Processing is in this file, line for line, in order")
     func docCommentsMatch() throws {
-        let tests = URL(fileURLWithPath: #filePath)
-        let root = tests.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let here = try String(contentsOf: tests, encoding: .utf8)
-        func lines(_ text: some StringProtocol) -> [String] {
-            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        }
-        let corpus = lines(here)
-        let sources = root.appendingPathComponent("Sources/Processing")
+        let corpus = Self.lines(try String(contentsOf: Self.testFile, encoding: .utf8))
+        let sources = Self.root.appendingPathComponent("Sources/Processing")
         let files = FileManager.default.enumerator(atPath: sources.path)?.compactMap { $0 as? String }
             .filter { $0.hasSuffix(".swift") } ?? []
         var blocks = 0
@@ -411,21 +425,15 @@ struct DocCommentExamplesTests {
                 let line = raw.trimmingCharacters(in: .whitespaces)
                 guard line.hasPrefix("///") else { continue }
                 let content = String(line.dropFirst(3)).trimmingCharacters(in: .whitespaces)
-                if content == "```swift" { block = []; continue }
-                if content == "```", let found = block {
+                if content == "```swift" {
+                    block = []
+                } else if content == "```", let found = block {
                     blocks += 1
-                    var position = corpus.startIndex
-                    for expected in lines(found.joined(separator: "\n")) {
-                        guard let index = corpus[position...].firstIndex(of: expected) else {
-                            Issue.record("\(file): a doc comment line not found here (after the block's earlier lines): \(expected)")
-                            break
-                        }
-                        position = index + 1
-                    }
+                    Self.expectHere(found.joined(separator: "\n"), from: file, in: corpus)
                     block = nil
-                    continue
+                } else {
+                    block?.append(content)
                 }
-                block?.append(content)
             }
         }
         #expect(blocks >= 24)
@@ -433,28 +441,15 @@ struct DocCommentExamplesTests {
 
     @Test("every swift block of the DocC articles is in this file, line for line, in order")
     func articlesMatch() throws {
-        let tests = URL(fileURLWithPath: #filePath)
-        let root = tests.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let here = try String(contentsOf: tests, encoding: .utf8)
-        func lines(_ text: some StringProtocol) -> [String] {
-            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        }
-        let corpus = lines(here)
-        let catalog = root.appendingPathComponent("Sources/Processing/Processing.docc")
+        let corpus = Self.lines(try String(contentsOf: Self.testFile, encoding: .utf8))
+        let catalog = Self.root.appendingPathComponent("Sources/Processing/Processing.docc")
         let articles = try FileManager.default.contentsOfDirectory(atPath: catalog.path).filter { $0.hasSuffix(".md") }
         var blocks = 0
         for article in articles.sorted() {
             let text = try String(contentsOf: catalog.appendingPathComponent(article), encoding: .utf8)
             for block in text.components(separatedBy: "```swift\n").dropFirst().map({ $0.components(separatedBy: "```")[0] }) {
                 blocks += 1
-                var position = corpus.startIndex
-                for expected in lines(block) where !expected.hasPrefix("import ") {
-                    guard let index = corpus[position...].firstIndex(of: expected) else {
-                        Issue.record("\(article): an article line not found here (after the block's earlier lines): \(expected)")
-                        break
-                    }
-                    position = index + 1
-                }
+                Self.expectHere(block, from: article, in: corpus)
             }
         }
         #expect(blocks >= 9)
