@@ -71,10 +71,9 @@ final class ProcessCore: Sendable {
         case .joinIn:
             state.withLock { $0.joinInPassed(arm: arm) }?.channel.post(urgent: Frame.encode(.stop))
         case .joinGrace:
-            guard let child = state.withLock({ $0.joinGracePassed() }) else { return }
-            let settings = state.withLock { $0.settings }
-            emit(.timedOut(JoinTimeoutError(joinIn: settings.joinIn ?? .zero, grace: settings.joinGrace, currentRun: currentRun)),
-                 pid: child.pid)
+            let (child, error) = state.withLock { ($0.joinGracePassed(), $0.joinTimeoutError) }
+            guard let child else { return }
+            emit(.timedOut(error), pid: child.pid)
             child.signal(SIGKILL)
         case .section(let token):
             guard let child = state.withLock({ $0.sectionOverran(token, arm: arm) }) else { return }

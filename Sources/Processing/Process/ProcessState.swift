@@ -292,6 +292,11 @@ struct ProcessState<Child, Waiter, Timer> {
 
     /// The grace after `joinIn` passed too: the process ends with `JoinTimeoutError`, once the
     /// child the storage kills has exited.
+    /// What a process ends with once `joinIn` and its grace have passed.
+    var joinTimeoutError: JoinTimeoutError {
+        JoinTimeoutError(joinIn: settings.joinIn ?? .zero, grace: settings.joinGrace, currentRun: currentRun)
+    }
+
     mutating func joinGracePassed() -> Child? {
         guard isActive else { return nil }
         joinExpired = true
@@ -378,8 +383,7 @@ struct ProcessState<Child, Waiter, Timer> {
         lastEnding = ending
         if joinExpired {
             guard crashed else { return .finish(finish(alsoCancelling: cancel, ending)) }
-            return .finish(finish(alsoCancelling: cancel, .failure(JoinTimeoutError(joinIn: settings.joinIn ?? .zero, grace: settings.joinGrace,
-                                                            currentRun: currentRun))))
+            return .finish(finish(alsoCancelling: cancel, .failure(joinTimeoutError)))
         }
         if killRequested { return .finish(finish(alsoCancelling: cancel, ending)) }
         if let original = handlingFailure {

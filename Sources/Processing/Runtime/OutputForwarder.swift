@@ -18,7 +18,7 @@ import Synchronization
 /// bytes again, says how many were dropped, once.
 final class OutputForwarder: Sendable {
     /// To this process's stderr: children's stderr, and the library's own diagnostics.
-    static let standardError = OutputForwarder(fd: STDERR_FILENO, name: "stderr")
+    static let standardError = OutputForwarder()
 
     /// The most bytes kept while this process's stderr takes none.
     static let capacity = 256 * 1024
@@ -55,14 +55,8 @@ final class OutputForwarder: Sendable {
     }
 
     private let state = Mutex(State())
-    /// The descriptor forwarded to (1 or 2), and its name for the drop report.
-    private let fd: Int32
-    private let name: String
 
-    private init(fd: Int32, name: String) {
-        self.fd = fd
-        self.name = name
-    }
+    private init() {}
 
     /// Bytes dropped so far, in all (for tests and diagnostics).
     var droppedBytes: Int { state.withLock { $0.totalDropped } }
@@ -71,7 +65,7 @@ final class OutputForwarder: Sendable {
     /// first child on rather than appearing when a child first writes.
     func prepare() {
         state.withLock { state in
-            if case .unopened = state.target { state.target = Self.openTarget(fd) }
+            if case .unopened = state.target { state.target = Self.openTarget() }
         }
     }
 
@@ -80,7 +74,7 @@ final class OutputForwarder: Sendable {
     /// comes out is never part of a line. Any thread.
     func forward(_ bytes: UnsafeRawBufferPointer, whole: Bool = false) {
         state.withLock { state in
-            if case .unopened = state.target { state.target = Self.openTarget(fd) }
+            if case .unopened = state.target { state.target = Self.openTarget() }
             var rest = bytes
             if state.pendingCount == 0 {
                 let written = Self.write(rest, to: &state)
@@ -166,7 +160,8 @@ final class OutputForwarder: Sendable {
         state.pendingStart = 0
     }
 
-    private static func openTarget(_ stream: Int32) -> Target {
+    private static func openTarget() -> Target {
+        let stream = STDERR_FILENO
         switch Syscall.fileType(stream) {
         case nil: return .gone
         case S_IFREG?, S_IFBLK?: return .file(stream)
@@ -214,7 +209,7 @@ final class OutputForwarder: Sendable {
                     state.pendingStart = 0
                     if state.droppedSinceReport > 0 {
                         // Where the gap is: after what was kept, before what comes next.
-                        state.pending = Array(Self.report(state.droppedSinceReport, of: name).utf8)
+                        state.pending = Array(Self.report(state.droppedSinceReport).utf8)
                         state.droppedSinceReport = 0
                     }
                 }

@@ -83,13 +83,14 @@ final class WorkerContext: Sendable {
             entry.message = String(decoding: entry.message.utf8.prefix(Self.logMessageLimit), as: UTF8.self)
                 + " … (\(whole - Self.logMessageLimit) more bytes cut)"
         }
-        guard let frame = try? Frame.encode(.log, { try BinaryEncoder().encode(entry, appendingTo: &$0) }) else {
+        guard let frame = Self.logFrame(entry) else {
             return Self.writeToStderr("Processing worker: a log entry did not fit a frame: \(entry.line)")
         }
         // A parent that has stopped reading must not make this process grow: past 4 MiB
         // waiting, entries are dropped, counted, and the count sent with the next one that fits.
         let dropped = droppedLogEntries.load(ordering: .relaxed)
-        if dropped > 0, channel.post(Self.dropReport(dropped), queuedLimit: LogDelivery.byteLimit) {
+        if dropped > 0, let report = Self.logFrame(Self.dropReport(dropped)),
+           channel.post(report, queuedLimit: LogDelivery.byteLimit) {
             droppedLogEntries.subtract(dropped, ordering: .relaxed)
         }
         if !channel.post(frame, queuedLimit: LogDelivery.byteLimit) {
@@ -100,11 +101,15 @@ final class WorkerContext: Sendable {
     /// Log entries dropped because the parent read none for a while.
     private let droppedLogEntries = Atomic<Int>(0)
 
-    private static func dropReport(_ count: Int) -> [UInt8] {
-        let entry = LogEntry(process: "Processing", pid: getpid(), level: .warning, message: """
+    private static func dropReport(_ count: Int) -> LogEntry {
+        LogEntry(process: "Processing", pid: getpid(), level: .warning, message: """
             \(count) log entries of \(ProcessLog.ownName) were dropped: its parent read none while 4 MiB waited
             """)
-        return (try? Frame.encode(.log, { try BinaryEncoder().encode(entry, appendingTo: &$0) })) ?? []
+    }
+
+    /// `entry` as a `.log` frame; nil if it does not fit one.
+    private static func logFrame(_ entry: LogEntry) -> [UInt8]? {
+        try? Frame.encode(.log) { try BinaryEncoder().encode(entry, appendingTo: &$0) }
     }
 
     /// The process the parent asked for (waits for the `.start` frame).
