@@ -260,6 +260,8 @@ final class ProcessCore: Sendable {
             protocolViolation("a \(frame.kind) frame, which only a parent sends")
         case .batchReply:
             protocolViolation("a batch reply, which only a pool worker sends")
+        case .relayBatch, .relayCredit, .relayEnd:
+            protocolViolation("a \(frame.kind) frame, which travels only between relay stages")
         }
     }
 

@@ -15,14 +15,20 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
     /// Prepares `process` to run in a child; `start()` spawns it. Throws if the type cannot
     /// be found by name in a child (private, fileprivate, local) or does not encode, and
     /// `ProcessingError` (`.invalidConfiguration`) if its `processConfig` cannot work.
-    public init(_ process: P) throws {
+    public convenience init(_ process: P) throws {
+        try self.init(process, displayName: String(describing: P.self))
+    }
+
+    /// Prepares `process`, naming it `displayName` in its output lines, logs and events (a
+    /// relay stage is named after its actor, not after the process type that hosts it).
+    init(_ process: P, displayName: String) throws {
         try process.processConfig.validate(for: String(reflecting: P.self))
         let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
             try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
         }
         // The start request carries the state: refuse it now rather than after a spawn.
         try Frame.checkSize(state.count + typeName.utf8.count + 64, of: .start)
-        core = ProcessCore(processName: String(reflecting: P.self), displayName: String(describing: P.self),
+        core = ProcessCore(processName: String(reflecting: P.self), displayName: displayName,
                            typeName: typeName, initialState: state, initialAttachments: attachments,
                            config: process.processConfig)
     }

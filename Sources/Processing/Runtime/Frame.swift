@@ -26,6 +26,13 @@ enum FrameKind: UInt8, Sendable {
     case batchReply = 10
     /// Child → parent: a `LogEntry`, for the main process's log handler.
     case log = 11
+    /// Relay stage → next stage: a batch of messages (the first one's sequence number as a
+    /// varint, then the encoded array).
+    case relayBatch = 12
+    /// Relay stage → the stage that sends to it: room for more messages (a varint count).
+    case relayCredit = 13
+    /// Relay stage → next stage: nothing more comes on this connection.
+    case relayEnd = 14
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.
@@ -124,7 +131,8 @@ extension FrameKind {
         case .batch: "a batch of pool items"
         case .batchReply: "a batch's results"
         case .log: "a log entry"
-        case .stop, .section: "a control frame"
+        case .relayBatch: "a batch of relay messages"
+        case .stop, .section, .relayCredit, .relayEnd: "a control frame"
         }
     }
 }

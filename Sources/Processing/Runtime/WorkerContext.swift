@@ -190,7 +190,7 @@ final class WorkerContext: Sendable {
                 Syscall.exitImmediately(.poolBroken)
             }
             service.run(frame.payload)
-        case .checkpoint, .result, .failure, .section, .batchReply, .log:
+        case .checkpoint, .result, .failure, .section, .batchReply, .log, .relayBatch, .relayCredit, .relayEnd:
             FileHandle.standardError.write(Data("Processing worker: ignored a \(frame.kind) frame meant for a parent\n".utf8))
         }
     }

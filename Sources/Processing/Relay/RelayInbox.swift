@@ -1,0 +1,127 @@
+import Synchronization
+
+/// The receiving side of a relay stage (or of the parent, reading the last stage's output):
+/// one channel per inbound connection, read by the reactor, batches handed out in arrival
+/// order, credit granted back as they are used.
+final class RelayInbox: Sendable {
+    /// One batch as it came: the connection, the first message's sequence number, and the
+    /// frame's payload with the encoded array from `offset`.
+    struct Batch: Sendable {
+        let link: Int
+        let sequence: UInt64
+        let payload: [UInt8]
+        let offset: Int
+
+        /// The messages of the batch.
+        func decode<Element: Decodable>(_ type: Element.Type) throws -> [Element] {
+            try payload.withUnsafeBytes { bytes in
+                try BinaryDecoder().decode([Element].self, from: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            }
+        }
+    }
+
+    private typealias Machine = RelayInboxState<Batch, CheckedContinuation<Batch?, any Error>>
+
+    /// The state, in a box of its own so that the channels' handlers can hold it without
+    /// holding the inbox (which owns the channels).
+    private final class Storage: Sendable {
+        let state: Mutex<Machine>
+        init(_ machine: sending Machine) { state = Mutex(machine) }
+
+        func end(_ link: Int, error: (any Error)?) {
+            if let (waiter, result) = state.withLock({ $0.ended(link, error: error) }) { waiter.resume(with: result) }
+        }
+    }
+
+    private let storage: Storage
+    private let channels: [Channel]
+    private let peers: [String]
+    private let nextID = Atomic<UInt64>(0)
+
+    /// Takes the descriptors of `ends`; `owner` names this side in errors.
+    init(_ ends: [RelayLinkEnd], window: Int, owner: String) throws {
+        let storage = Storage(Machine(links: ends.count, window: window))
+        self.storage = storage
+        peers = ends.map(\.peer)
+        var channels: [Channel] = []
+        for (link, end) in ends.enumerated() {
+            guard let fd = end.take() else {
+                throw ProcessingError(.invalidState, "the relay connection from \(end.peer) to \(owner) was used already")
+            }
+            do {
+                try Channel.prepare(fd)
+            } catch {
+                Syscall.close(fd)
+                throw ProcessingError(.channelClosed, "the relay connection from \(end.peer) to \(owner) is unusable: \(error)", causedBy: error)
+            }
+            let peer = end.peer
+            channels.append(Channel(fd: fd, onFrame: { frame in
+                Self.received(frame, link: link, from: peer, owner: owner, storage: storage)
+            }, onEnd: { end in
+                let error = ProcessingError(.channelClosed, """
+                    the relay connection from \(peer) to \(owner) ended before its end of stream: \
+                    \(peer)'s process ended or failed (\(end.description))
+                    """)
+                storage.end(link, error: error)
+            }))
+        }
+        self.channels = channels
+        for channel in channels { channel.start() }
+    }
+
+    deinit { close() }
+
+    private static func received(_ frame: Frame, link: Int, from peer: String, owner: String,
+                                 storage: Storage) {
+        switch frame.kind {
+        case .relayBatch:
+            var offset = 0
+            guard let sequence = BinaryFormat.readVarint(frame.payload, at: &offset) else {
+                let error = ProcessingError(.malformedFrame, "a relay batch from \(peer) without its sequence number")
+                return storage.end(link, error: error)
+            }
+            let batch = Batch(link: link, sequence: UInt64(sequence), payload: frame.payload, offset: offset)
+            if let (waiter, batch) = storage.state.withLock({ $0.arrived(batch) }) { waiter.resume(returning: batch) }
+        case .relayEnd:
+            storage.end(link, error: nil)
+        default:
+            let error = ProcessingError(.malformedFrame, "a \(frame.kind) frame from \(peer) on a relay connection to \(owner)")
+            storage.end(link, error: error)
+        }
+    }
+
+    /// The next batch from any connection; nil once every one has sent its end of stream and
+    /// all that came was handed out. Throws if a connection ended without its end of stream.
+    func next() async throws -> Batch? {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Batch?, any Error>) in
+                let decision = storage.state.withLock { state -> Machine.Next in
+                    if Task.isCancelled { return .now(.failure(CancellationError())) }
+                    return state.next(id: id, continuation)
+                }
+                if case .now(let result) = decision { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            storage.state.withLock { $0.cancel(id: id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// The stage is done with `count` messages of a batch from `link`: grants credit back.
+    func consumed(_ count: Int, from link: Int) {
+        guard let grant = storage.state.withLock({ $0.consumed(count, from: link) }) else { return }
+        channels[link].post(Frame.control(.relayCredit) { BinaryFormat.appendVarint(UInt64(grant), to: &$0) })
+    }
+
+    /// Who sends on `link`.
+    func peer(_ link: Int) -> String { peers[link] }
+
+    /// Closes every connection; a waiting `next` fails.
+    func close() {
+        storage.state.withLock { $0.fail(ProcessingError(.channelClosed, "the relay inbox was closed")) }?
+            .resume(throwing: ProcessingError(.channelClosed, "the relay inbox was closed"))
+        for channel in channels {
+            Reactor.shared.execute { channel.close(reason: "the relay stage finished") }
+        }
+    }
+}

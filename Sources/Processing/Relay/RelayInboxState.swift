@@ -1,0 +1,108 @@
+/// The receiving side of a relay stage as a pure state machine: batches in arrival order from
+/// every inbound connection, end of stream counted per connection, and the credit owed back.
+///
+/// `RelayInbox` is its storage: it locks, asks, and acts outside the lock.
+struct RelayInboxState<Batch, Waiter> {
+    /// What `next` decided.
+    enum Next {
+        /// A batch, or nil: every connection has ended cleanly and nothing is left.
+        case now(Result<Batch?, any Error>)
+        case registered
+    }
+
+    private var queue: [Batch] = []
+    private var head = 0
+    private var ended: [Bool]
+    private var endedCount = 0
+    private var failure: (any Error)?
+    private var waiter: (id: UInt64, waiter: Waiter)?
+    private var ungranted: [Int]
+    private let grantThreshold: Int
+
+    init(links: Int, window: Int) {
+        ended = Array(repeating: false, count: links)
+        ungranted = Array(repeating: 0, count: links)
+        // Credit goes back in a few steps per window, so that the sender keeps sending while
+        // this stage works, without a frame per message.
+        grantThreshold = max(1, window / 4)
+    }
+
+    private var isDone: Bool { endedCount == ended.count && head == queue.count }
+
+    /// A batch arrived on `link`; returns the waiter to hand it to.
+    mutating func arrived(_ batch: Batch) -> (Waiter, Batch)? {
+        guard failure == nil else { return nil }
+        if let waiter {
+            self.waiter = nil
+            return (waiter.waiter, batch)
+        }
+        queue.append(batch)
+        return nil
+    }
+
+    /// `link` ended: cleanly (its end of stream came) or not (`error`). Returns the waiter to
+    /// resume and with what.
+    mutating func ended(_ link: Int, error: (any Error)?) -> (Waiter, Result<Batch?, any Error>)? {
+        guard ended.indices.contains(link), !ended[link] else { return nil }
+        ended[link] = true
+        endedCount += 1
+        if let error, failure == nil {
+            failure = error
+            queue = []
+            head = 0
+        }
+        guard let waiter else { return nil }
+        if let failure {
+            self.waiter = nil
+            return (waiter.waiter, .failure(failure))
+        }
+        if isDone {
+            self.waiter = nil
+            return (waiter.waiter, .success(nil))
+        }
+        return nil
+    }
+
+    /// Whether `link` sent its end of stream (or failed).
+    func hasEnded(_ link: Int) -> Bool { ended.indices.contains(link) && ended[link] }
+
+    /// The next batch, or a registered wait for it.
+    mutating func next(id: UInt64, _ waiter: Waiter) -> Next {
+        if let failure { return .now(.failure(failure)) }
+        if head < queue.count {
+            let batch = queue[head]
+            head += 1
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            return .now(.success(batch))
+        }
+        if isDone { return .now(.success(nil)) }
+        self.waiter = (id, waiter)
+        return .registered
+    }
+
+    /// The waiting receiver `id` was cancelled.
+    mutating func cancel(id: UInt64) -> Waiter? {
+        guard let waiter, waiter.id == id else { return nil }
+        self.waiter = nil
+        return waiter.waiter
+    }
+
+    /// The stage is done with `count` messages from `link`: the credit to grant now, if any.
+    mutating func consumed(_ count: Int, from link: Int) -> Int? {
+        guard ungranted.indices.contains(link), !ended[link] else { return nil }
+        ungranted[link] += count
+        guard ungranted[link] >= grantThreshold else { return nil }
+        defer { ungranted[link] = 0 }
+        return ungranted[link]
+    }
+
+    /// Fails the inbox (cancellation, a stop): the waiter, to resume with `error`.
+    mutating func fail(_ error: any Error) -> Waiter? {
+        if failure == nil { failure = error }
+        defer { waiter = nil }
+        return waiter?.waiter
+    }
+}

@@ -1,0 +1,446 @@
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import Processing
+
+// MARK: Stages
+
+/// A first stage: sends `range`.
+struct RelayNumbers: RelayActor {
+    typealias Output = Int
+    var range: Range<Int>
+    mutating func loop() async throws {
+        for i in range { try await send(i) }
+    }
+}
+
+/// Doubles what it receives.
+struct RelayDouble: RelayActor {
+    typealias Output = Int
+    mutating func recv(_ x: Int) async throws { try await send(x * 2) }
+}
+
+/// Passes on what it receives, unchanged.
+struct RelayPass: RelayActor {
+    typealias Output = Int
+    mutating func recv(_ x: Int) async throws { try await send(x) }
+}
+
+/// A last stage: adds up what it receives and writes the total (and its count) to `path` in
+/// `shutdown()`, which must run once, after every message.
+struct RelayFileSum: RelayActor {
+    var path: String
+    var total = 0
+    var count = 0
+    var shutdowns = 0
+    mutating func recv(_ x: Int) async throws {
+        total += x
+        count += 1
+    }
+    mutating func shutdown() async throws {
+        shutdowns += 1
+        try "\(total) \(count) \(shutdowns)".write(toFile: path, atomically: true, encoding: .utf8)
+    }
+}
+
+/// Receives strings: a type that does not fit after `RelayNumbers`.
+struct RelayStrings: RelayActor {
+    mutating func recv(_ text: String) async throws {}
+}
+
+/// What the backpressure test shares between its source and its slow sink.
+struct RelayProgress: Codable, Sendable {
+    var sent = 0
+    var received = 0
+    var mostAhead = 0
+}
+
+/// Sends `count` numbers, recording in the share how many it has sent.
+struct RelayCountingSource: RelayActor {
+    typealias Output = Int
+    var count: Int
+    var progress: Share<RelayProgress>
+    mutating func loop() async throws {
+        for i in 0..<count {
+            try await send(i)
+            try await progress.update { $0.sent = i + 1 }
+        }
+    }
+}
+
+/// Takes 1 ms per message, and records how far ahead the source ran.
+struct RelaySlowSink: RelayActor {
+    var progress: Share<RelayProgress>
+    mutating func recv(_ x: Int) async throws {
+        try await Task.sleep(for: .milliseconds(1))
+        try await progress.update { state in
+            state.received += 1
+            state.mostAhead = max(state.mostAhead, state.sent - state.received)
+        }
+    }
+}
+
+/// An error a stage throws, which crosses as itself.
+struct RelayStageFault: Error, Codable, Equatable {
+    var at: Int
+}
+
+/// Passes numbers on; at `at`, throws `RelayStageFault` or kills its own process.
+struct RelayFaulty: RelayActor {
+    typealias Output = Int
+    var at: Int
+    var crashes: Bool
+    var received = 0
+    mutating func recv(_ x: Int) async throws {
+        received += 1
+        if received == at {
+            if crashes { kill(getpid(), SIGKILL) }
+            throw RelayStageFault(at: received)
+        }
+        try await send(x)
+    }
+}
+
+/// A first stage that sends until the relay is asked to stop.
+struct RelayEndless: RelayActor {
+    typealias Output = Int
+    var progress: Share<RelayProgress>?
+    mutating func loop() async throws {
+        var i = 0
+        while !isStopping {
+            try await send(i)
+            i += 1
+            if i % 100 == 0 {
+                try await progress?.update { $0.sent = i }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+    }
+}
+
+/// Logs each message it passes on, and its start and end.
+struct RelayLogger: RelayActor {
+    typealias Output = Int
+    var seen = 0
+    mutating func startup() async throws { log("start") }
+    mutating func recv(_ x: Int) async throws {
+        log("\(seen)")
+        seen += 1
+        try await send(x)
+    }
+    mutating func shutdown() async throws { log("end") }
+}
+
+/// Runs a logging relay in a child acting as the main process (the log handler is global).
+struct RelayLogCollector: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> [LogEntry] {
+        let entries = Synchronization.Mutex<[LogEntry]>([])
+        ProcessLog.setHandler { entry in entries.withLock { $0.append(entry) } }
+        let relay = Relay(maxsize: 4)
+        try relay.connect(RelayNumbers(range: 0..<50), [RelayLogger(), RelayLogger()], RelayLogger())
+        var received = 0
+        for try await _ in try relay.output(as: Int.self) { received += 1 }
+        await ProcessLog.flush()
+        return entries.withLock { $0 } + [LogEntry(process: "collector", pid: getpid(), level: .info, message: "received \(received)")]
+    }
+}
+
+// MARK: Tests
+
+@Suite("Relays", .timeLimit(.minutes(2)))
+struct RelayTests {
+    static func temporaryPath() -> String {
+        NSTemporaryDirectory() + "relay-\(getpid())-\(UUID().uuidString)"
+    }
+
+    @Test("1-1: a source and a sink; shutdown runs once, after every message")
+    func oneToOne() async throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let relay = Relay(maxsize: 16)
+        try relay.connect(RelayNumbers(range: 0..<10_000), RelayFileSum(path: path))
+        try await relay.start()
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "\((0..<10_000).reduce(0, +)) 10000 1")
+    }
+
+    @Test("1-1 to the parent keeps the order")
+    func order() async throws {
+        let relay = Relay(maxsize: 8)
+        try relay.connect(RelayNumbers(range: 0..<5_000), RelayPass())
+        var received: [Int] = []
+        for try await x in try relay.output(as: Int.self) { received.append(x) }
+        #expect(received == Array(0..<5_000))
+    }
+
+    @Test("1-n, n-1 and n-m sum exactly", arguments: [(1, 3), (3, 1), (3, 3), (2, 2)])
+    func topologies(senders: Int, receivers: Int) async throws {
+        let relay = Relay(maxsize: 32)
+        let sources = (0..<senders).map { RelayNumbers(range: $0 * 1_000..<($0 + 1) * 1_000) }
+        try relay.connect(sources, Array(repeating: RelayDouble(), count: receivers), Array(repeating: RelayPass(), count: receivers))
+        var total = 0
+        var count = 0
+        for try await x in try relay.output(as: Int.self) {
+            total += x
+            count += 1
+        }
+        let expected = (0..<senders * 1_000).reduce(0, +) * 2
+        #expect(count == senders * 1_000)
+        #expect(total == expected)
+    }
+
+    @Test("a slow sink with maxsize 8 holds the source back to what the connections hold")
+    func backpressure() async throws {
+        let progress = try await Share(RelayProgress())
+        let relay = Relay(maxsize: 8)
+        try relay.connect(RelayCountingSource(count: 300, progress: progress), RelayPass(), RelaySlowSink(progress: progress))
+        try await relay.start()
+        let seen = try await progress.read()
+        #expect(seen.sent == 300)
+        #expect(seen.received == 300)
+        // Two connections of 8, and one message in the middle stage's hands.
+        #expect(seen.mostAhead <= 8 + 8 + 1, "the source ran \(seen.mostAhead) messages ahead")
+        #expect(seen.mostAhead >= 8, "the source never filled the connections: was it slowed at all?")
+    }
+
+    @Test("the parent feeds the first stage from an AsyncSequence and reads the last as one")
+    func feedAndOutput() async throws {
+        let relay = Relay(maxsize: 16)
+        try relay.connect([RelayDouble(), RelayDouble()], RelayPass())
+        let feed = AsyncStream<Int> { continuation in
+            for i in 0..<2_000 { continuation.yield(i) }
+            continuation.finish()
+        }
+        var total = 0
+        for try await x in try relay.output(as: Int.self, feeding: feed) { total += x }
+        #expect(total == (0..<2_000).reduce(0, +) * 2)
+    }
+
+    @Test("a feed into a relay that ends in a sink: start(feeding:)")
+    func feedIntoSink() async throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let relay = Relay()
+        try relay.connect(RelayPass(), RelayFileSum(path: path))
+        try await relay.start(feeding: AsyncStream<Int> { continuation in
+            for i in 1...100 { continuation.yield(i) }
+            continuation.finish()
+        })
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "5050 100 1")
+    }
+
+    @Test("a type mismatch is refused by connect, naming both stages and types")
+    func typeMismatch() async throws {
+        let relay = Relay()
+        let error = await expectError(ProcessingError.self) {
+            try relay.connect(RelayNumbers(range: 0..<1), RelayStrings())
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message.contains("RelayNumbers sends Swift.Int") == true)
+        #expect(error?.message.contains("RelayStrings, the stage after it, receives Swift.String") == true)
+        // Nothing to start.
+        let start = await expectError(ProcessingError.self) { try await relay.start() }
+        #expect(start?.code == .invalidState)
+    }
+
+    @Test("ends that do not fit are refused before anything spawns")
+    func endsRefused() async throws {
+        let relay = Relay()
+        try relay.connect(RelayNumbers(range: 0..<1), RelayPass())
+        // The last stage sends Int, and start() has nowhere to put it.
+        let error = await expectError(ProcessingError.self) { try await relay.start() }
+        #expect(error?.message.contains("output(as: Swift.Int.self)") == true)
+        let fed = Relay()
+        try fed.connect(RelayPass())
+        let feedError = await expectError(ProcessingError.self) {
+            _ = try fed.output(as: Int.self, feeding: AsyncStream<String> { $0.finish() })
+        }
+        #expect(feedError?.message.contains("the feed sends Swift.String") == true)
+    }
+
+    @Test("a middle stage that throws fails the relay with its error, and stops the rest", arguments: [false, true])
+    func failingStage(crashes: Bool) async throws {
+        let result = try await outcome(within: .seconds(30)) {
+            let relay = Relay(maxsize: 16)
+            try relay.connect(RelayNumbers(range: 0..<100_000), RelayFaulty(at: 500, crashes: crashes), RelayPass())
+            var count = 0
+            for try await _ in try relay.output(as: Int.self) { count += 1 }
+            return count
+        }
+        guard case .failure(let error)? = result else {
+            Issue.record("the relay did not fail: \(String(describing: result))")
+            return
+        }
+        let relayError = try #require(error as? RelayError, "\(error)")
+        #expect(relayError.stage == "RelayFaulty")
+        if crashes {
+            #expect(relayError.hook == nil)
+            let crash = try #require(relayError.underlying as? ProcessCrashError)
+            #expect(crash.cause == .signal(SIGKILL))
+        } else {
+            #expect(relayError.hook == "recv(_:)")
+            #expect((relayError.underlying as? RemoteError)?.value as? RelayStageFault == RelayStageFault(at: 500))
+        }
+    }
+
+    @Test("the handler's stop() ends the first stages' loops, and everything drains")
+    func stopFromHandler() async throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let relay = Relay(maxsize: 64)
+        let progress = try await Share(RelayProgress())
+        try relay.connect(RelayEndless(progress: progress), [RelayDouble(), RelayDouble()], RelayFileSum(path: path))
+        try await relay.start { control in
+            #expect(control.stages == [["RelayEndless"], ["RelayDouble#0", "RelayDouble#1"], ["RelayFileSum"]])
+            while try await progress.read().sent < 1_000 { try await Task.sleep(for: .milliseconds(5)) }
+            await control.stop()
+        }
+        let fields = try String(contentsOfFile: path, encoding: .utf8).split(separator: " ").compactMap { Int($0) }
+        #expect(fields.count == 3)
+        let count = fields[1]
+        #expect(count > 0)
+        #expect(fields[0] == (0..<count).reduce(0, +) * 2, "every message sent before the stop arrived")
+        #expect(fields[2] == 1)
+    }
+
+    @Test("cancelling the task that awaits the relay stops every stage")
+    func cancellation() async throws {
+        let relay = Relay(maxsize: 64)
+        try relay.connect(RelayEndless(), RelayDouble(), RelayFileSum(path: "/dev/null"))
+        let task = Task { try await relay.start() }
+        try await Task.sleep(for: .milliseconds(200))
+        task.cancel()
+        let result = await task.result
+        #expect(throws: CancellationError.self) { try result.get() }
+    }
+
+    @Test("leaving the output loop early stops every stage")
+    func leavingEarly() async throws {
+        let relay = Relay(maxsize: 64)
+        try relay.connect(RelayEndless(), RelayPass())
+        var seen = 0
+        for try await _ in try relay.output(as: Int.self) {
+            seen += 1
+            if seen == 1_000 { break }
+        }
+        #expect(seen == 1_000)
+    }
+
+    @Test("logs from every stage arrive in the main process, in order per stage")
+    func logs() async throws {
+        let entries = try await RelayLogCollector().start().result()
+        #expect(entries.last?.message == "received 50")
+        let byProcess = Dictionary(grouping: entries.filter { $0.process.hasPrefix("RelayLogger") }, by: \.pid)
+        #expect(byProcess.count == 3)
+        for (_, stageEntries) in byProcess {
+            let messages = stageEntries.map(\.message)
+            #expect(messages.first == "start")
+            #expect(messages.last == "end")
+            // Each stage numbers what it logs: the numbers arrive in the order they were logged.
+            let numbers = messages.dropFirst().dropLast().compactMap { Int($0) }
+            #expect(numbers == Array(0..<numbers.count))
+        }
+        let counts = Dictionary(grouping: entries, by: \.process).mapValues { $0.count - 2 }
+        #expect((counts["RelayLogger#0"] ?? 0) + (counts["RelayLogger#1"] ?? 0) == 50)
+        #expect(counts["RelayLogger"] == 50)
+        #expect(Set(entries.map(\.process)).isSuperset(of: ["RelayLogger#0", "RelayLogger#1", "RelayLogger"]))
+    }
+}
+
+/// Runs a relay that fails or is stopped early in a child acting as the main process, and
+/// reports what that child has left afterwards: children (zombies included) and descriptors.
+struct RelayLeftoverProbe: Skprocess {
+    enum Scenario: String, Codable, CaseIterable { case throwing, crash, cancel, leaveEarly, finish }
+    struct Report: Codable, Sendable {
+        var children: [Int32]
+        var descriptorsBefore: Int
+        var descriptorsAfter: Int
+        var outcome: String
+    }
+    var scenario: Scenario
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+
+    private func runScenario() async throws -> String {
+        let relay = Relay(maxsize: 16)
+        var outcome = "finished"
+        switch scenario {
+        case .throwing, .crash:
+            try relay.connect(RelayNumbers(range: 0..<100_000), RelayGroup(RelayFaulty(at: 300, crashes: scenario == .crash), RelayPass()), RelayPass())
+            do {
+                for try await _ in try relay.output(as: Int.self) {}
+            } catch let error as RelayError {
+                outcome = "failed in \(error.stage)"
+            }
+        case .cancel:
+            try relay.connect(RelayEndless(), RelayDouble(), RelayFileSum(path: "/dev/null"))
+            let task = Task { try await relay.start() }
+            try await Task.sleep(for: .milliseconds(100))
+            task.cancel()
+            if case .failure(let error) = await task.result, error is CancellationError { outcome = "cancelled" }
+        case .leaveEarly:
+            try relay.connect(RelayEndless(), [RelayPass(), RelayPass()])
+            for try await x in try relay.output(as: Int.self) where x > 500 { break }
+            outcome = "left"
+        case .finish:
+            try relay.connect([RelayNumbers(range: 0..<1_000), RelayNumbers(range: 0..<1_000)], [RelayPass(), RelayPass()], RelayFileSum(path: "/dev/null"))
+            try await relay.start()
+        }
+        return outcome
+    }
+
+    func result() async throws -> Report {
+        // The first run opens what stays open for the process's life (the reactor's
+        // descriptors, Dispatch's timerfds): it is the second run that must leave nothing.
+        _ = try await runScenario()
+        // Leaving an output loop early kills the stages at once, and reaps them and closes
+        // their descriptors moments later: wait until the count has held for 100 ms.
+        var before = openFileDescriptorCount()
+        var steady = 0
+        for _ in 0..<200 where steady < 5 {
+            try await Task.sleep(for: .milliseconds(20))
+            let now = openFileDescriptorCount()
+            steady = now == before && childProcessIDs().isEmpty ? steady + 1 : 0
+            before = now
+        }
+        var outcome = try await runScenario()
+        // A child reaped a moment after the relay returned is still this process's for a moment.
+        var children = childProcessIDs()
+        for _ in 0..<100 where !children.isEmpty {
+            try await Task.sleep(for: .milliseconds(10))
+            children = childProcessIDs()
+        }
+        var after = openFileDescriptorCount()
+        for _ in 0..<100 where after != before {
+            try await Task.sleep(for: .milliseconds(10))
+            after = openFileDescriptorCount()
+        }
+        if after != before {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            outcome += " " + fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? $0 }.joined(separator: ",")
+        }
+        return Report(children: children.map { Int32($0) }, descriptorsBefore: before,
+                      descriptorsAfter: after, outcome: outcome)
+    }
+}
+
+@Suite("Relays leave nothing behind", .timeLimit(.minutes(2)))
+struct RelayLeftoverTests {
+    @Test("no child, zombie or descriptor is left when a relay fails, is cancelled, is left early or finishes",
+          arguments: RelayLeftoverProbe.Scenario.allCases)
+    func nothingLeft(scenario: RelayLeftoverProbe.Scenario) async throws {
+        let report = try await RelayLeftoverProbe(scenario: scenario).start().result()
+        switch scenario {
+        case .throwing, .crash: #expect(report.outcome == "failed in RelayFaulty#0")
+        case .cancel: #expect(report.outcome == "cancelled")
+        case .leaveEarly: #expect(report.outcome == "left")
+        case .finish: #expect(report.outcome == "finished")
+        }
+        #expect(report.children.isEmpty, "children left: \(report.children)")
+        #expect(report.descriptorsAfter == report.descriptorsBefore)
+    }
+}
