@@ -286,3 +286,34 @@ let slowSquares = try await withPool(workers: 2) { pool in
 }
 print("   \(slowSquares.count) squares; timeline written to \(timeline)")
 print("   (open it in https://ui.perfetto.dev or chrome://tracing; an SVG of it is beside it)")
+
+// MARK: 15. A relay: a pipeline of processes with backpressure (seed 003)
+
+struct Numbers: RelayActor {                        // a first stage: its loop() is its life
+    typealias Output = Int
+    mutating func loop() async throws {
+        for i in 0..<100_000 { try await send(i) }  // waits while both squarers are full
+    }
+}
+
+struct Squarer: RelayActor {                        // two of these share the work
+    typealias Output = Int
+    mutating func recv(_ x: Int) async throws { try await send(x * x) }
+}
+
+struct Summer: RelayActor {                         // the last stage: sends nothing
+    var total = 0
+    mutating func startup() async throws { log("ready") }
+    mutating func recv(_ x: Int) async throws { total &+= x }
+    mutating func shutdown() async throws { log("total \(total)") }   // logged in the main process
+}
+
+print("15. A relay: Numbers → 2 × Squarer → Summer, 100,000 messages")
+let relay = Relay(maxsize: 256)
+try relay.connect(Numbers(), [Squarer(), Squarer()], Summer())
+let relayClock = ContinuousClock.now
+try await relay.start { control in
+    print("   stages: \(control.stages)")
+}
+await ProcessLog.flush()
+print("   done in \(ContinuousClock.now - relayClock), spawns included")

@@ -345,6 +345,134 @@ func mapCPU() async throws -> (serial: Double, parallel: Double) {
     return (serial, parallel)
 }
 
+// MARK: Relays
+
+/// relay_tiny's source: sends 0..<count.
+struct RelaySource: RelayActor {
+    typealias Output = Int
+    var count: Int
+    var memory: String
+    mutating func loop() async throws {
+        for i in 0..<count { try await send(i) }
+    }
+    mutating func shutdown() async throws { try recordPeakMemory("source", in: memory) }
+}
+
+/// relay_tiny's workers: x * 2.
+struct RelayTwice: RelayActor {
+    typealias Output = Int
+    var memory: String
+    mutating func recv(_ x: Int) async throws { try await send(x * 2) }
+    mutating func shutdown() async throws { try recordPeakMemory("worker", in: memory) }
+}
+
+/// relay_tiny's sink: adds up, and writes the total and its peak memory to `path`.
+struct RelayTotal: RelayActor {
+    var path: String
+    var memory: String
+    var total = 0
+    mutating func recv(_ x: Int) async throws { total &+= x }
+    mutating func shutdown() async throws {
+        try "\(total)".write(toFile: path, atomically: true, encoding: .utf8)
+        try recordPeakMemory("sink", in: memory)
+    }
+}
+
+/// relay_cpu's source: 16 tasks of `iterations` spins.
+struct SpinTasks: RelayActor {
+    typealias Output = Int
+    var iterations: Int
+    mutating func loop() async throws {
+        for _ in 0..<16 { try await send(iterations) }
+    }
+}
+
+/// relay_cpu's workers: spin.
+struct SpinStage: RelayActor {
+    typealias Output = UInt64
+    mutating func recv(_ iterations: Int) async throws { try await send(spin(iterations)) }
+}
+
+/// relay_cpu's sink.
+struct SpinSink: RelayActor {
+    var count = 0
+    mutating func recv(_ x: UInt64) async throws { count += 1 }
+}
+
+/// Records this process's peak resident memory (VmHWM) in a file of its own in `directory`.
+/// (The directory comes in the stage's state: a top-level value of this file is never
+/// initialised in a child, which does not run this file's code.)
+func recordPeakMemory(_ role: String, in relayMemoryDirectory: String) throws {
+    let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+    let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+    try FileManager.default.createDirectory(atPath: relayMemoryDirectory, withIntermediateDirectories: true)
+    try "\(kilobytes)".write(toFile: relayMemoryDirectory + "/\(role)-\(getpid())", atomically: true, encoding: .utf8)
+}
+
+/// relay_tiny: source → 2 workers (x * 2) → sink over `count` ints, messages per second from
+/// start to the sink's total, spawns included; and each role's peak resident memory in MiB.
+func relayTiny(count: Int) async throws -> (rate: Double, peakMiB: [String: Double]) {
+    let relayMemoryDirectory = NSTemporaryDirectory() + "processing-bench-relay-\(getpid())"
+    try? FileManager.default.removeItem(atPath: relayMemoryDirectory)
+    let path = NSTemporaryDirectory() + "processing-bench-relay-total-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let relay = Relay()
+    try relay.connect(RelaySource(count: count, memory: relayMemoryDirectory),
+                      [RelayTwice(memory: relayMemoryDirectory), RelayTwice(memory: relayMemoryDirectory)],
+                      RelayTotal(path: path, memory: relayMemoryDirectory))
+    let elapsed = seconds(try await clock.measure { try await relay.start() })
+    let total = Int(try String(contentsOfFile: path, encoding: .utf8)) ?? -1
+    guard total == count * (count - 1) else {
+        throw ProcessingError(.unexpectedReply, "relay_tiny summed \(total), not \(count * (count - 1))")
+    }
+    var peaks: [String: Double] = [:]
+    for file in (try? FileManager.default.contentsOfDirectory(atPath: relayMemoryDirectory)) ?? [] {
+        let role = String(file.split(separator: "-")[0])
+        let kilobytes = Double((try? String(contentsOfFile: relayMemoryDirectory + "/" + file, encoding: .utf8)).flatMap { Int($0) } ?? 0)
+        peaks[role] = max(peaks[role] ?? 0, kilobytes / 1024)
+    }
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    peaks["parent"] = Double(usage.ru_maxrss) / 1024
+    try? FileManager.default.removeItem(atPath: relayMemoryDirectory)
+    return (Double(count) / elapsed, peaks)
+}
+
+/// relay_cpu: 16 tasks of about 100 ms of CPU through source → 2 workers → sink, cold (spawns
+/// included), against the same tasks run serially.
+func relayCPU() async throws -> (serial: Double, relay: Double) {
+    var iterations = 1_000_000
+    while true {
+        let elapsed = seconds(clock.measure { _ = spin(iterations) })
+        if elapsed > 0.02 { iterations = Int(Double(iterations) * 0.1 / elapsed); break }
+        iterations *= 4
+    }
+    // An array, as map_cpu does: sixteen calls with one constant argument would be folded into one.
+    let tasks = Array(repeating: iterations, count: 16)
+    let serial = seconds(clock.measure { for task in tasks { _ = spin(task) } })
+    let relay = Relay()
+    try relay.connect(SpinTasks(iterations: iterations), [SpinStage(), SpinStage()], SpinSink())
+    let elapsed = seconds(try await clock.measure { try await relay.start() })
+    return (serial, elapsed)
+}
+
+func reportRelays() async throws {
+    for count in [20_000, 1_000_000] {
+        let tiny = try await relayTiny(count: count)
+        let label = count == 20_000 ? "20k" : "1m"
+        report("relay_tiny", "messages_per_second_\(label)", tiny.rate, "messages/s")
+        for (role, mebibytes) in tiny.peakMiB.sorted(by: { $0.key < $1.key }) {
+            report("relay_tiny", "peak_rss_\(role)_\(label)", mebibytes, "MiB")
+        }
+    }
+    let cpu = try await relayCPU()
+    report("relay_cpu", "serial", cpu.serial * 1e3, "ms")
+    report("relay_cpu", "two_workers_cold", cpu.relay * 1e3, "ms")
+    report("relay_cpu", "speedup", cpu.serial / cpu.relay, "x")
+}
+
+
 /// unordered_first: sleeps of 1000, 900, ..., 100 ms on 2 workers; ms to the first result.
 func unorderedFirst() async throws -> Double {
     let pool = Pool(workers: 2)
@@ -532,6 +660,10 @@ if CommandLine.arguments.dropFirst().first == "latency" {
     }
     exit(0)
 }
+if CommandLine.arguments.dropFirst().first == "relay" {
+    try await reportRelays()
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "share_counter" {
     try await reportShareCounter()
     exit(0)
@@ -566,3 +698,4 @@ let pipe = try await pipeFigures(count: 1000, blobs: 200, size: 1 << 20)
 report("pipe_roundtrip", "median", pipe.roundTrip, "us")
 report("pipe_roundtrip", "one_way_1mib", pipe.megabytesPerSecond, "MB/s")
 try await reportShareCounter()
+try await reportRelays()

@@ -88,6 +88,35 @@ let answer = try await anchor.recv(Int.self)
 }
 }
 
+// MARK: Relay/RelayActor.swift and Relay/Relay.swift
+
+extension DocExamples {
+enum Relays {
+struct Numbers: RelayActor {                      // a first stage: nothing sends to it
+    typealias Output = Int
+    mutating func loop() async throws {           // its lifetime; returning ends the stream
+        for i in 0..<10_000 { try await send(i) } // waits while the next stage is full
+    }
+}
+struct Square: RelayActor {                       // a middle stage: receives and sends
+    typealias Output = Int
+    mutating func recv(_ x: Int) async throws { try await send(x * x) }
+}
+struct Sum: RelayActor {                          // a last stage: sends nothing
+    var total = 0
+    mutating func recv(_ x: Int) async throws { total += x }
+    mutating func shutdown() async throws { log("total \(total)") }
+}
+    static func example() async throws {
+let relay = Relay(maxsize: 64)
+try relay.connect(Numbers(), [Square(), Square()], Sum())   // 1-1, 1-n, n-1 and n-m
+try await relay.start { control in
+    // runs in the main process while the relay runs
+}
+    }
+}
+}
+
 // MARK: Modifiers/Modifiable.swift
 
 extension DocExamples {

@@ -164,6 +164,43 @@ return snapshot.log
 }
 }
 
+// MARK: Relays
+
+extension Readme {
+struct Numbers: RelayActor {                        // a first stage: nothing sends to it
+    typealias Output = Int                          // what send(_:) takes
+    mutating func loop() async throws {             // its lifetime; returning ends the stream
+        for i in 0..<10_000 { try await send(i) }   // waits while the next stage is full
+    }
+}
+struct Squarer: RelayActor {                        // a middle stage: receives and sends
+    typealias Output = Int
+    mutating func recv(_ x: Int) async throws { try await send(x * x) }
+}
+struct Total: RelayActor {                          // a last stage: sends nothing
+    var total = 0
+    mutating func recv(_ x: Int) async throws { total += x }
+    mutating func shutdown() async throws { log("total \(total)") }   // once, after the last message
+}
+
+static func relays() async throws -> Int {
+let relay = Relay(maxsize: 64)                      // at most 64 in flight per connection
+try relay.connect(Numbers(), [Squarer(), Squarer()], Total())   // 1-1, 1-n, n-1 and n-m
+try await relay.start { control in                  // runs in the main process meanwhile
+    log("stages: \(control.stages)")                 // [["Numbers"], ["Squarer#0", "Squarer#1"], ["Total"]]
+}
+
+let squares = Relay()
+try squares.connect([Squarer(), Squarer()])         // fed by the parent, read by the parent
+var sum = 0
+for try await x in try squares.output(as: Int.self, feeding: AsyncStream { c in
+    for i in 1...100 { c.yield(i) }
+    c.finish()
+}) { sum += x }                                     // 338350
+return sum
+}
+}
+
 // MARK: Pipe pairs
 
 extension Readme {
@@ -304,6 +341,7 @@ struct ReadmeExamplesTests {
         #expect(try await Readme.share() == 100)
         #expect(try await Readme.shareModifiers() == ["at most a second"])
         #expect(try await Readme.pipe() == 42)
+        #expect(try await Readme.relays() == 338350)
     }
 
     @Test("logging, and what children print")
