@@ -412,7 +412,7 @@ func recordPeakMemory(_ role: String, in relayMemoryDirectory: String) throws {
 
 /// relay_tiny: source → 2 workers (x * 2) → sink over `count` ints, messages per second from
 /// start to the sink's total, spawns included; and each role's peak resident memory in MiB.
-func relayTiny(count: Int) async throws -> (rate: Double, peakMiB: [String: Double]) {
+func relayTiny(count: Int) async throws -> (rate: Double, seconds: Double, peakMiB: [String: Double]) {
     let relayMemoryDirectory = NSTemporaryDirectory() + "processing-bench-relay-\(getpid())"
     try? FileManager.default.removeItem(atPath: relayMemoryDirectory)
     let path = NSTemporaryDirectory() + "processing-bench-relay-total-\(getpid())"
@@ -436,7 +436,7 @@ func relayTiny(count: Int) async throws -> (rate: Double, peakMiB: [String: Doub
     getrusage(RUSAGE_SELF.rawValue, &usage)
     peaks["parent"] = Double(usage.ru_maxrss) / 1024
     try? FileManager.default.removeItem(atPath: relayMemoryDirectory)
-    return (Double(count) / elapsed, peaks)
+    return (Double(count) / elapsed, elapsed, peaks)
 }
 
 /// relay_cpu: 16 tasks of about 100 ms of CPU through source → 2 workers → sink, cold (spawns
@@ -458,6 +458,21 @@ func relayCPU() async throws -> (serial: Double, relay: Double) {
 }
 
 func reportRelays() async throws {
+    // What a relay costs with nothing to carry (4 spawns, the start and the end), against its
+    // yardstick, 4 trivial processes started at once, interleaved.
+    var empty: [Double] = []
+    var fourTrivial: [Double] = []
+    for _ in 0..<7 {
+        empty.append(try await relayTiny(count: 0).seconds)
+        fourTrivial.append(seconds(try await clock.measure {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 { group.addTask { _ = try await Trivial().start().result() } }
+                try await group.waitForAll()
+            }
+        }))
+    }
+    report("relay_tiny", "empty_relay_median", median(empty) * 1e3, "ms")
+    report("relay_tiny", "four_trivial_processes_median", median(fourTrivial) * 1e3, "ms")
     for count in [20_000, 1_000_000] {
         let tiny = try await relayTiny(count: count)
         let label = count == 20_000 ? "20k" : "1m"
@@ -658,6 +673,11 @@ if CommandLine.arguments.dropFirst().first == "latency" {
         report("message_roundtrip", "socketpair_threads_median", median(socketPairRoundTrips(1000)), "us")
         report("pipe_roundtrip", "median", try await pipeFigures(count: 1000, blobs: 20, size: 1 << 20).roundTrip, "us")
     }
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "profile-relay" {
+    // For `perf record`: relay_tiny over 1,000,000 messages only.
+    report("profile", "relay_tiny_1m", try await relayTiny(count: 1_000_000).rate, "messages/s")
     exit(0)
 }
 if CommandLine.arguments.dropFirst().first == "relay" {

@@ -68,8 +68,13 @@ extension RelayActor {
     /// Sends `message` to one stage of the next group: the one with the most room, so faster
     /// stages get more. Waits while every one of them is full (the relay's `maxsize`).
     /// Works inside the hooks, which run in the stage's child.
+    @inlinable
     public func send(_ message: Output) async throws {
-        try await RelayStageContext.outbox(for: Output.self, in: Self.self).send(message)
+        let outbox = try RelayStageContext.outbox(for: Output.self, in: Self.self)
+        switch try outbox.queue(message) {
+        case .queued, .flush, .scheduleFlush: return
+        case .noCredit, .failed: try await outbox.send(message)
+        }
     }
 
     /// Whether the relay was asked to stop (`RelayControl.stop()`): a `loop()` should return

@@ -8,12 +8,16 @@ import Synchronization
 /// full, when the sender runs out of credit, after each batch a recv stage received, or soon
 /// after a loop stage queued the first of a batch (a flush the reactor thread runs). Each
 /// connection's batches go out in order: flushes take the `flushing` lock.
+@usableFromInline
 final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
-    private typealias Machine = RelayOutboxState<Element, CheckedContinuation<Void, any Error>>
+    @usableFromInline
+    typealias Machine = RelayOutboxState<Element, CheckedContinuation<Void, any Error>>
 
     /// The state, in a box of its own so that the channels' handlers can hold it without
     /// holding the outbox (which owns the channels).
-    private final class Storage: Sendable {
+    @usableFromInline
+    final class Storage: Sendable {
+        @usableFromInline
         let state: Mutex<Machine>
         init(_ machine: sending Machine) { state = Mutex(machine) }
 
@@ -22,7 +26,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         }
     }
 
-    private let storage: Storage
+    @usableFromInline
+    let storage: Storage
     private let channels: [Channel]
     private let peers: [String]
     private let owner: String
@@ -74,7 +79,28 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         storage.state.withLock { $0.defersFlushes = defers }
     }
 
+    /// Queues `value` for one receiver if one has room, without waiting: what `send(_:)` does
+    /// for nearly every message, specialised in the stage's module. A `noCredit` or `failed`
+    /// answer queued nothing: `send(_:)` then waits or throws.
+    @inlinable
+    func queue(_ value: Element) throws -> Machine.Offer {
+        let offer = storage.state.withLock { $0.offer(value) }
+        switch offer {
+        case .queued, .noCredit, .failed: break
+        case .flush(let link): try flush(link)
+        case .scheduleFlush: scheduleFlush()
+        }
+        return offer
+    }
+
+    /// Flushes every pending batch soon, on the reactor thread.
+    @usableFromInline
+    func scheduleFlush() {
+        Reactor.shared.execute { [self] in try? flushAll() }
+    }
+
     /// Queues `value` for one receiver; waits while no receiver has room (backpressure).
+    @usableFromInline
     func send(_ value: Element) async throws {
         while true {
             switch storage.state.withLock({ $0.offer(value) }) {
@@ -83,7 +109,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
             case .flush(let link):
                 return try flush(link)
             case .scheduleFlush:
-                Reactor.shared.execute { [self] in try? flushAll() }
+                scheduleFlush()
                 return
             case .noCredit:
                 try flushAll()
@@ -115,7 +141,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     }
 
     /// Sends the pending batch of `link`.
-    private func flush(_ link: Int) throws {
+    @usableFromInline
+    func flush(_ link: Int) throws {
         try flushing.withLock { _ in
             guard let batch = storage.state.withLock({ $0.take(link) }) else { return }
             try write(batch.values, from: batch.sequence, on: link)
