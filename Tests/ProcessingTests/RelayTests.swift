@@ -104,6 +104,47 @@ struct RelayFaulty: RelayActor {
     }
 }
 
+/// Passes numbers on; its first process kills itself (SIGKILL) at its `at`-th message.
+/// Which process it is, is kept in a file: a restarted stage starts from the value it was
+/// connected with.
+struct RelayCrashOnce: RelayActor {
+    typealias Output = Int
+    var lives = 2
+    var at: Int
+    var marker: String
+    var received = 0
+    mutating func recv(_ x: Int) async throws {
+        received += 1
+        if received == at, !FileManager.default.fileExists(atPath: marker) {
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
+            kill(getpid(), SIGKILL)
+        }
+        try await send(x)
+    }
+}
+
+/// Passes numbers on, but dies (SIGKILL) on `poison`, every time.
+struct RelayPoisoned: RelayActor {
+    typealias Output = Int
+    var lives = 3
+    var poison: Int
+    mutating func recv(_ x: Int) async throws {
+        if x == poison { kill(getpid(), SIGKILL) }
+        try await send(x)
+    }
+}
+
+/// Throws on `at`, in every process: with lives, each life fails on it.
+struct RelayAlwaysThrows: RelayActor {
+    typealias Output = Int
+    var lives = 2
+    var at: Int
+    mutating func recv(_ x: Int) async throws {
+        if x == at { throw RelayStageFault(at: x) }
+        try await send(x)
+    }
+}
+
 /// A first stage that sends until the relay is asked to stop.
 struct RelayEndless: RelayActor {
     typealias Output = Int
@@ -287,6 +328,58 @@ struct RelayTests {
         }
     }
 
+    @Test("a stage with lives that dies is restarted; what it held is sent again, and nothing is lost",
+          arguments: [false, true])
+    func restartWithLives(middle: Bool) async throws {
+        let marker = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let relay = Relay(maxsize: 16)
+        let crashing = RelayCrashOnce(at: 300, marker: marker)
+        if middle {
+            try relay.connect(RelayNumbers(range: 0..<2_000), crashing, RelayPass())
+        } else {
+            try relay.connect(RelayNumbers(range: 0..<2_000), crashing)
+        }
+        var received: [Int] = []
+        for try await x in try relay.output(as: Int.self) { received.append(x) }
+        #expect(FileManager.default.fileExists(atPath: marker), "the first process did not die")
+        #expect(Set(received) == Set(0..<2_000))
+        // At least once: only what the dead process was in the middle of may come twice.
+        #expect(received.count - 2_000 <= 16, "\(received.count - 2_000) duplicates")
+    }
+
+    @Test("a message that kills a stage twice is dropped and reported; the relay goes on")
+    func poisonMessage() async throws {
+        let relay = Relay(maxsize: 16)
+        try relay.connect(RelayNumbers(range: 0..<2_000), RelayPoisoned(poison: 777), RelayPass())
+        var received = Set<Int>()
+        for try await x in try relay.output(as: Int.self) { received.insert(x) }
+        #expect(Set(0..<2_000).subtracting(received) == [777])
+        let restarts = relay.restarts
+        try #require(restarts.count == 2, "\(restarts)")
+        #expect(restarts.map(\.stage) == ["RelayPoisoned", "RelayPoisoned"])
+        #expect(restarts.map(\.life) == [2, 3])
+        #expect(restarts[0].message?.sender == "RelayNumbers")
+        #expect(restarts[0].message?.index == 777)
+        #expect(restarts[0].dropped == false)
+        #expect(restarts[1].message?.index == 777)
+        #expect(restarts[1].dropped == true)
+        #expect((restarts[0].cause.underlying as? ProcessCrashError)?.cause == .signal(SIGKILL))
+        #expect(restarts[1].description.contains("died on message 777 from RelayNumbers twice, so that message was dropped"))
+    }
+
+    @Test("a stage that throws on every life fails the relay once its lives are spent")
+    func livesSpent() async throws {
+        let relay = Relay(maxsize: 16)
+        try relay.connect(RelayNumbers(range: 0..<1_000), RelayAlwaysThrows(at: 100), RelayPass())
+        let error = await expectError(RelayError.self) {
+            for try await _ in try relay.output(as: Int.self) {}
+        }
+        #expect(error?.stage == "RelayAlwaysThrows")
+        #expect(error?.hook == "recv(_:)")
+        #expect((error?.underlying as? RemoteError)?.value as? RelayStageFault == RelayStageFault(at: 100))
+    }
+
     @Test("the handler's stop() ends the first stages' loops, and everything drains")
     func stopFromHandler() async throws {
         let path = Self.temporaryPath()
@@ -354,7 +447,7 @@ struct RelayTests {
 /// Runs a relay that fails or is stopped early in a child acting as the main process, and
 /// reports what that child has left afterwards: children (zombies included) and descriptors.
 struct RelayLeftoverProbe: Skprocess {
-    enum Scenario: String, Codable, CaseIterable { case throwing, crash, cancel, leaveEarly, finish }
+    enum Scenario: String, Codable, CaseIterable { case throwing, crash, cancel, leaveEarly, finish, restart }
     struct Report: Codable, Sendable {
         var children: [Int32]
         var descriptorsBefore: Int
@@ -389,6 +482,13 @@ struct RelayLeftoverProbe: Skprocess {
         case .finish:
             try relay.connect([RelayNumbers(range: 0..<1_000), RelayNumbers(range: 0..<1_000)], [RelayPass(), RelayPass()], RelayFileSum(path: "/dev/null"))
             try await relay.start()
+        case .restart:
+            let marker = NSTemporaryDirectory() + "relay-probe-\(getpid())-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: marker) }
+            try relay.connect(RelayNumbers(range: 0..<1_000), RelayGroup(RelayCrashOnce(at: 100, marker: marker), RelayPass()), RelayPass())
+            var count = 0
+            for try await _ in try relay.output(as: Int.self) { count += 1 }
+            outcome = relay.restarts.count == 1 && count >= 1_000 ? "restarted" : "restarts \(relay.restarts), \(count) received"
         }
         return outcome
     }
@@ -439,6 +539,7 @@ struct RelayLeftoverTests {
         case .cancel: #expect(report.outcome == "cancelled")
         case .leaveEarly: #expect(report.outcome == "left")
         case .finish: #expect(report.outcome == "finished")
+        case .restart: #expect(report.outcome == "restarted")
         }
         #expect(report.children.isEmpty, "children left: \(report.children)")
         #expect(report.descriptorsAfter == report.descriptorsBefore)

@@ -29,11 +29,12 @@ final class ProcessCore: Sendable {
     /// `processName` names the type fully (for errors); `displayName` is how its forwarded
     /// output lines begin (the type's own name).
     init(processName: String, displayName: String, typeName: String, initialState: [UInt8],
-         initialAttachments: AttachedDescriptors? = nil, config: ProcessConfig) {
+         initialAttachments: AttachedDescriptors? = nil, config: ProcessConfig, runsErrorHandlerAfterCrash: Bool = true) {
         self.processName = processName
         let settings = Machine.Settings(
             processName: processName, typeName: typeName, lives: config.lives, joinIn: config.joinIn,
-            joinGrace: config.joinGrace, timeouts: config.timeouts, terminationGrace: Self.terminationGrace)
+            joinGrace: config.joinGrace, timeouts: config.timeouts, terminationGrace: Self.terminationGrace,
+            runsErrorHandlerAfterCrash: runsErrorHandlerAfterCrash)
         state = Mutex(Machine(settings: settings, initialState: initialState, initialAttachments: initialAttachments))
         output = OutputSettings(stdout: config.stdout, stderr: config.stderr, name: displayName)
     }

@@ -20,8 +20,10 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
     }
 
     /// Prepares `process`, naming it `displayName` in its output lines, logs and events (a
-    /// relay stage is named after its actor, not after the process type that hosts it).
-    init(_ process: P, displayName: String) throws {
+    /// relay stage is named after its actor, not after the process type that hosts it);
+    /// `runsErrorHandlerAfterCrash: false` ends it at a crash on its last life, without a
+    /// child for `error(_:)`.
+    init(_ process: P, displayName: String, runsErrorHandlerAfterCrash: Bool = true) throws {
         try process.processConfig.validate(for: String(reflecting: P.self))
         let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
             try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
@@ -30,7 +32,7 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
         try Frame.checkSize(state.count + typeName.utf8.count + 64, of: .start)
         core = ProcessCore(processName: String(reflecting: P.self), displayName: displayName,
                            typeName: typeName, initialState: state, initialAttachments: attachments,
-                           config: process.processConfig)
+                           config: process.processConfig, runsErrorHandlerAfterCrash: runsErrorHandlerAfterCrash)
     }
 
     deinit { core.abandon() }

@@ -45,6 +45,10 @@ struct ProcessState<Child, Waiter, Timer> {
         var timeouts: ProcessConfig.Timeouts
         /// Between a section's SIGTERM and its SIGKILL.
         var terminationGrace: Duration
+        /// Whether a crash on the last life starts a child that runs only `error(_:)`; not for a
+        /// relay stage, whose `error(_:)` is the default and whose connections went with the
+        /// child that crashed.
+        var runsErrorHandlerAfterCrash = true
     }
 
     /// The process ended: resume every waiter (with true: it ended), cancel every timer.
@@ -397,7 +401,7 @@ struct ProcessState<Child, Waiter, Timer> {
         if livesLeft > 1 {
             livesLeft -= 1
             currentRun = resumeRun
-        } else if failure is ProcessCrashError || failure is ProcessTimeoutError {
+        } else if failure is ProcessCrashError || failure is ProcessTimeoutError, settings.runsErrorHandlerAfterCrash {
             handlingFailure = failure
         } else {
             return .finish(finish(alsoCancelling: cancel, ending))    // error(_:) already ran in the child

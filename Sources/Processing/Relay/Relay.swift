@@ -31,6 +31,11 @@ public final class Relay {
     /// The most messages in flight on each connection between two stages.
     public let maxsize: Int
     private var groups: [[any RelayActor]] = []
+    private let restartLog = RelayRestartLog()
+
+    /// The stages restarted during the last run (stages with `lives`), in order, so far:
+    /// read it after `start` returns or the output ends (or while it runs).
+    public var restarts: [RelayRestart] { restartLog.all }
 
     /// A relay whose connections each hold at most `maxsize` messages in flight (sent and
     /// not yet handled). 1,024 by default; at least 1.
@@ -72,7 +77,7 @@ public final class Relay {
     /// is cancelled (likewise).
     public func start(_ handler: @escaping @Sendable (RelayControl) async throws -> Void = { _ in }) async throws {
         let run = try prepare(feeding: nil, output: nil)
-        try await run.stages.run(feed: nil, handler: handler)
+        try await run.stages.run(feed: nil, output: nil, handler: handler)
     }
 
     /// Runs the relay with its first stages fed from `feed` in the parent: each element goes
@@ -82,7 +87,7 @@ public final class Relay {
         feeding feed: Feed, _ handler: @escaping @Sendable (RelayControl) async throws -> Void = { _ in }
     ) async throws where Feed.Element: Codable & Sendable {
         let run = try prepare(feeding: Feed.Element.self, output: nil)
-        try await run.stages.run(feed: Self.feeder(feed, into: run.feedEnds, settings: run.settings), handler: handler)
+        try await run.stages.run(feed: try Self.feeder(feed, into: run), output: nil, handler: handler)
     }
 
     /// What the last stages send, as an `AsyncSequence` read in the parent (with the same
@@ -91,7 +96,7 @@ public final class Relay {
     /// iteration early (or cancelling it) stops every stage. Iterate it once.
     public func output<Element: Codable & Sendable>(as type: Element.Type = Element.self) throws -> RelayOutput<Element> {
         let run = try prepare(feeding: nil, output: Element.self)
-        return RelayOutput(stages: run.stages, ends: run.outputEnds, settings: run.settings, feed: nil)
+        return RelayOutput(run, feed: nil)
     }
 
     /// What the last stages send, with the first stages fed from `feed`. See `output(as:)`
@@ -100,8 +105,7 @@ public final class Relay {
         as type: Element.Type = Element.self, feeding feed: Feed
     ) throws -> RelayOutput<Element> where Feed.Element: Codable & Sendable {
         let run = try prepare(feeding: Feed.Element.self, output: Element.self)
-        return RelayOutput(stages: run.stages, ends: run.outputEnds, settings: run.settings,
-                           feed: Self.feeder(feed, into: run.feedEnds, settings: run.settings))
+        return RelayOutput(run, feed: try Self.feeder(feed, into: run))
     }
 
     // MARK: Preparing
@@ -112,22 +116,27 @@ public final class Relay {
         let feedEnds: [RelayLinkEnd]
         let outputEnds: [RelayLinkEnd]
         let settings: RelayStageSettings
+        /// Per first stage: it has lives (what the feed sends it is kept until credited).
+        let feedRetained: [Bool]
+        /// Per last stage: it has lives (its connection's end is not a failure).
+        let outputRestartable: [Bool]
     }
 
     /// The parent's feed: sends each element, then the end of stream.
-    static func feeder<Feed: AsyncSequence & Sendable>(
-        _ feed: Feed, into ends: [RelayLinkEnd], settings: RelayStageSettings
-    ) -> @Sendable (RelayStopSignal) async throws -> Void where Feed.Element: Codable & Sendable {
-        { stop in
-            let outbox = try RelayOutbox<Feed.Element>(ends, window: settings.window, batchLimit: settings.batchLimit,
-                                                       defersFlushes: true, owner: "the parent's feed")
+    static func feeder<Feed: AsyncSequence & Sendable>(_ feed: Feed, into run: Prepared) throws -> RelayFeedRun
+    where Feed.Element: Codable & Sendable {
+        let outbox = try RelayOutbox<Feed.Element>(run.feedEnds, window: run.settings.window, batchLimit: run.settings.batchLimit,
+                                                   defersFlushes: true, retains: run.feedRetained, owner: "the parent's feed")
+        return RelayFeedRun(relink: { link, end, dropping in
+            try outbox.relink(link, to: end, dropping: dropping)
+        }, run: { stop in
             defer { outbox.close() }
             for try await element in feed {
                 if stop.isSet { break }
                 try await outbox.send(element)
             }
             try await outbox.finish()
-        }
+        })
     }
 
     private func prepare(feeding feedType: Any.Type?, output outputType: Any.Type?) throws -> Prepared {
@@ -144,6 +153,13 @@ public final class Relay {
                 group.count > 1 ? "\(name)#\(index)" : name
             }
         }
+        let lives = groups.map { $0.map(\.lives) }
+        for (group, stages) in lives.enumerated() {
+            for (index, count) in stages.enumerated() where count < 1 {
+                throw ProcessingError(.invalidConfiguration, "\(names[group][index]) has \(count) lives: a stage needs at least 1")
+            }
+        }
+        let last = groups.count - 1
         // Connections: inbound[g][i] and outbound[g][i] for stage i of group g.
         var inbound = groups.map { $0.map { _ in [RelayLinkEnd]() } }
         var outbound = inbound
@@ -166,7 +182,6 @@ public final class Relay {
             }
         }
         if outputType != nil {
-            let last = groups.count - 1
             for sender in names[last].indices {
                 let link = try RelayLinkEnd.pair(sender: names[last][sender], receiver: "the parent's output")
                 outbound[last][sender].append(link.sending)
@@ -174,24 +189,56 @@ public final class Relay {
             }
         }
         var stages: [[RelayStageRun]] = []
+        var plans: [[RelayStagePlan]] = []
+        var anchors: [[ProcessPipe.Anchor?]] = []
         for (group, actors) in groups.enumerated() {
             var runs: [RelayStageRun] = []
+            var groupPlans: [RelayStagePlan] = []
+            var groupAnchors: [ProcessPipe.Anchor?] = []
             for (index, actor) in actors.enumerated() {
                 var stageSettings = settings
                 stageSettings.name = names[group][index]
-                runs.append(try Self.stage(actor, settings: stageSettings,
-                                           inbound: inbound[group][index], outbound: outbound[group][index]))
+                // A connection's other end restarts if that stage has lives.
+                stageSettings.inboundRestartable = group == 0
+                    ? inbound[group][index].map { _ in false }
+                    : lives[group - 1].map { $0 > 1 }
+                stageSettings.outboundRetained = group == last
+                    ? outbound[group][index].map { _ in false }
+                    : lives[group + 1].map { $0 > 1 }
+                let ownLives = lives[group][index]
+                let hasControl = stageSettings.inboundRestartable.contains(true) || stageSettings.outboundRetained.contains(true)
+                let control = hasControl ? try ProcessPipe.pair(oneWay: true) : nil
+                let progress = ownLives > 1 ? try RelayProgressSlot() : nil
+                let factory = ownLives > 1 ? try Self.factory(actor) : nil
+                groupPlans.append(RelayStagePlan(
+                    group: group, index: index, settings: stageSettings, lives: ownLives, factory: factory,
+                    progress: progress, hasControl: hasControl,
+                    inboundPeers: inbound[group][index].map(\.peer), outboundPeers: outbound[group][index].map(\.peer)))
+                groupAnchors.append(control?.anchor)
+                runs.append(try Self.stage(actor, settings: stageSettings, inbound: inbound[group][index],
+                                           outbound: outbound[group][index], control: control?.point, progress: progress))
             }
             stages.append(runs)
+            plans.append(groupPlans)
+            anchors.append(groupAnchors)
         }
-        return Prepared(stages: RelayRun(stages: stages), feedEnds: feedEnds, outputEnds: outputEnds, settings: settings)
+        restartLog.reset()
+        return Prepared(stages: RelayRun(stages: stages, plans: plans, anchors: anchors, restarts: restartLog), feedEnds: feedEnds,
+                        outputEnds: outputEnds, settings: settings,
+                        feedRetained: feedType == nil ? [] : lives[0].map { $0 > 1 },
+                        outputRestartable: outputType == nil ? [] : lives[last].map { $0 > 1 })
     }
 
     /// The stage's process, prepared: its connections move into its start state here.
-    private static func stage<A: RelayActor>(_ actor: A, settings: RelayStageSettings,
-                                             inbound: [RelayLinkEnd], outbound: [RelayLinkEnd]) throws -> RelayStageRun {
-        let stage = RelayStage(actor: actor, settings: settings, inbound: inbound, outbound: outbound)
-        return RelayStageRun(try ProcessHandle(stage, displayName: settings.name), name: settings.name)
+    private static func stage<A: RelayActor>(_ actor: A, settings: RelayStageSettings, inbound: [RelayLinkEnd],
+                                             outbound: [RelayLinkEnd], control: ProcessPipe.Point?,
+                                             progress: RelayProgressSlot?) throws -> RelayStageRun {
+        try RelayStageFactory<A>.make(actor, settings: settings, inbound: inbound, outbound: outbound,
+                                      control: control, progress: progress)
+    }
+
+    private static func factory<A: RelayActor>(_ actor: A) throws -> any RelayStageMaking {
+        try RelayStageFactory(actor)
     }
 
     // MARK: Checks

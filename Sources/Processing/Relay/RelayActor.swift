@@ -46,9 +46,18 @@ public protocol RelayActor: Codable, RelayStageGroup {
     mutating func recv(_ message: Input) async throws
     /// Runs last, once: after `loop()` returned, or after the last message from every sender.
     mutating func shutdown() async throws
+
+    /// How many processes the stage may have: with more than one, a stage whose process dies
+    /// or whose hook throws is started again (from its value as it was connected, `startup()`
+    /// first) and the relay goes on; see `Relay` for what happens to its messages. 1 by
+    /// default: the relay fails instead. Declare `var lives = 3` to set it.
+    var lives: Int { get }
 }
 
 extension RelayActor {
+    /// One: a stage whose process dies fails the relay.
+    public var lives: Int { 1 }
+
     /// Does nothing by default.
     public mutating func startup() async throws {}
     /// Does nothing by default.

@@ -8,6 +8,8 @@ final class RelayInbox: Sendable {
     /// frame's payload with the encoded array from `offset`.
     struct Batch: Sendable {
         let link: Int
+        /// Which connection of `link` it came on (see `relink`).
+        let generation: Int
         let sequence: UInt64
         let payload: [UInt8]
         let offset: Int
@@ -28,65 +30,89 @@ final class RelayInbox: Sendable {
         let state: Mutex<Machine>
         init(_ machine: sending Machine) { state = Mutex(machine) }
 
-        func end(_ link: Int, error: (any Error)?) {
-            if let (waiter, result) = state.withLock({ $0.ended(link, error: error) }) { waiter.resume(with: result) }
+        func end(_ link: Int, generation: Int, error: (any Error)?) {
+            if let (waiter, result) = state.withLock({ $0.ended(link, generation: generation, error: error) }) {
+                waiter.resume(with: result)
+            }
         }
     }
 
     private let storage: Storage
-    private let channels: [Channel]
+    private let channels: Mutex<[Channel]>
     private let peers: [String]
+    private let owner: String
     private let nextID = Atomic<UInt64>(0)
 
-    /// Takes the descriptors of `ends`; `owner` names this side in errors.
-    init(_ ends: [RelayLinkEnd], window: Int, owner: String) throws {
-        let storage = Storage(Machine(links: ends.count, window: window))
+    /// Takes the descriptors of `ends`; `owner` names this side in errors. `restartable[i]`:
+    /// the sender of `ends[i]` may be restarted, so its end is not a failure.
+    init(_ ends: [RelayLinkEnd], window: Int, restartable: [Bool]? = nil, grantsEveryBatch: Bool = false,
+         owner: String) throws {
+        let storage = Storage(Machine(links: ends.count, window: window, restartable: restartable,
+                                      grantsEveryBatch: grantsEveryBatch))
         self.storage = storage
+        self.owner = owner
         peers = ends.map(\.peer)
         var channels: [Channel] = []
         for (link, end) in ends.enumerated() {
             guard let fd = end.take() else {
                 throw ProcessingError(.invalidState, "the relay connection from \(end.peer) to \(owner) was used already")
             }
-            do {
-                try Channel.prepare(fd)
-            } catch {
-                Syscall.close(fd)
-                throw ProcessingError(.channelClosed, "the relay connection from \(end.peer) to \(owner) is unusable: \(error)", causedBy: error)
-            }
-            let peer = end.peer
-            channels.append(Channel(fd: fd, onFrame: { frame in
-                Self.received(frame, link: link, from: peer, owner: owner, storage: storage)
-            }, onEnd: { end in
-                let error = ProcessingError(.channelClosed, """
-                    the relay connection from \(peer) to \(owner) ended before its end of stream: \
-                    \(peer)'s process ended or failed (\(end.description))
-                    """)
-                storage.end(link, error: error)
-            }))
+            channels.append(try Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage))
         }
-        self.channels = channels
+        self.channels = Mutex(channels)
         for channel in channels { channel.start() }
+    }
+
+    private static func channel(_ fd: Int32, link: Int, generation: Int, peer: String, owner: String,
+                                storage: Storage) throws -> Channel {
+        do {
+            try Channel.prepare(fd)
+        } catch {
+            Syscall.close(fd)
+            throw ProcessingError(.channelClosed, "the relay connection from \(peer) to \(owner) is unusable: \(error)", causedBy: error)
+        }
+        return Channel(fd: fd, onFrame: { frame in
+            Self.received(frame, link: link, generation: generation, from: peer, owner: owner, storage: storage)
+        }, onEnd: { end in
+            let error = ProcessingError(.channelClosed, """
+                the relay connection from \(peer) to \(owner) ended before its end of stream: \
+                \(peer)'s process ended or failed (\(end.description))
+                """)
+            storage.end(link, generation: generation, error: error)
+        })
+    }
+
+    /// Connection `link` is replaced by one from its sender's next process (restarted).
+    func relink(_ link: Int, to end: RelayLinkEnd) throws {
+        guard let fd = end.take() else { return }
+        let generation = storage.state.withLock { $0.relink(link) }
+        let channel = try Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
+        let old = channels.withLock { channels in
+            defer { channels[link] = channel }
+            return channels[link]
+        }
+        Reactor.shared.execute { old.close(reason: "the sender was restarted") }
+        channel.start()
     }
 
     deinit { close() }
 
-    private static func received(_ frame: Frame, link: Int, from peer: String, owner: String,
+    private static func received(_ frame: Frame, link: Int, generation: Int, from peer: String, owner: String,
                                  storage: Storage) {
         switch frame.kind {
         case .relayBatch:
             var offset = 0
             guard let sequence = BinaryFormat.readVarint(frame.payload, at: &offset) else {
                 let error = ProcessingError(.malformedFrame, "a relay batch from \(peer) without its sequence number")
-                return storage.end(link, error: error)
+                return storage.end(link, generation: generation, error: error)
             }
-            let batch = Batch(link: link, sequence: UInt64(sequence), payload: frame.payload, offset: offset)
+            let batch = Batch(link: link, generation: generation, sequence: UInt64(sequence), payload: frame.payload, offset: offset)
             if let (waiter, batch) = storage.state.withLock({ $0.arrived(batch) }) { waiter.resume(returning: batch) }
         case .relayEnd:
-            storage.end(link, error: nil)
+            storage.end(link, generation: generation, error: nil)
         default:
             let error = ProcessingError(.malformedFrame, "a \(frame.kind) frame from \(peer) on a relay connection to \(owner)")
-            storage.end(link, error: error)
+            storage.end(link, generation: generation, error: error)
         }
     }
 
@@ -108,9 +134,9 @@ final class RelayInbox: Sendable {
     }
 
     /// The stage is done with `count` messages of a batch from `link`: grants credit back.
-    func consumed(_ count: Int, from link: Int) {
-        guard let grant = storage.state.withLock({ $0.consumed(count, from: link) }) else { return }
-        channels[link].post(Frame.control(.relayCredit) { BinaryFormat.appendVarint(UInt64(grant), to: &$0) })
+    func consumed(_ count: Int, of batch: Batch) {
+        guard let grant = storage.state.withLock({ $0.consumed(count, from: batch.link, generation: batch.generation) }) else { return }
+        channels.withLock { $0[batch.link] }.post(Frame.control(.relayCredit) { BinaryFormat.appendVarint(UInt64(grant), to: &$0) })
     }
 
     /// Who sends on `link`.
@@ -120,7 +146,7 @@ final class RelayInbox: Sendable {
     func close() {
         storage.state.withLock { $0.fail(ProcessingError(.channelClosed, "the relay inbox was closed")) }?
             .resume(throwing: ProcessingError(.channelClosed, "the relay inbox was closed"))
-        for channel in channels {
+        for channel in channels.withLock({ $0 }) {
             Reactor.shared.execute { channel.close(reason: "the relay stage finished") }
         }
     }

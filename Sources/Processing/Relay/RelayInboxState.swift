@@ -19,12 +19,25 @@ struct RelayInboxState<Batch, Waiter> {
     private var ungranted: [Int]
     private let grantThreshold: Int
 
-    init(links: Int, window: Int) {
+    /// Per connection: whether its sender may be restarted (then its end is not a failure:
+    /// a new connection from its next process comes with `relink`).
+    private let restartable: [Bool]
+    /// Per connection: how many times it was replaced. Credit for a batch that came on an
+    /// earlier one is not granted on the new one (its sender is gone; the new one starts with
+    /// a whole window).
+    private(set) var generations: [Int]
+
+    /// `grantsEveryBatch`: this side may be restarted, so its senders keep what they sent
+    /// until it is credited; credit after every batch, so that they keep (and would send
+    /// again) as little as they can.
+    init(links: Int, window: Int, restartable: [Bool]? = nil, grantsEveryBatch: Bool = false) {
         ended = Array(repeating: false, count: links)
         ungranted = Array(repeating: 0, count: links)
         // Credit goes back in a few steps per window, so that the sender keeps sending while
         // this stage works, without a frame per message.
-        grantThreshold = max(1, window / 4)
+        grantThreshold = grantsEveryBatch ? 1 : max(1, window / 4)
+        self.restartable = restartable ?? Array(repeating: false, count: links)
+        generations = Array(repeating: 0, count: links)
     }
 
     private var isDone: Bool { endedCount == ended.count && head == queue.count }
@@ -42,8 +55,10 @@ struct RelayInboxState<Batch, Waiter> {
 
     /// `link` ended: cleanly (its end of stream came) or not (`error`). Returns the waiter to
     /// resume and with what.
-    mutating func ended(_ link: Int, error: (any Error)?) -> (Waiter, Result<Batch?, any Error>)? {
-        guard ended.indices.contains(link), !ended[link] else { return nil }
+    mutating func ended(_ link: Int, generation: Int, error: (any Error)?) -> (Waiter, Result<Batch?, any Error>)? {
+        guard ended.indices.contains(link), !ended[link], generations[link] == generation else { return nil }
+        // Its sender died and will be restarted: the connection is replaced, not ended.
+        if error != nil, restartable[link] { return nil }
         ended[link] = true
         endedCount += 1
         if let error, failure == nil {
@@ -61,6 +76,19 @@ struct RelayInboxState<Batch, Waiter> {
             return (waiter.waiter, .success(nil))
         }
         return nil
+    }
+
+    /// `link` is replaced by a connection from its sender's next process; returns its
+    /// generation. A connection that had ended opens again (the new process sends its own end).
+    mutating func relink(_ link: Int) -> Int {
+        guard generations.indices.contains(link) else { return 0 }
+        generations[link] += 1
+        ungranted[link] = 0
+        if ended[link] {
+            ended[link] = false
+            endedCount -= 1
+        }
+        return generations[link]
     }
 
     /// Whether `link` sent its end of stream (or failed).
@@ -91,8 +119,10 @@ struct RelayInboxState<Batch, Waiter> {
     }
 
     /// The stage is done with `count` messages from `link`: the credit to grant now, if any.
-    mutating func consumed(_ count: Int, from link: Int) -> Int? {
-        guard ungranted.indices.contains(link), !ended[link] else { return nil }
+    mutating func consumed(_ count: Int, from link: Int, generation: Int) -> Int? {
+        // Also after its end of stream came (it comes right behind the last batches): a sender
+        // that keeps what it sent waits for this credit before it exits.
+        guard ungranted.indices.contains(link), generations[link] == generation else { return nil }
         ungranted[link] += count
         guard ungranted[link] >= grantThreshold else { return nil }
         defer { ungranted[link] = 0 }

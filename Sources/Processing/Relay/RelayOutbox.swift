@@ -21,56 +21,113 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         let state: Mutex<Machine>
         init(_ machine: sending Machine) { state = Mutex(machine) }
 
+        /// How many times each connection was replaced.
+        private let generations = Mutex<[Int: Int]>([:])
+
         func fail(_ error: any Error) {
             for waiter in state.withLock({ $0.fail(error) }) { waiter.resume(throwing: error) }
+        }
+
+        func generation(of link: Int) -> Int { generations.withLock { $0[link] ?? 0 } }
+
+        func nextGeneration(of link: Int) -> Int {
+            generations.withLock { generations in
+                generations[link, default: 0] += 1
+                return generations[link]!
+            }
         }
     }
 
     @usableFromInline
     let storage: Storage
-    private let channels: [Channel]
+    /// The channel of each connection, and how many times it was replaced (a receiver restarted).
+    private let links: Mutex<[(channel: Channel, generation: Int)]>
     private let peers: [String]
     private let owner: String
     /// Held while a batch is encoded and written, so that batches leave in order.
     private let flushing = Mutex(())
     private let nextID = Atomic<UInt64>(0)
 
-    /// Takes the descriptors of `ends`; `owner` names this side in errors.
-    init(_ ends: [RelayLinkEnd], window: Int, batchLimit: Int, defersFlushes: Bool, owner: String) throws {
-        let storage = Storage(Machine(links: ends.count, window: window, batchLimit: batchLimit, defersFlushes: defersFlushes))
+    /// Takes the descriptors of `ends`; `owner` names this side in errors. `retains[i]`: the
+    /// receiver of `ends[i]` may be restarted, so what it was sent is kept until credited back.
+    init(_ ends: [RelayLinkEnd], window: Int, batchLimit: Int, defersFlushes: Bool, retains: [Bool]? = nil,
+         owner: String) throws {
+        let storage = Storage(Machine(links: ends.count, window: window, batchLimit: batchLimit,
+                                      defersFlushes: defersFlushes, retains: retains))
         self.storage = storage
         self.owner = owner
         peers = ends.map(\.peer)
-        var channels: [Channel] = []
+        var channels: [(channel: Channel, generation: Int)] = []
         for (link, end) in ends.enumerated() {
             guard let fd = end.take() else {
                 throw ProcessingError(.invalidState, "the relay connection from \(owner) to \(end.peer) was used already")
             }
-            do {
-                try Channel.prepare(fd)
-            } catch {
-                Syscall.close(fd)
-                throw ProcessingError(.channelClosed, "the relay connection from \(owner) to \(end.peer) is unusable: \(error)", causedBy: error)
-            }
-            let peer = end.peer
-            channels.append(Channel(fd: fd, onFrame: { frame in
-                var offset = 0
-                guard frame.kind == .relayCredit, let count = BinaryFormat.readVarint(frame.payload, at: &offset) else {
-                    return storage.fail(ProcessingError(.malformedFrame, "a \(frame.kind) frame from \(peer), which should only send credit back to \(owner)"))
-                }
-                let waiters = storage.state.withLock { $0.credit(Int(count), on: link) }
-                for waiter in waiters { waiter.resume() }
-            }, onEnd: { end in
-                guard !storage.state.withLock({ $0.finished }) else { return }
-                storage.fail(ProcessingError(.channelClosed, """
-                    \(peer), which \(owner) sends to, went away before the end of the stream: its process \
-                    ended or failed (\(end.description))
-                    """))
-            }))
+            channels.append((try Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage), 0))
         }
-        self.channels = channels
-        for channel in channels { channel.start() }
+        links = Mutex(channels)
+        for link in channels { link.channel.start() }
     }
+
+    /// The channel of one connection: credit comes back on it; its end fails the outbox,
+    /// unless its receiver may be restarted.
+    private static func channel(_ fd: Int32, link: Int, generation: Int, peer: String, owner: String,
+                                storage: Storage) throws -> Channel {
+        do {
+            try Channel.prepare(fd)
+        } catch {
+            Syscall.close(fd)
+            throw ProcessingError(.channelClosed, "the relay connection from \(owner) to \(peer) is unusable: \(error)", causedBy: error)
+        }
+        return Channel(fd: fd, onFrame: { frame in
+            var offset = 0
+            guard frame.kind == .relayCredit, let count = BinaryFormat.readVarint(frame.payload, at: &offset) else {
+                return storage.fail(ProcessingError(.malformedFrame, "a \(frame.kind) frame from \(peer), which should only send credit back to \(owner)"))
+            }
+            guard storage.generation(of: link) == generation else { return }
+            let waiters = storage.state.withLock { $0.credit(Int(count), on: link) }
+            for waiter in waiters { waiter.resume() }
+        }, onEnd: { end in
+            guard storage.generation(of: link) == generation else { return }
+            let outcome = storage.state.withLock { state -> Bool? in
+                // A receiver that may be restarted: wait for its next process (`relink`),
+                // unless it had everything and ended as it should.
+                if state.isRetained(link) {
+                    if state.finished, state.allAcknowledged { return nil }
+                    state.linkDown(link)
+                    return true
+                }
+                return state.finished ? nil : false
+            }
+            guard outcome == false else { return }
+            storage.fail(ProcessingError(.channelClosed, """
+                \(peer), which \(owner) sends to, went away before the end of the stream: its process \
+                ended or failed (\(end.description))
+                """))
+        })
+    }
+
+    /// Connection `link` goes to a new process of its receiver (restarted): what it had not
+    /// credited back is sent again, but for message `dropping` (one it died on twice), then
+    /// the end of stream if this side has finished.
+    func relink(_ link: Int, to end: RelayLinkEnd, dropping: UInt64?) throws {
+        guard let fd = end.take() else { return }
+        let generation = storage.nextGeneration(of: link)
+        let channel = try Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
+        let old = links.withLock { links in
+            defer { links[link] = (channel, generation) }
+            return links[link].channel
+        }
+        Reactor.shared.execute { old.close(reason: "the receiver was restarted") }
+        channel.start()
+        try flushing.withLock { _ in
+            let (resent, finished) = storage.state.withLock { ($0.relink(link, dropping: dropping), $0.finished) }
+            for batch in resent { try write(batch.values, from: batch.sequence, on: link) }
+            if finished { channel.post(Frame.encode(.relayEnd)) }
+        }
+        for waiter in storage.state.withLock({ $0.credit(0, on: link) }) { waiter.resume() }
+    }
+
+    private func channel(_ link: Int) -> Channel { links.withLock { $0[link].channel } }
 
     deinit { close() }
 
@@ -158,25 +215,42 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         }
     }
 
+    /// Sends every pending batch and returns once the kernel has them: what a stage that may
+    /// be restarted does before it credits its senders, so that what it produced survives its
+    /// process. Only for a stage whose sends all come from its own task (a recv stage), which
+    /// keeps the batches in order without the `flushing` lock.
+    func flushAllWritten() async throws {
+        for batch in storage.state.withLock({ $0.takeAll() }) {
+            for frame in try frames(batch.values, from: batch.sequence, on: batch.link) {
+                try await channel(batch.link).send(frame)
+            }
+        }
+    }
+
     /// Encodes and posts one batch; a batch over the message size limit goes in halves.
     /// Credit bounds what is queued, so posting (which does not wait) cannot grow without bound.
     private func write(_ values: [Element], from sequence: UInt64, on link: Int) throws {
-        let frame: [UInt8]
+        let channel = channel(link)
+        for frame in try frames(values, from: sequence, on: link) { channel.post(frame) }
+    }
+
+    /// One batch's frames: one, or several for a batch over the message size limit (halved
+    /// until each fits).
+    private func frames(_ values: [Element], from sequence: UInt64, on link: Int) throws -> [[UInt8]] {
         do {
-            frame = try Frame.encode(.relayBatch) { bytes in
+            return [try Frame.encode(.relayBatch) { bytes in
                 BinaryFormat.appendVarint(sequence, to: &bytes)
                 try BinaryEncoder().encode(values, appendingTo: &bytes)
-            }
+            }]
         } catch let error as ProcessingError where error.code == .messageTooLarge && values.count > 1 {
             let half = values.count / 2
-            try write(Array(values[..<half]), from: sequence, on: link)
-            return try write(Array(values[half...]), from: sequence + UInt64(half), on: link)
+            return try frames(Array(values[..<half]), from: sequence, on: link)
+                + frames(Array(values[half...]), from: sequence + UInt64(half), on: link)
         } catch {
             let failure = ProcessingError(.encodingFailed, "\(owner) could not encode a message of type \(String(reflecting: Element.self)) for \(peers[link]): \(error)", causedBy: error)
             storage.fail(failure)
             throw failure
         }
-        channels[link].post(frame)
     }
 
     /// Sends what is pending, then the end of stream on every connection, and returns once the
@@ -190,14 +264,36 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
             throw failure
         }
         let end = Frame.encode(.relayEnd)
-        for channel in channels { try await channel.send(end) }
+        for link in links.withLock({ $0 }) { try await link.channel.send(end) }
+        // A receiver that may be restarted may need what it was sent again: stay until
+        // everything was credited back.
+        while true {
+            let id = nextID.add(1, ordering: .relaxed).newValue
+            let done: Bool = try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    let decision = storage.state.withLock { state -> Machine.WaitDecision in
+                        if Task.isCancelled { return .failNow(CancellationError()) }
+                        return state.waitForAcknowledgements(id: id, continuation)
+                    }
+                    switch decision {
+                    case .resumeNow: continuation.resume()
+                    case .failNow(let error): continuation.resume(throwing: error)
+                    case .registered: break
+                    }
+                }
+                return storage.state.withLock { $0.allAcknowledged }
+            } onCancel: {
+                storage.state.withLock { $0.cancel(id: id) }?.resume(throwing: CancellationError())
+            }
+            if done { return }
+        }
     }
 
     /// Closes every connection; a waiting `send` fails.
     func close() {
         storage.fail(ProcessingError(.channelClosed, "\(owner)'s relay connections were closed"))
-        for channel in channels {
-            Reactor.shared.execute { channel.close(reason: "the relay stage finished") }
+        for link in links.withLock({ $0 }) {
+            Reactor.shared.execute { link.channel.close(reason: "the relay stage finished") }
         }
     }
 }

@@ -55,12 +55,36 @@ struct RelayOutboxState<Element, Waiter> {
     @usableFromInline
     var rotation = 0
 
-    init(links: Int, window: Int, batchLimit: Int, defersFlushes: Bool) {
+    /// A batch sent to a receiver that may be restarted, kept until it is credited back.
+    typealias SentBatch = (sequence: UInt64, values: [Element])
+
+    private let window: Int
+    /// Per connection: whether its receiver may be restarted (a stage with lives), so that
+    /// what was sent and not yet credited back is kept, to be sent again to its next process.
+    private let retains: [Bool]
+    private var unacknowledged: [[SentBatch]]
+    /// Per connection: its receiver died and is being replaced (no credit until it is).
+    private var down: [Bool]
+
+    init(links: Int, window: Int, batchLimit: Int, defersFlushes: Bool, retains: [Bool]? = nil) {
         credits = Array(repeating: window, count: links)
         pending = Array(repeating: [], count: links)
         nextSequence = Array(repeating: 0, count: links)
         self.batchLimit = max(1, batchLimit)
         self.defersFlushes = defersFlushes
+        self.window = window
+        self.retains = retains ?? Array(repeating: false, count: links)
+        unacknowledged = Array(repeating: [], count: links)
+        down = Array(repeating: false, count: links)
+    }
+
+    /// Whether the receiver on `link` may be restarted.
+    func isRetained(_ link: Int) -> Bool { retains.indices.contains(link) && retains[link] }
+
+    /// Whether every message sent on a retaining connection was credited back: then no
+    /// receiver can need any of it again, and a finished sender may exit.
+    var allAcknowledged: Bool {
+        !down.contains(true) && unacknowledged.allSatisfy(\.isEmpty) && pending.allSatisfy(\.isEmpty)
     }
 
     var linkCount: Int { credits.count }
@@ -96,6 +120,7 @@ struct RelayOutboxState<Element, Waiter> {
         pending[link] = []
         let sequence = nextSequence[link]
         nextSequence[link] += UInt64(values.count)
+        if retains[link] { unacknowledged[link].append((sequence, values)) }
         return (sequence, values)
     }
 
@@ -111,16 +136,67 @@ struct RelayOutboxState<Element, Waiter> {
 
     /// The receiver on `link` took `count` messages: it has room for that many more.
     mutating func credit(_ count: Int, on link: Int) -> [Waiter] {
-        guard credits.indices.contains(link) else { return [] }
+        guard credits.indices.contains(link), !down[link] else { return [] }
         credits[link] += count
+        if retains[link] {
+            // Credit comes back in order: the oldest batches were handled.
+            var remaining = count
+            while remaining > 0, !unacknowledged[link].isEmpty {
+                let first = unacknowledged[link][0]
+                if first.values.count <= remaining {
+                    remaining -= first.values.count
+                    unacknowledged[link].removeFirst()
+                } else {
+                    unacknowledged[link][0] = (first.sequence + UInt64(remaining), Array(first.values.dropFirst(remaining)))
+                    remaining = 0
+                }
+            }
+        }
         defer { waiters = [] }
         return waiters.map(\.waiter)
+    }
+
+    /// The receiver on a retaining `link` died: nothing goes to it until `relink`.
+    mutating func linkDown(_ link: Int) {
+        guard down.indices.contains(link) else { return }
+        down[link] = true
+        credits[link] = 0
+    }
+
+    /// The receiver on `link` has a new process: what it had not credited back goes to it
+    /// again, in order, but for the message numbered `dropping` (one that killed it twice),
+    /// and it has room for the rest of its window.
+    mutating func relink(_ link: Int, dropping: UInt64?) -> [SentBatch] {
+        guard down.indices.contains(link) else { return [] }
+        var resent: [SentBatch] = []
+        for batch in unacknowledged[link] {
+            if let dropping, dropping >= batch.sequence, dropping < batch.sequence + UInt64(batch.values.count) {
+                let cut = Int(dropping - batch.sequence)
+                if cut > 0 { resent.append((batch.sequence, Array(batch.values[..<cut]))) }
+                if cut + 1 < batch.values.count { resent.append((dropping + 1, Array(batch.values[(cut + 1)...]))) }
+            } else {
+                resent.append(batch)
+            }
+        }
+        unacknowledged[link] = resent
+        down[link] = false
+        credits[link] = max(0, window - resent.reduce(0) { $0 + $1.values.count } - pending[link].count)
+        return resent
     }
 
     /// A sender that found no credit waits for some, unless it came meanwhile.
     mutating func wait(id: UInt64, _ waiter: Waiter) -> WaitDecision {
         if let failure { return .failNow(failure) }
         if credits.contains(where: { $0 > 0 }) { return .resumeNow }
+        waiters.append((id, waiter))
+        return .registered
+    }
+
+    /// A finished sender waits until every retaining connection is credited back, unless it
+    /// is already.
+    mutating func waitForAcknowledgements(id: UInt64, _ waiter: Waiter) -> WaitDecision {
+        if let failure { return .failNow(failure) }
+        if allAcknowledged { return .resumeNow }
         waiters.append((id, waiter))
         return .registered
     }

@@ -11,14 +11,23 @@ public struct RelayOutput<Element: Codable & Sendable>: AsyncSequence, Sendable 
 
     /// The prepared run, taken by the first iterator.
     private final class Source: Sendable {
-        let prepared = Mutex<(stages: RelayRun, ends: [RelayLinkEnd], settings: RelayStageSettings,
-                              feed: (@Sendable (RelayStopSignal) async throws -> Void)?)?>(nil)
+        let prepared = Mutex<Prepared?>(nil)
     }
 
-    init(stages: RelayRun, ends: [RelayLinkEnd], settings: RelayStageSettings,
-         feed: (@Sendable (RelayStopSignal) async throws -> Void)?) {
+    /// What the first iterator takes.
+    fileprivate struct Prepared: Sendable {
+        let stages: RelayRun
+        let ends: [RelayLinkEnd]
+        let settings: RelayStageSettings
+        let restartable: [Bool]
+        let feed: RelayFeedRun?
+    }
+
+    init(_ run: Relay.Prepared, feed: RelayFeedRun?) {
         source = Source()
-        source.prepared.withLock { $0 = (stages, ends, settings, feed) }
+        let prepared = Prepared(stages: run.stages, ends: run.outputEnds, settings: run.settings,
+                                restartable: run.outputRestartable, feed: feed)
+        source.prepared.withLock { $0 = prepared }
     }
 
     /// Starts the relay and iterates what its last stages send.
@@ -35,9 +44,8 @@ public struct RelayOutput<Element: Codable & Sendable>: AsyncSequence, Sendable 
         private var buffer: [Element] = []
         private var position = 0
 
-        fileprivate init(_ prepared: (stages: RelayRun, ends: [RelayLinkEnd], settings: RelayStageSettings,
-                                      feed: (@Sendable (RelayStopSignal) async throws -> Void)?)?) {
-            reading = prepared.map { Reading(stages: $0.stages, ends: $0.ends, settings: $0.settings, feed: $0.feed) }
+        fileprivate init(_ prepared: Prepared?) {
+            reading = prepared.map { Reading($0) }
         }
 
         /// The next message, or nil once the relay has ended; throws its failure.
@@ -51,7 +59,7 @@ public struct RelayOutput<Element: Codable & Sendable>: AsyncSequence, Sendable 
             }
             while true {
                 if let last = reading.lastBatch {
-                    reading.inbox?.consumed(last.count, from: last.link)
+                    reading.inbox?.consumed(last.count, of: last.batch)
                     reading.lastBatch = nil
                 }
                 guard let inbox = reading.inbox else { return nil }
@@ -79,7 +87,7 @@ public struct RelayOutput<Element: Codable & Sendable>: AsyncSequence, Sendable 
                     reading.inbox = nil
                     throw ProcessingError(.decodingFailed, "a batch from \(inbox.peer(batch.link)) did not decode as \(String(reflecting: Element.self)): \(error)")
                 }
-                reading.lastBatch = (values.count, batch.link)
+                reading.lastBatch = (values.count, batch)
                 guard !values.isEmpty else { continue }
                 buffer = values
                 position = 1
@@ -93,18 +101,20 @@ public struct RelayOutput<Element: Codable & Sendable>: AsyncSequence, Sendable 
     private final class Reading {
         let task: Task<Void, any Error>
         var inbox: RelayInbox?
-        var lastBatch: (count: Int, link: Int)?
+        var lastBatch: (count: Int, batch: RelayInbox.Batch)?
 
-        init(stages: RelayRun, ends: [RelayLinkEnd], settings: RelayStageSettings,
-             feed: (@Sendable (RelayStopSignal) async throws -> Void)?) {
+        init(_ prepared: Prepared) {
+            let inbox: RelayInbox
             do {
-                inbox = try RelayInbox(ends, window: settings.window, owner: "the parent's output")
+                inbox = try RelayInbox(prepared.ends, window: prepared.settings.window, restartable: prepared.restartable,
+                                       owner: "the parent's output")
             } catch {
-                inbox = nil
+                self.inbox = nil
                 task = Task { throw error }
                 return
             }
-            task = Task { try await stages.run(feed: feed, handler: nil) }
+            self.inbox = inbox
+            task = Task { try await prepared.stages.run(feed: prepared.feed, output: inbox, handler: nil) }
         }
 
         deinit {

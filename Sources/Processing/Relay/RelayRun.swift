@@ -1,39 +1,5 @@
 import Synchronization
 
-/// One prepared stage: its process, type-erased.
-struct RelayStageRun: Sendable {
-    let name: String
-    private let core: ProcessCore
-    /// The handle, kept while the relay runs: dropping the last reference kills the child.
-    private let owner: any AnyObject & Sendable
-
-    init<A: RelayActor>(_ handle: ProcessHandle<RelayStage<A>>, name: String) {
-        self.name = name
-        core = handle.core
-        owner = handle
-    }
-
-    func start() async throws { try await core.launch() }
-
-    /// Waits for the stage's end; throws its failure.
-    func result() async throws {
-        _ = try await core.waitForEnd(timeout: nil)
-        if case .failure(let error)? = core.outcome { throw error }
-    }
-
-    /// SIGKILL, at once.
-    func kill() { core.kill() }
-
-    /// Asks the stage to stop (`isStopping`).
-    func stop() { core.requestStop() }
-
-    /// Waits for the child's end even in a cancelled task (so that nothing outlives the relay).
-    func ended() async {
-        let core = core
-        await Task { _ = try? await core.waitForEnd(timeout: nil) }.value
-    }
-}
-
 /// A flag the handler's `stop()` sets for the parent's feed.
 final class RelayStopSignal: Sendable {
     private let flag = Atomic<Bool>(false)
@@ -41,9 +7,38 @@ final class RelayStopSignal: Sendable {
     func set() { flag.store(true, ordering: .releasing) }
 }
 
+/// What the relay needs to know of a stage to restart it.
+struct RelayStagePlan: Sendable {
+    let group: Int
+    let index: Int
+    let settings: RelayStageSettings
+    /// How many processes the stage may have (its actor's `lives`).
+    let lives: Int
+    /// Makes its process again (when it has lives to spare).
+    let factory: (any RelayStageMaking)?
+    /// Where it says which message it handles (when it has lives to spare).
+    let progress: RelayProgressSlot?
+    /// Whether a neighbour has lives, so that it may be told of new connections.
+    let hasControl: Bool
+    /// Who is at the other end of each of its connections.
+    let inboundPeers: [String]
+    let outboundPeers: [String]
+}
+
+/// The parent's feed, ready to run: it sends, and takes new connections to restarted stages.
+struct RelayFeedRun: Sendable {
+    let relink: @Sendable (Int, RelayLinkEnd, UInt64?) throws -> Void
+    let run: @Sendable (RelayStopSignal) async throws -> Void
+}
+
 /// A relay ready to run: its stages prepared (not yet spawned) and connected.
 struct RelayRun: Sendable {
     let stages: [[RelayStageRun]]
+    let plans: [[RelayStagePlan]]
+    /// The parent's end of each stage's control pipe (nil for a stage without one).
+    let anchors: [[ProcessPipe.Anchor?]]
+    /// Where restarts are recorded (`Relay.restarts`).
+    let restarts: RelayRestartLog
 
     private enum Outcome: Sendable {
         case stageEnded(Int, (any Error)?)
@@ -56,18 +51,36 @@ struct RelayRun: Sendable {
     /// first would report the neighbour as killed by the relay rather than by what killed it.
     static let consequenceGrace = Duration.seconds(1)
 
+    /// The stages' current processes, and what restarts need, as the run goes.
+    private final class Current: Sendable {
+        struct Stage {
+            var run: RelayStageRun
+            var anchor: ProcessPipe.Anchor?
+            var life = 1
+            /// The message it was handling when it died last (connection, sequence number).
+            var diedOn: (link: Int, sequence: UInt64)?
+            var ended = false
+        }
+        let stages: Mutex<[Stage]>
+        init(_ stages: [Stage]) { self.stages = Mutex(stages) }
+        func killAll() { for stage in stages.withLock({ $0 }) { stage.run.kill() } }
+        func stage(_ index: Int) -> Stage { stages.withLock { $0[index] } }
+    }
+
     /// Spawns every stage, runs `feed` and `handler` beside them, and returns once every stage
-    /// has ended and both have returned. The first failure stops everything (see `RelayError`).
-    func run(feed: (@Sendable (RelayStopSignal) async throws -> Void)?,
+    /// has ended and both have returned. A stage that fails is restarted while it has lives;
+    /// otherwise the first failure stops everything (see `RelayError`).
+    func run(feed: RelayFeedRun?, output: RelayInbox?,
              handler: (@Sendable (RelayControl) async throws -> Void)?) async throws {
-        let all = stages.flatMap { $0 }
+        let plans = plans.flatMap { $0 }
+        let groupStarts = self.plans.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let current = Current(zip(stages.flatMap { $0 }, anchors.flatMap { $0 }).map { Current.Stage(run: $0, anchor: $1) })
         let stopSignal = RelayStopSignal()
-        let firstStages = stages.first ?? []
+        let firstCount = stages.first?.count ?? 0
         let control = RelayControl(stopRelay: {
             stopSignal.set()
-            if feed == nil { for stage in firstStages { stage.stop() } }
+            if feed == nil { for index in 0..<firstCount { current.stage(index).run.stop() } }
         }, stages: stages.map { $0.map(\.name) })
-        let killAll = { @Sendable in for stage in all { stage.kill() } }
 
         var failures: [(stage: Int, error: any Error)] = []
         var feedError: (any Error)?
@@ -75,10 +88,10 @@ struct RelayRun: Sendable {
         await withTaskCancellationHandler {
             // The feed and the handler are tasks of their own, so that a failure can cancel
             // them without cancelling the waits for the stages' own outcomes.
-            let feedTask = feed.map { feed in Task { try await feed(stopSignal) } }
+            let feedTask = feed.map { feed in Task { try await feed.run(stopSignal) } }
             let handlerTask = handler.map { handler in Task { try await handler(control) } }
             await withTaskGroup(of: Outcome.self) { group in
-                for (index, stage) in all.enumerated() {
+                func watch(_ index: Int, _ stage: RelayStageRun) {
                     group.addTask {
                         do {
                             try await stage.start()
@@ -89,11 +102,12 @@ struct RelayRun: Sendable {
                         }
                     }
                 }
+                for index in plans.indices { watch(index, current.stage(index).run) }
                 var stopping = false
                 func stopEverything() {
                     guard !stopping else { return }
                     stopping = true
-                    killAll()
+                    current.killAll()
                     feedTask?.cancel()
                     handlerTask?.cancel()
                 }
@@ -112,15 +126,27 @@ struct RelayRun: Sendable {
                 }
                 var graceArmed = false
                 // The stages, the feed and the handler; the grace timer is not waited for.
-                var running = all.count + (feedTask == nil ? 0 : 1) + (handlerTask == nil ? 0 : 1)
+                var running = plans.count + (feedTask == nil ? 0 : 1) + (handlerTask == nil ? 0 : 1)
                 for await outcome in group {
                     if case .graceOver = outcome {
                         stopEverything()
                         continue
                     }
                     running -= 1
+                    guard case .stageEnded(let index, let error) = outcome else { continue }
+                    if index >= 0, error == nil { current.stages.withLock { $0[index].ended = true } }
+                    guard let error else {
+                        if running == 0 { group.cancelAll() }
+                        continue
+                    }
+                    if index >= 0, !stopping, !Task.isCancelled, !Self.isConsequence(error),
+                       let restarted = await restart(index, after: error, plans: plans, groupStarts: groupStarts,
+                                                      current: current, feed: feed, output: output) {
+                        running += 1
+                        watch(index, restarted)
+                        continue
+                    }
                     if running == 0 { group.cancelAll() }
-                    guard case .stageEnded(let index, let error?) = outcome else { continue }
                     switch index {
                     case -1:
                         feedError = error
@@ -143,19 +169,102 @@ struct RelayRun: Sendable {
                     }
                 }
             }
-            for stage in all { await stage.ended() }
+            for stage in current.stages.withLock({ $0 }) { await stage.run.ended() }
         } onCancel: {
-            killAll()
+            current.killAll()
         }
-        for stage in all { await stage.ended() }
+        for stage in current.stages.withLock({ $0 }) { await stage.run.ended() }
         try Task.checkCancellation()
+        let names = plans.map(\.settings.name)
         if let primary = failures.first(where: { !Self.isConsequence($0.error) }) {
-            throw Self.relayError(all[primary.stage].name, primary.error)
+            throw Self.relayError(names[primary.stage], primary.error)
         }
         if let handlerError, !(handlerError is CancellationError) { throw handlerError }
         if let feedError, !Self.isConsequence(feedError), !(feedError is CancellationError) { throw feedError }
-        if let first = failures.first { throw Self.relayError(all[first.stage].name, first.error) }
+        if let first = failures.first { throw Self.relayError(names[first.stage], first.error) }
         if let feedError { throw feedError }
+    }
+
+    // MARK: Restarts
+
+    /// Restarts stage `index` if it has a life left: a new process from its actor as it was
+    /// connected, with new connections to its neighbours (who are told of them). Returns the
+    /// new process to watch, or nil when the stage cannot be restarted (the relay then fails).
+    private func restart(_ index: Int, after error: any Error, plans: [RelayStagePlan], groupStarts: [Int],
+                         current: Current, feed: RelayFeedRun?, output: RelayInbox?) async -> RelayStageRun? {
+        let plan = plans[index]
+        let previous = current.stage(index)
+        guard previous.life < plan.lives, let factory = plan.factory else { return nil }
+        // The message it died on is tried once more; on the same one twice, it is dropped.
+        let diedOn = plan.progress?.current
+        plan.progress?.clear()
+        let dropping = diedOn.flatMap { point in
+            previous.diedOn.map { $0 == point } == true ? point : nil
+        }
+        let name = plan.settings.name
+        do {
+            var inbound: [RelayLinkEnd] = []
+            for (link, peer) in plan.inboundPeers.enumerated() {
+                let pair = try RelayLinkEnd.pair(sender: peer, receiver: name)
+                inbound.append(pair.receiving)
+                let drop = dropping?.link == link ? dropping?.sequence : nil
+                if plan.group == 0 {
+                    try feed?.relink(plan.index, pair.sending, drop)
+                } else {
+                    await tell(groupStarts[plan.group - 1] + link, RelayRelink(side: .outbound, index: plan.index, end: pair.sending, dropping: drop),
+                               current: current, endingIfDone: pair.sending)
+                }
+            }
+            var outbound: [RelayLinkEnd] = []
+            for (link, peer) in plan.outboundPeers.enumerated() {
+                let pair = try RelayLinkEnd.pair(sender: name, receiver: peer)
+                outbound.append(pair.sending)
+                if plan.group == self.plans.count - 1 {
+                    try output?.relink(plan.index, to: pair.receiving)
+                } else {
+                    await tell(groupStarts[plan.group + 1] + link, RelayRelink(side: .inbound, index: plan.index, end: pair.receiving),
+                               current: current, endingIfDone: nil)
+                }
+            }
+            var control: (anchor: ProcessPipe.Anchor, point: ProcessPipe.Point)?
+            if plan.hasControl { control = try ProcessPipe.pair(oneWay: true) }
+            let run = try factory.make(settings: plan.settings, inbound: inbound, outbound: outbound,
+                                       control: control?.point, progress: plan.progress)
+            let life = previous.life + 1
+            current.stages.withLock { stages in
+                stages[index] = Current.Stage(run: run, anchor: control?.anchor, life: life, diedOn: diedOn)
+            }
+            let restart = RelayRestart(stage: name, life: life, cause: Self.relayError(name, error),
+                                       message: diedOn.map { (plan.inboundPeers[$0.link], $0.sequence) },
+                                       dropped: dropping != nil)
+            restarts.append(restart)
+            log(restart.description.replacingOccurrences(of: "(life \(life))", with: "(life \(life) of \(plan.lives))"),
+                level: .warning)
+            return run
+        } catch {
+            log("\(name) could not be restarted: \(error)", level: .error)
+            return nil
+        }
+    }
+
+    /// Sends a stage a new connection. A stage that has ended cannot take it: for one that
+    /// sent (`endingIfDone`, the sending end), the parent ends that connection's stream itself.
+    private func tell(_ index: Int, _ relink: RelayRelink, current: Current, endingIfDone ending: RelayLinkEnd?) async {
+        let stage = current.stage(index)
+        if !stage.ended, let anchor = stage.anchor {
+            do {
+                try await anchor.send(relink)
+                return
+            } catch {
+                // It ended meanwhile; its outcome says how.
+                await stage.run.ended()
+            }
+        }
+        if stage.run.succeeded, let ending, let fd = ending.take() {
+            let end = Frame.encode(.relayEnd)
+            _ = end.withUnsafeBytes { try? Syscall.send(fd, $0, attaching: []) }
+            Syscall.close(fd)
+        }
     }
 
     /// Whether `error` was caused by another stage's failure: a connection that ended early,

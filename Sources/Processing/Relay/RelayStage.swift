@@ -6,6 +6,10 @@ struct RelayStageSettings: Codable, Sendable {
     var window: Int
     /// Messages per batch at most.
     var batchLimit: Int
+    /// Per inbound connection: its sender may be restarted.
+    var inboundRestartable: [Bool] = []
+    /// Per outbound connection: its receiver may be restarted (what it was sent is kept).
+    var outboundRetained: [Bool] = []
 }
 
 /// A relay stage as a process: the actor, its settings and its connections cross to the
@@ -15,17 +19,38 @@ struct RelayStage<A: RelayActor>: Skprocess {
     var settings: RelayStageSettings
     var inbound: [RelayLinkEnd]
     var outbound: [RelayLinkEnd]
+    /// Where the parent sends new connections when a neighbour is restarted (nil when no
+    /// neighbour has lives).
+    var control: ProcessPipe.Point?
+    /// Where this stage says which message it handles (nil when it has one life).
+    var progress: RelayProgressSlot?
 
-    /// One run; a crash or a throw fails the relay (it is not retried).
+    /// One run; a crash or a throw ends the process, and the relay restarts it (lives) or fails.
     var processConfig: ProcessConfig { ProcessConfig(runs: 1) }
 
     mutating func run() async throws {
         let name = settings.name
         let outbox = try RelayOutbox<A.Output>(outbound, window: settings.window, batchLimit: settings.batchLimit,
-                                               defersFlushes: inbound.isEmpty, owner: name)
+                                               defersFlushes: inbound.isEmpty, retains: settings.outboundRetained,
+                                               owner: name)
         RelayStageContext.install(outbox)
-        let inbox = try RelayInbox(inbound, window: settings.window, owner: name)
+        // With lives, this stage's senders keep what they sent until it is credited.
+        let inbox = try RelayInbox(inbound, window: settings.window, restartable: settings.inboundRestartable,
+                                   grantsEveryBatch: progress != nil, owner: name)
+        let relinks = control.map { control in
+            Task {
+                while true {
+                    let relink = try await control.recv(RelayRelink.self)
+                    switch relink.side {
+                    case .inbound: try inbox.relink(relink.index, to: relink.end)
+                    case .outbound: try outbox.relink(relink.index, to: relink.end, dropping: relink.dropping)
+                    }
+                }
+            }
+        }
         defer {
+            relinks?.cancel()
+            control?.close()
             inbox.close()
             outbox.close()
         }
@@ -43,11 +68,26 @@ struct RelayStage<A: RelayActor>: Skprocess {
                         in \(name): \(error)
                         """))
                 }
-                for message in messages {
-                    try await Self.hook("recv(_:)") { try await actor.recv(message) }
+                do {
+                    if let progress {
+                        for (offset, message) in messages.enumerated() {
+                            progress.handling(link: batch.link, sequence: batch.sequence + UInt64(offset))
+                            try await actor.recv(message)
+                        }
+                        progress.clear()
+                    } else {
+                        for message in messages { try await actor.recv(message) }
+                    }
+                    // What the batch produced leaves before it is credited: a sender that
+                    // keeps what it sent for a restart may then forget it. A stage that may
+                    // be restarted waits until the kernel has it, so that it survives a crash.
+                    if progress != nil { try await outbox.flushAllWritten() } else { try outbox.flushAll() }
+                } catch let failure as RelayHookFailure {
+                    throw failure
+                } catch {
+                    throw RelayHookFailure(hook: "recv(_:)", error)
                 }
-                inbox.consumed(messages.count, from: batch.link)
-                try await Self.hook("recv(_:)") { try outbox.flushAll() }
+                inbox.consumed(messages.count, of: batch)
             }
         }
         try await Self.hook("shutdown()") { try await actor.shutdown() }
