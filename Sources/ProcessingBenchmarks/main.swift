@@ -366,6 +366,16 @@ struct RelayTwice: RelayActor {
     mutating func shutdown() async throws { try recordPeakMemory("worker", in: memory) }
 }
 
+/// relay_tiny's workers with lives: the same, restartable (their source keeps what it sent
+/// until credited, they credit every batch, and wait for their outputs to be written).
+struct RelayTwiceWithLives: RelayActor {
+    typealias Output = Int
+    var lives = 2
+    var memory: String
+    mutating func recv(_ x: Int) async throws { try await send(x * 2) }
+    mutating func shutdown() async throws { try recordPeakMemory("worker", in: memory) }
+}
+
 /// relay_tiny's sink: adds up, and writes the total and its peak memory to `path`.
 struct RelayTotal: RelayActor {
     var path: String
@@ -412,15 +422,21 @@ func recordPeakMemory(_ role: String, in relayMemoryDirectory: String) throws {
 
 /// relay_tiny: source → 2 workers (x * 2) → sink over `count` ints, messages per second from
 /// start to the sink's total, spawns included; and each role's peak resident memory in MiB.
-func relayTiny(count: Int) async throws -> (rate: Double, seconds: Double, peakMiB: [String: Double]) {
+func relayTiny(count: Int, lives: Bool = false) async throws -> (rate: Double, seconds: Double, peakMiB: [String: Double]) {
     let relayMemoryDirectory = NSTemporaryDirectory() + "processing-bench-relay-\(getpid())"
     try? FileManager.default.removeItem(atPath: relayMemoryDirectory)
     let path = NSTemporaryDirectory() + "processing-bench-relay-total-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: path) }
     let relay = Relay()
-    try relay.connect(RelaySource(count: count, memory: relayMemoryDirectory),
-                      [RelayTwice(memory: relayMemoryDirectory), RelayTwice(memory: relayMemoryDirectory)],
-                      RelayTotal(path: path, memory: relayMemoryDirectory))
+    if lives {
+        try relay.connect(RelaySource(count: count, memory: relayMemoryDirectory),
+                          [RelayTwiceWithLives(memory: relayMemoryDirectory), RelayTwiceWithLives(memory: relayMemoryDirectory)],
+                          RelayTotal(path: path, memory: relayMemoryDirectory))
+    } else {
+        try relay.connect(RelaySource(count: count, memory: relayMemoryDirectory),
+                          [RelayTwice(memory: relayMemoryDirectory), RelayTwice(memory: relayMemoryDirectory)],
+                          RelayTotal(path: path, memory: relayMemoryDirectory))
+    }
     let elapsed = seconds(try await clock.measure { try await relay.start() })
     let total = Int(try String(contentsOfFile: path, encoding: .utf8)) ?? -1
     guard total == count * (count - 1) else {
@@ -481,6 +497,7 @@ func reportRelays() async throws {
             report("relay_tiny", "peak_rss_\(role)_\(label)", mebibytes, "MiB")
         }
     }
+    report("relay_tiny", "messages_per_second_1m_workers_with_lives", try await relayTiny(count: 1_000_000, lives: true).rate, "messages/s")
     let cpu = try await relayCPU()
     report("relay_cpu", "serial", cpu.serial * 1e3, "ms")
     report("relay_cpu", "two_workers_cold", cpu.relay * 1e3, "ms")

@@ -25,6 +25,11 @@
 /// running and nothing hangs. Cancelling the task that awaits `start` does the same, and
 /// throws `CancellationError`.
 ///
+/// **Lives.** A stage with `lives` above 1 is restarted instead, from its value as it was
+/// connected, with new connections to its neighbours; what it had not credited back is sent
+/// to it again (at least once: what it was handling may be handled twice), the message it died
+/// on is tried once more and dropped if it dies on it again. `restarts` lists what happened.
+///
 /// **The parent's side.** `start(feeding:)` feeds the first stages from an `AsyncSequence`
 /// in the parent; `output(as:)` reads what the last stages send as an `AsyncSequence`.
 public final class Relay {
