@@ -326,15 +326,19 @@ func checkClosures() async throws {
     await pool.close()
 }
 
-/// map_cpu: 16 tasks of about 100 ms of CPU each on 2 workers, against the same run serially.
-func mapCPU() async throws -> (serial: Double, parallel: Double) {
-    // Calibrate: iterations for about 100 ms here.
+/// How many `spin` iterations take about 100 ms of CPU here.
+func spinIterationsFor100Milliseconds() -> Int {
     var iterations = 1_000_000
     while true {
         let elapsed = seconds(clock.measure { _ = spin(iterations) })
-        if elapsed > 0.02 { iterations = Int(Double(iterations) * 0.1 / elapsed); break }
+        if elapsed > 0.02 { return Int(Double(iterations) * 0.1 / elapsed) }
         iterations *= 4
     }
+}
+
+/// map_cpu: 16 tasks of about 100 ms of CPU each on 2 workers, against the same run serially.
+func mapCPU() async throws -> (serial: Double, parallel: Double) {
+    let iterations = spinIterationsFor100Milliseconds()
     let tasks = Array(repeating: iterations, count: 16)
     let serial = seconds(clock.measure { for task in tasks { _ = spin(task) } })
     let pool = Pool(workers: 2)
@@ -458,12 +462,7 @@ func relayTiny(count: Int, lives: Bool = false) async throws -> (rate: Double, s
 /// relay_cpu: 16 tasks of about 100 ms of CPU through source → 2 workers → sink, cold (spawns
 /// included), against the same tasks run serially.
 func relayCPU() async throws -> (serial: Double, relay: Double) {
-    var iterations = 1_000_000
-    while true {
-        let elapsed = seconds(clock.measure { _ = spin(iterations) })
-        if elapsed > 0.02 { iterations = Int(Double(iterations) * 0.1 / elapsed); break }
-        iterations *= 4
-    }
+    let iterations = spinIterationsFor100Milliseconds()
     // An array, as map_cpu does: sixteen calls with one constant argument would be folded into one.
     let tasks = Array(repeating: iterations, count: 16)
     let serial = seconds(clock.measure { for task in tasks { _ = spin(task) } })

@@ -212,7 +212,7 @@ public final class Relay {
                     : lives[group + 1].map { $0 > 1 }
                 let ownLives = lives[group][index]
                 let hasControl = stageSettings.inboundRestartable.contains(true) || stageSettings.outboundRetained.contains(true)
-                let control = hasControl ? try ProcessPipe.pair(oneWay: true) : nil
+                let control = hasControl ? try ProcessPipe.pair() : nil
                 let progress = ownLives > 1 ? try RelayProgressSlot() : nil
                 let factory = ownLives > 1 ? try Self.factory(actor) : nil
                 groupPlans.append(RelayStagePlan(

@@ -54,24 +54,16 @@ final class RelayInbox: Sendable {
         peers = ends.map(\.peer)
         var channels: [Channel] = []
         for (link, end) in ends.enumerated() {
-            guard let fd = end.take() else {
-                throw ProcessingError(.invalidState, "the relay connection from \(end.peer) to \(owner) was used already")
-            }
-            channels.append(try Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage))
+            let fd = try end.takeForChannel("from \(end.peer) to \(owner)")
+            channels.append(Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage))
         }
         self.channels = Mutex(channels)
         for channel in channels { channel.start() }
     }
 
     private static func channel(_ fd: Int32, link: Int, generation: Int, peer: String, owner: String,
-                                storage: Storage) throws -> Channel {
-        do {
-            try Channel.prepare(fd)
-        } catch {
-            Syscall.close(fd)
-            throw ProcessingError(.channelClosed, "the relay connection from \(peer) to \(owner) is unusable: \(error)", causedBy: error)
-        }
-        return Channel(fd: fd, onFrame: { frame in
+                                storage: Storage) -> Channel {
+        Channel(fd: fd, onFrame: { frame in
             Self.received(frame, link: link, generation: generation, from: peer, owner: owner, storage: storage)
         }, onEnd: { end in
             let error = ProcessingError(.channelClosed, """
@@ -84,9 +76,9 @@ final class RelayInbox: Sendable {
 
     /// Connection `link` is replaced by one from its sender's next process (restarted).
     func relink(_ link: Int, to end: RelayLinkEnd) throws {
-        guard let fd = end.take() else { return }
+        let fd = try end.takeForChannel("from \(end.peer) to \(owner)")
         let generation = storage.state.withLock { $0.relink(link) }
-        let channel = try Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
+        let channel = Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
         let old = channels.withLock { channels in
             defer { channels[link] = channel }
             return channels[link]

@@ -15,6 +15,15 @@ final class RelayLinkEnd: Codable, Sendable {
         descriptor = Mutex(fd.release())
     }
 
+    /// A copy of `other`'s descriptor, kept while the original is handed over.
+    init(duplicating other: RelayLinkEnd) throws {
+        guard let fd = other.descriptor.withLock({ $0 }) else {
+            throw ProcessingError(.invalidState, "a relay connection to \(other.peer) was already handed over")
+        }
+        peer = other.peer
+        descriptor = Mutex(try Syscall.duplicate(fd))
+    }
+
     deinit {
         if let fd = descriptor.withLock({ $0 }) { Syscall.close(fd) }
     }
@@ -25,6 +34,21 @@ final class RelayLinkEnd: Codable, Sendable {
             defer { fd = nil }
             return fd
         }
+    }
+
+    /// The descriptor, made ready for a channel (`Channel.prepare`) and now owned by the
+    /// caller; `connection` names it in errors ("from Numbers to Square").
+    func takeForChannel(_ connection: String) throws -> Int32 {
+        guard let fd = take() else {
+            throw ProcessingError(.invalidState, "the relay connection \(connection) was used already")
+        }
+        do {
+            try Channel.prepare(fd)
+        } catch {
+            Syscall.close(fd)
+            throw ProcessingError(.channelClosed, "the relay connection \(connection) is unusable: \(error)", causedBy: error)
+        }
+        return fd
     }
 
     private enum CodingKeys: String, CodingKey { case peer, index }

@@ -7,7 +7,8 @@ import Synchronization
 /// A message is queued on the connection with the most credit. It leaves when its batch is
 /// full, when the sender runs out of credit, after each batch a recv stage received, or soon
 /// after a loop stage queued the first of a batch (a flush the reactor thread runs). Each
-/// connection's batches go out in order: flushes take the `flushing` lock.
+/// connection's batches go out in order: a flush holds the lock of the connections (`links`)
+/// while it encodes and writes.
 @usableFromInline
 final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     @usableFromInline
@@ -40,12 +41,12 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
 
     @usableFromInline
     let storage: Storage
-    /// The channel of each connection, and how many times it was replaced (a receiver restarted).
+    /// The channel of each connection, and how many times it was replaced (a receiver
+    /// restarted). Held while a batch is encoded and written, so that batches leave in order.
+    /// Lock order: `links`, then the state.
     private let links: Mutex<[(channel: Channel, generation: Int)]>
     private let peers: [String]
     private let owner: String
-    /// Held while a batch is encoded and written, so that batches leave in order.
-    private let flushing = Mutex(())
     private let nextID = Atomic<UInt64>(0)
 
     /// Takes the descriptors of `ends`; `owner` names this side in errors. `retains[i]`: the
@@ -59,10 +60,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         peers = ends.map(\.peer)
         var channels: [(channel: Channel, generation: Int)] = []
         for (link, end) in ends.enumerated() {
-            guard let fd = end.take() else {
-                throw ProcessingError(.invalidState, "the relay connection from \(owner) to \(end.peer) was used already")
-            }
-            channels.append((try Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage), 0))
+            let fd = try end.takeForChannel("from \(owner) to \(end.peer)")
+            channels.append((Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage), 0))
         }
         links = Mutex(channels)
         for link in channels { link.channel.start() }
@@ -71,14 +70,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// The channel of one connection: credit comes back on it; its end fails the outbox,
     /// unless its receiver may be restarted.
     private static func channel(_ fd: Int32, link: Int, generation: Int, peer: String, owner: String,
-                                storage: Storage) throws -> Channel {
-        do {
-            try Channel.prepare(fd)
-        } catch {
-            Syscall.close(fd)
-            throw ProcessingError(.channelClosed, "the relay connection from \(owner) to \(peer) is unusable: \(error)", causedBy: error)
-        }
-        return Channel(fd: fd, onFrame: { frame in
+                                storage: Storage) -> Channel {
+        Channel(fd: fd, onFrame: { frame in
             var offset = 0
             guard frame.kind == .relayCredit, let count = BinaryFormat.readVarint(frame.payload, at: &offset) else {
                 return storage.fail(ProcessingError(.malformedFrame, "a \(frame.kind) frame from \(peer), which should only send credit back to \(owner)"))
@@ -110,31 +103,25 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// credited back is sent again, but for message `dropping` (one it died on twice), then
     /// the end of stream if this side has finished.
     func relink(_ link: Int, to end: RelayLinkEnd, dropping: UInt64?) throws {
-        guard let fd = end.take() else { return }
+        let fd = try end.takeForChannel("from \(owner) to \(end.peer)")
         let generation = storage.nextGeneration(of: link)
-        let channel = try Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
-        let old = links.withLock { links in
-            defer { links[link] = (channel, generation) }
-            return links[link].channel
+        let channel = Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
+        let old = try links.withLock { links in
+            let old = links[link].channel
+            links[link] = (channel, generation)
+            let (resent, finished) = storage.state.withLock { ($0.relink(link, dropping: dropping), $0.finished) }
+            for batch in resent { try write(batch.values, from: batch.sequence, on: link, to: channel) }
+            if finished { channel.post(Frame.encode(.relayEnd)) }
+            return old
         }
         Reactor.shared.execute { old.close(reason: "the receiver was restarted") }
         channel.start()
-        try flushing.withLock { _ in
-            let (resent, finished) = storage.state.withLock { ($0.relink(link, dropping: dropping), $0.finished) }
-            for batch in resent { try write(batch.values, from: batch.sequence, on: link) }
-            if finished { channel.post(Frame.encode(.relayEnd)) }
-        }
         for waiter in storage.state.withLock({ $0.credit(0, on: link) }) { waiter.resume() }
     }
 
     private func channel(_ link: Int) -> Channel { links.withLock { $0[link].channel } }
 
     deinit { close() }
-
-    /// Whether queuing the first message of a batch schedules a flush (see the type's notes).
-    func setDefersFlushes(_ defers: Bool) {
-        storage.state.withLock { $0.defersFlushes = defers }
-    }
 
     /// Queues `value` for one receiver if one has room, without waiting: what `send(_:)` does
     /// for nearly every message, specialised in the stage's module. A `noCredit` or `failed`
@@ -200,17 +187,17 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// Sends the pending batch of `link`.
     @usableFromInline
     func flush(_ link: Int) throws {
-        try flushing.withLock { _ in
+        try links.withLock { links in
             guard let batch = storage.state.withLock({ $0.take(link) }) else { return }
-            try write(batch.values, from: batch.sequence, on: link)
+            try write(batch.values, from: batch.sequence, on: link, to: links[link].channel)
         }
     }
 
     /// Sends every pending batch.
     func flushAll() throws {
-        try flushing.withLock { _ in
+        try links.withLock { links in
             for batch in storage.state.withLock({ $0.takeAll() }) {
-                try write(batch.values, from: batch.sequence, on: batch.link)
+                try write(batch.values, from: batch.sequence, on: batch.link, to: links[batch.link].channel)
             }
         }
     }
@@ -218,25 +205,25 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// Sends every pending batch and returns once the kernel has them: what a stage that may
     /// be restarted does before it credits its senders, so that what it produced survives its
     /// process. Only for a stage whose sends all come from its own task (a recv stage), which
-    /// keeps the batches in order without the `flushing` lock.
+    /// keeps the batches in order without holding the lock across the waits.
     func flushAllWritten() async throws {
         for batch in storage.state.withLock({ $0.takeAll() }) {
-            for frame in try frames(batch.values, from: batch.sequence, on: batch.link) {
-                try await channel(batch.link).send(frame)
+            let channel = channel(batch.link)
+            for frame in try frames(batch.values, from: batch.sequence, for: batch.link) {
+                try await channel.send(frame)
             }
         }
     }
 
     /// Encodes and posts one batch; a batch over the message size limit goes in halves.
     /// Credit bounds what is queued, so posting (which does not wait) cannot grow without bound.
-    private func write(_ values: [Element], from sequence: UInt64, on link: Int) throws {
-        let channel = channel(link)
-        for frame in try frames(values, from: sequence, on: link) { channel.post(frame) }
+    private func write(_ values: [Element], from sequence: UInt64, on link: Int, to channel: Channel) throws {
+        for frame in try frames(values, from: sequence, for: link) { channel.post(frame) }
     }
 
     /// One batch's frames: one, or several for a batch over the message size limit (halved
     /// until each fits).
-    private func frames(_ values: [Element], from sequence: UInt64, on link: Int) throws -> [[UInt8]] {
+    private func frames(_ values: [Element], from sequence: UInt64, for link: Int) throws -> [[UInt8]] {
         do {
             return [try Frame.encode(.relayBatch) { bytes in
                 BinaryFormat.appendVarint(sequence, to: &bytes)
@@ -244,8 +231,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
             }]
         } catch let error as ProcessingError where error.code == .messageTooLarge && values.count > 1 {
             let half = values.count / 2
-            return try frames(Array(values[..<half]), from: sequence, on: link)
-                + frames(Array(values[half...]), from: sequence + UInt64(half), on: link)
+            return try frames(Array(values[..<half]), from: sequence, for: link)
+                + frames(Array(values[half...]), from: sequence + UInt64(half), for: link)
         } catch {
             let failure = ProcessingError(.encodingFailed, "\(owner) could not encode a message of type \(String(reflecting: Element.self)) for \(peers[link]): \(error)", causedBy: error)
             storage.fail(failure)

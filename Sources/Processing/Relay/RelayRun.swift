@@ -142,6 +142,8 @@ struct RelayRun: Sendable {
                     if index >= 0, !stopping, !Task.isCancelled, !Self.isConsequence(error),
                        let restarted = await restart(index, after: error, plans: plans, groupStarts: groupStarts,
                                                       current: current, feed: feed, output: output) {
+                        // A first stage restarted after a stop was asked for is asked too.
+                        if stopSignal.isSet, feed == nil, index < firstCount { restarted.stop() }
                         running += 1
                         watch(index, restarted)
                         continue
@@ -211,8 +213,10 @@ struct RelayRun: Sendable {
                 if plan.group == 0 {
                     try feed?.relink(plan.index, pair.sending, drop)
                 } else {
-                    await tell(groupStarts[plan.group - 1] + link, RelayRelink(side: .outbound, index: plan.index, end: pair.sending, dropping: drop),
-                               current: current, endingIfDone: pair.sending)
+                    let relink = RelayRelink(side: .outbound, index: plan.index, end: pair.sending, dropping: drop)
+                    guard await tell(groupStarts[plan.group - 1] + link, relink, current: current, sending: true) else {
+                        throw ProcessingError(.channelClosed, "\(peer) did not take its new connection to \(name)")
+                    }
                 }
             }
             var outbound: [RelayLinkEnd] = []
@@ -222,12 +226,14 @@ struct RelayRun: Sendable {
                 if plan.group == self.plans.count - 1 {
                     try output?.relink(plan.index, to: pair.receiving)
                 } else {
-                    await tell(groupStarts[plan.group + 1] + link, RelayRelink(side: .inbound, index: plan.index, end: pair.receiving),
-                               current: current, endingIfDone: nil)
+                    let relink = RelayRelink(side: .inbound, index: plan.index, end: pair.receiving)
+                    guard await tell(groupStarts[plan.group + 1] + link, relink, current: current, sending: false) else {
+                        throw ProcessingError(.channelClosed, "\(peer) did not take its new connection from \(name)")
+                    }
                 }
             }
             var control: (anchor: ProcessPipe.Anchor, point: ProcessPipe.Point)?
-            if plan.hasControl { control = try ProcessPipe.pair(oneWay: true) }
+            if plan.hasControl { control = try ProcessPipe.pair() }
             let run = try factory.make(settings: plan.settings, inbound: inbound, outbound: outbound,
                                        control: control?.point, progress: plan.progress)
             let life = previous.life + 1
@@ -247,24 +253,41 @@ struct RelayRun: Sendable {
         }
     }
 
-    /// Sends a stage a new connection. A stage that has ended cannot take it: for one that
-    /// sent (`endingIfDone`, the sending end), the parent ends that connection's stream itself.
-    private func tell(_ index: Int, _ relink: RelayRelink, current: Current, endingIfDone ending: RelayLinkEnd?) async {
+    /// Sends a stage a new connection and waits for it to say it took it. Returns false when
+    /// the stage is alive and did not answer in time (the restart is then given up).
+    ///
+    /// A stage that has ended cannot take it: for one that ended as it should and was sending
+    /// on that connection (`sending`), the parent ends the connection's stream itself, from a
+    /// copy of the end it kept. A stage that died takes its new connections when it is
+    /// restarted in turn (or the relay fails with it).
+    private func tell(_ index: Int, _ relink: RelayRelink, current: Current, sending: Bool) async -> Bool {
         let stage = current.stage(index)
+        let spare = sending ? try? RelayLinkEnd(duplicating: relink.end) : nil
         if !stage.ended, let anchor = stage.anchor {
             do {
                 try await anchor.send(relink)
-                return
+                if try await anchor.recv(Bool.self, timeout: Self.relinkTimeout) != nil { return true }
+                guard !stage.run.succeeded, stage.run.isAlive else { return await writeEnd(spare, ifSucceeded: stage.run) }
+                return false
             } catch {
                 // It ended meanwhile; its outcome says how.
                 await stage.run.ended()
             }
         }
-        if stage.run.succeeded, let ending, let fd = ending.take() {
+        return await writeEnd(spare, ifSucceeded: stage.run)
+    }
+
+    /// How long a stage has to take a new connection.
+    static let relinkTimeout = Duration.seconds(10)
+
+    private func writeEnd(_ spare: RelayLinkEnd?, ifSucceeded stage: RelayStageRun) async -> Bool {
+        await stage.ended()
+        if stage.succeeded, let fd = spare?.take() {
             let end = Frame.encode(.relayEnd)
             _ = end.withUnsafeBytes { try? Syscall.send(fd, $0, attaching: []) }
             Syscall.close(fd)
         }
+        return true
     }
 
     /// Whether `error` was caused by another stage's failure: a connection that ended early,

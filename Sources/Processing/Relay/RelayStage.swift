@@ -45,6 +45,7 @@ struct RelayStage<A: RelayActor>: Skprocess {
                     case .inbound: try inbox.relink(relink.index, to: relink.end)
                     case .outbound: try outbox.relink(relink.index, to: relink.end, dropping: relink.dropping)
                     }
+                    try await control.send(true)   // taken: the parent need not end it itself
                 }
             }
         }

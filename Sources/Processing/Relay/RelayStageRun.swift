@@ -25,6 +25,9 @@ struct RelayStageRun: Sendable {
         return false
     }
 
+    /// Whether its process is running (or starting).
+    var isAlive: Bool { core.isAlive }
+
     /// SIGKILL, at once.
     func kill() { core.kill() }
 

@@ -7,12 +7,17 @@ import Glibc
 /// a pthread mutex, which TSan sees. Synchronization's `Mutex` locks with futexes that TSan
 /// does not model, so every state it guards was reported as a race (measured: two threads
 /// counting under `Mutex` give a report, under `NSLock` none).
+@usableFromInline
 typealias Mutex = PthreadMutex
 
-/// `Mutex`'s interface on `pthread_mutex_t`, for the sanitizer build only.
+/// `Mutex`'s interface on `pthread_mutex_t`, for the sanitizer build only. Usable from
+/// inlinable code, as Synchronization's is (a relay's `send` is inlinable).
+@usableFromInline
 final class PthreadMutex<Value: ~Copyable>: @unchecked Sendable {  // `value`: only under `lock`
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var value: Value
+    @usableFromInline
+    let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    @usableFromInline
+    var value: Value
 
     init(_ value: consuming Value) {
         self.value = value
@@ -24,6 +29,7 @@ final class PthreadMutex<Value: ~Copyable>: @unchecked Sendable {  // `value`: o
         lock.deallocate()
     }
 
+    @inlinable
     func withLock<Result: ~Copyable, E: Error>(_ body: (inout Value) throws(E) -> Result) throws(E) -> Result {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
