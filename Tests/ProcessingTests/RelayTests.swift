@@ -400,6 +400,24 @@ struct RelayTests {
         #expect(fields[2] == 1)
     }
 
+    @Test("a handler that throws stops every stage, and start rethrows its error")
+    func handlerThrows() async throws {
+        struct HandlerFault: Error, Equatable {}
+        let result = try await outcome(within: .seconds(30)) {
+            let relay = Relay(maxsize: 64)
+            try relay.connect(RelayEndless(), RelayDouble(), RelayFileSum(path: "/dev/null"))
+            try await relay.start { _ in
+                try await Task.sleep(for: .milliseconds(50))
+                throw HandlerFault()
+            }
+        }
+        guard case .failure(let error)? = result else {
+            Issue.record("start did not fail: \(String(describing: result))")
+            return
+        }
+        #expect(error is HandlerFault, "\(error)")
+    }
+
     @Test("cancelling the task that awaits the relay stops every stage")
     func cancellation() async throws {
         let relay = Relay(maxsize: 64)

@@ -32,6 +32,10 @@
 ///
 /// **The parent's side.** `start(feeding:)` feeds the first stages from an `AsyncSequence`
 /// in the parent; `output(as:)` reads what the last stages send as an `AsyncSequence`.
+///
+/// A `Relay` holds the actors it was given, which need not be `Sendable`, so it is not
+/// `Sendable` either: connect and start it in one task (make it inside a `@Sendable` closure
+/// that runs it, rather than capturing it).
 public final class Relay {
     /// The most messages in flight on each connection between two stages.
     public let maxsize: Int
