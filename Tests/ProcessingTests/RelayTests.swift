@@ -348,6 +348,31 @@ struct RelayTests {
         #expect(received.count - 2_000 <= 16, "\(received.count - 2_000) duplicates")
     }
 
+    @Test("neighbouring stages with lives that both die are both restarted, and nothing is lost")
+    func neighboursWithLives() async throws {
+        let first = Self.temporaryPath()
+        let second = Self.temporaryPath()
+        defer {
+            try? FileManager.default.removeItem(atPath: first)
+            try? FileManager.default.removeItem(atPath: second)
+        }
+        let result = try await outcome(within: .seconds(60)) {
+            let relay = Relay(maxsize: 16)
+            try relay.connect(RelayNumbers(range: 0..<3_000), RelayCrashOnce(at: 400, marker: first),
+                              RelayCrashOnce(at: 1_500, marker: second))
+            var received: [Int] = []
+            for try await x in try relay.output(as: Int.self) { received.append(x) }
+            return (received, relay.restarts.map(\.stage))
+        }
+        guard case .success(let (received, restarted))? = result else {
+            Issue.record("the relay did not finish: \(String(describing: result))")
+            return
+        }
+        #expect(restarted.count == 2)
+        #expect(Set(received) == Set(0..<3_000))
+        #expect(received.count - 3_000 <= 32, "\(received.count - 3_000) duplicates")
+    }
+
     @Test("a message that kills a stage twice is dropped and reported; the relay goes on")
     func poisonMessage() async throws {
         let relay = Relay(maxsize: 16)
@@ -416,6 +441,45 @@ struct RelayTests {
             return
         }
         #expect(error is HandlerFault, "\(error)")
+    }
+
+    @Test("stop() ends a feed that waits for its next element, and the relay drains")
+    func stopEndsAWaitingFeed() async throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try await outcome(within: .seconds(30)) {
+            let (feed, continuation) = AsyncStream<Int>.makeStream()
+            for i in 1...10 { continuation.yield(i) }   // and then nothing, never finished
+            let relay = Relay()
+            try relay.connect(RelayPass(), RelayFileSum(path: path))
+            try await relay.start(feeding: feed) { control in
+                try await Task.sleep(for: .milliseconds(200))
+                await control.stop()
+            }
+            continuation.finish()
+        }
+        guard case .success? = result else {
+            Issue.record("the relay did not end: \(String(describing: result))")
+            return
+        }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "55 10 1")
+    }
+
+    @Test("cancelling reaches a handler that is still running after the stages ended")
+    func cancellationReachesTheHandler() async throws {
+        let task = Task {
+            let relay = Relay()
+            try relay.connect(RelayNumbers(range: 0..<10), RelayFileSum(path: "/dev/null"))
+            try await relay.start { _ in try await Task.sleep(for: .seconds(3600)) }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        let result = try await outcome(within: .seconds(20)) { await task.result }
+        guard case .success(let ending)? = result else {
+            Issue.record("start did not return after the cancellation")
+            return
+        }
+        #expect(throws: CancellationError.self) { try ending.get() }
     }
 
     @Test("cancelling the task that awaits the relay stops every stage")

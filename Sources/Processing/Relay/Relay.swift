@@ -140,9 +140,11 @@ public final class Relay {
             try outbox.relink(link, to: end, dropping: dropping)
         }, run: { stop in
             defer { outbox.close() }
-            for try await element in feed {
-                if stop.isSet { break }
-                try await outbox.send(element)
+            try await stop.run {
+                for try await element in feed {
+                    if stop.isSet { break }
+                    try await outbox.send(element)
+                }
             }
             try await outbox.finish()
         })

@@ -48,7 +48,7 @@ final class RelayInbox: Sendable {
     init(_ ends: [RelayLinkEnd], window: Int, restartable: [Bool]? = nil, grantsEveryBatch: Bool = false,
          owner: String) throws {
         let storage = Storage(Machine(links: ends.count, window: window, restartable: restartable,
-                                      grantsEveryBatch: grantsEveryBatch))
+                                      grantsEveryBatch: grantsEveryBatch, peers: ends.map(\.peer)))
         self.storage = storage
         self.owner = owner
         peers = ends.map(\.peer)
@@ -77,13 +77,20 @@ final class RelayInbox: Sendable {
     /// Connection `link` is replaced by one from its sender's next process (restarted).
     func relink(_ link: Int, to end: RelayLinkEnd) throws {
         let fd = try end.takeForChannel("from \(end.peer) to \(owner)")
-        let generation = storage.state.withLock { $0.relink(link) }
-        let channel = Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
-        let old = channels.withLock { channels in
+        // Under the channels' lock, so that no credit decided for the old connection is
+        // granted on the new one (see `consumed`). Lock order: channels, then the state.
+        let (old, channel) = channels.withLock { channels in
+            let generation = storage.state.withLock { $0.relink(link) }
+            let channel = Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
             defer { channels[link] = channel }
-            return channels[link]
+            return (channels[link], channel)
         }
-        Reactor.shared.execute { old.close(reason: "the sender was restarted") }
+        // What the old sender wrote before it died is still read: complete batches are its
+        // outputs, which nobody sends again.
+        Reactor.shared.execute {
+            old.readAvailable(ignoringPause: true)
+            old.close(reason: "the sender was restarted")
+        }
         channel.start()
     }
 
@@ -99,7 +106,7 @@ final class RelayInbox: Sendable {
                 return storage.end(link, generation: generation, error: error)
             }
             let batch = Batch(link: link, generation: generation, sequence: UInt64(sequence), payload: frame.payload, offset: offset)
-            if let (waiter, batch) = storage.state.withLock({ $0.arrived(batch) }) { waiter.resume(returning: batch) }
+            if let (waiter, result) = storage.state.withLock({ $0.arrived(batch, on: link) }) { waiter.resume(with: result) }
         case .relayEnd:
             storage.end(link, generation: generation, error: nil)
         default:
@@ -127,8 +134,10 @@ final class RelayInbox: Sendable {
 
     /// The stage is done with `count` messages of a batch from `link`: grants credit back.
     func consumed(_ count: Int, of batch: Batch) {
-        guard let grant = storage.state.withLock({ $0.consumed(count, from: batch.link, generation: batch.generation) }) else { return }
-        channels.withLock { $0[batch.link] }.post(Frame.control(.relayCredit) { BinaryFormat.appendVarint(UInt64(grant), to: &$0) })
+        channels.withLock { channels in
+            guard let grant = storage.state.withLock({ $0.consumed(count, from: batch.link, generation: batch.generation) }) else { return }
+            channels[batch.link].post(Frame.control(.relayCredit) { BinaryFormat.appendVarint(UInt64(grant), to: &$0) })
+        }
     }
 
     /// Who sends on `link`.

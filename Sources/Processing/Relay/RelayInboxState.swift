@@ -10,7 +10,7 @@ struct RelayInboxState<Batch, Waiter> {
         case registered
     }
 
-    private var queue: [Batch] = []
+    private var queue: [(link: Int, batch: Batch)] = []
     private var head = 0
     private var ended: [Bool]
     private var endedCount = 0
@@ -30,7 +30,18 @@ struct RelayInboxState<Batch, Waiter> {
     /// `grantsEveryBatch`: this side may be restarted, so its senders keep what they sent
     /// until it is credited; credit after every batch, so that they keep (and would send
     /// again) as little as they can.
-    init(links: Int, window: Int, restartable: [Bool]? = nil, grantsEveryBatch: Bool = false) {
+    /// Batches queued per connection (and not yet handed out), and the most there may be: a
+    /// sender that keeps to its credit never has more than `window` batches waiting (twice
+    /// that just after a restart: the old sender's and the new one's), so one that sends more
+    /// is ignoring it, and fails its connection instead of growing this process.
+    private var queuedPerLink: [Int]
+    private let window: Int
+    private let peers: [String]
+
+    init(links: Int, window: Int, restartable: [Bool]? = nil, grantsEveryBatch: Bool = false, peers: [String]? = nil) {
+        queuedPerLink = Array(repeating: 0, count: links)
+        self.window = window
+        self.peers = peers ?? Array(repeating: "a sender", count: links)
         ended = Array(repeating: false, count: links)
         ungranted = Array(repeating: 0, count: links)
         // Credit goes back in a few steps per window, so that the sender keeps sending while
@@ -43,13 +54,23 @@ struct RelayInboxState<Batch, Waiter> {
     private var isDone: Bool { endedCount == ended.count && head == queue.count }
 
     /// A batch arrived on `link`; returns the waiter to hand it to.
-    mutating func arrived(_ batch: Batch) -> (Waiter, Batch)? {
-        guard failure == nil else { return nil }
+    mutating func arrived(_ batch: Batch, on link: Int) -> (Waiter, Result<Batch?, any Error>)? {
+        guard failure == nil, queuedPerLink.indices.contains(link) else { return nil }
         if let waiter {
             self.waiter = nil
-            return (waiter.waiter, batch)
+            return (waiter.waiter, .success(batch))
         }
-        queue.append(batch)
+        guard queuedPerLink[link] < 2 * window else {
+            failure = ProcessingError(.malformedFrame, """
+                \(peers[link]) sent more batches than it had credit for (\(2 * window) waiting): it ignores the \
+                relay's backpressure, so its connection was failed rather than letting this process grow
+                """)
+            queue = []
+            head = 0
+            return nil
+        }
+        queuedPerLink[link] += 1
+        queue.append((link, batch))
         return nil
     }
 
@@ -98,7 +119,8 @@ struct RelayInboxState<Batch, Waiter> {
     mutating func next(id: UInt64, _ waiter: Waiter) -> Next {
         if let failure { return .now(.failure(failure)) }
         if head < queue.count {
-            let batch = queue[head]
+            let (link, batch) = queue[head]
+            queuedPerLink[link] -= 1
             head += 1
             if head == queue.count {
                 queue.removeAll(keepingCapacity: true)

@@ -49,10 +49,17 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     private let owner: String
     private let nextID = Atomic<UInt64>(0)
 
+    /// Whether batches are written only by `flushAllWritten` (which waits for the kernel):
+    /// a recv stage with lives, which must not credit its senders for messages whose
+    /// outputs could still die with it in this process's write queue.
+    private let awaitsWrites: Bool
+
     /// Takes the descriptors of `ends`; `owner` names this side in errors. `retains[i]`: the
     /// receiver of `ends[i]` may be restarted, so what it was sent is kept until credited back.
+    /// `awaitsWrites`: see the property.
     init(_ ends: [RelayLinkEnd], window: Int, batchLimit: Int, defersFlushes: Bool, retains: [Bool]? = nil,
-         owner: String) throws {
+         awaitsWrites: Bool = false, owner: String) throws {
+        self.awaitsWrites = awaitsWrites
         let storage = Storage(Machine(links: ends.count, window: window, batchLimit: batchLimit,
                                       defersFlushes: defersFlushes, retains: retains))
         self.storage = storage
@@ -77,7 +84,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
                 return storage.fail(ProcessingError(.malformedFrame, "a \(frame.kind) frame from \(peer), which should only send credit back to \(owner)"))
             }
             guard storage.generation(of: link) == generation else { return }
-            let waiters = storage.state.withLock { $0.credit(Int(count), on: link) }
+            let waiters = storage.state.withLock { $0.credit(Int(clamping: count), on: link) }
             for waiter in waiters { waiter.resume() }
         }, onEnd: { end in
             guard storage.generation(of: link) == generation else { return }
@@ -156,7 +163,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
                 scheduleFlush()
                 return
             case .noCredit:
-                try flushAll()
+                if awaitsWrites { try await flushAllWritten() } else { try flushAll() }
                 try await waitForCredit()
             case .failed:
                 throw storage.state.withLock { $0.failure }
@@ -187,6 +194,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// Sends the pending batch of `link`.
     @usableFromInline
     func flush(_ link: Int) throws {
+        // Such a stage's batches wait (within its credit) for `flushAllWritten`.
+        guard !awaitsWrites else { return }
         try links.withLock { links in
             guard let batch = storage.state.withLock({ $0.take(link) }) else { return }
             try write(batch.values, from: batch.sequence, on: link, to: links[link].channel)
@@ -205,15 +214,25 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// Sends every pending batch and returns once the kernel has them: what a stage that may
     /// be restarted does before it credits its senders, so that what it produced survives its
     /// process. Only for a stage whose sends all come from its own task (a recv stage), which
-    /// keeps the batches in order without holding the lock across the waits.
+    /// keeps the batches in order without holding the lock across the waits. The batches and
+    /// their channels are taken together; a send that fails on a connection whose receiver
+    /// is being restarted is not an error (the batch is kept, and `relink` sends it again).
     func flushAllWritten() async throws {
-        for batch in storage.state.withLock({ $0.takeAll() }) {
-            let channel = channel(batch.link)
+        let batches = links.withLock { links in
+            storage.state.withLock { $0.takeAll() }.map { (batch: $0, channel: links[$0.link].channel) }
+        }
+        for (batch, channel) in batches {
             for frame in try frames(batch.values, from: batch.sequence, for: batch.link) {
-                try await channel.send(frame)
+                do {
+                    try await channel.send(frame)
+                } catch let error as ProcessingError where error.code == .channelClosed && isRetained(batch.link) {
+                    break
+                }
             }
         }
     }
+
+    private func isRetained(_ link: Int) -> Bool { storage.state.withLock { $0.isRetained(link) } }
 
     /// Encodes and posts one batch; a batch over the message size limit goes in halves.
     /// Credit bounds what is queued, so posting (which does not wait) cannot grow without bound.
@@ -251,7 +270,13 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
             throw failure
         }
         let end = Frame.encode(.relayEnd)
-        for link in links.withLock({ $0 }) { try await link.channel.send(end) }
+        for (link, connection) in links.withLock({ $0 }).enumerated() {
+            do {
+                try await connection.channel.send(end)
+            } catch let error as ProcessingError where error.code == .channelClosed && isRetained(link) {
+                // Its receiver is being restarted: `relink` sends the end on the new connection.
+            }
+        }
         // A receiver that may be restarted may need what it was sent again: stay until
         // everything was credited back.
         while true {

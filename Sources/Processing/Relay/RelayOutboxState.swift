@@ -136,8 +136,9 @@ struct RelayOutboxState<Element, Waiter> {
 
     /// The receiver on `link` took `count` messages: it has room for that many more.
     mutating func credit(_ count: Int, on link: Int) -> [Waiter] {
-        guard credits.indices.contains(link), !down[link] else { return [] }
-        credits[link] += count
+        guard credits.indices.contains(link), !down[link], count >= 0 else { return [] }
+        // A receiver never has room for more than the window; one that says so is wrong.
+        credits[link] = min(window, credits[link] + min(count, window))
         if retains[link] {
             // Credit comes back in order: the oldest batches were handled.
             var remaining = count

@@ -70,7 +70,9 @@ public struct RelayOutput<Element: Codable & Sendable>: AsyncSequence, Sendable 
                     // A stage failed (its connection ended early) or this task was cancelled:
                     // the relay's own outcome says which, once every stage has ended.
                     reading.inbox = nil
-                    if Task.isCancelled { reading.task.cancel() }
+                    // Anything but a connection that ended (whose stage's own failure the
+                    // run reports) leaves the stages alive: stop them.
+                    if Task.isCancelled || (error as? ProcessingError)?.code != .channelClosed { reading.task.cancel() }
                     try await reading.task.value
                     throw error
                 }

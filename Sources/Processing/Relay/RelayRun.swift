@@ -1,10 +1,36 @@
 import Synchronization
 
-/// A flag the handler's `stop()` sets for the parent's feed.
+/// What the handler's `stop()` sets for the parent's feed: a flag, and the feed's iteration
+/// to cancel (so that a feed waiting for its next element stops too).
 final class RelayStopSignal: Sendable {
-    private let flag = Atomic<Bool>(false)
-    var isSet: Bool { flag.load(ordering: .acquiring) }
-    func set() { flag.store(true, ordering: .releasing) }
+    private let state = Mutex<(isSet: Bool, iteration: Task<Void, any Error>?)>((false, nil))
+    var isSet: Bool { state.withLock { $0.isSet } }
+
+    func set() {
+        state.withLock { state in
+            state.isSet = true
+            return state.iteration
+        }?.cancel()
+    }
+
+    /// Runs `iteration` as a task that `set()` cancels; a stop is not an error.
+    func run(_ iteration: @escaping @Sendable () async throws -> Void) async throws {
+        let task = Task { try await iteration() }
+        let stopped = state.withLock { state in
+            state.iteration = task
+            return state.isSet
+        }
+        if stopped { task.cancel() }
+        try await withTaskCancellationHandler {
+            do {
+                try await task.value
+            } catch is CancellationError where isSet {
+                // Stopped: the feed ends here.
+            }
+        } onCancel: {
+            task.cancel()
+        }
+    }
 }
 
 /// What the relay needs to know of a stage to restart it.
@@ -62,8 +88,19 @@ struct RelayRun: Sendable {
             var ended = false
         }
         let stages: Mutex<[Stage]>
+        /// Set once everything is to be killed: a process swapped in or started later is
+        /// killed too (a kill before a process started does nothing).
+        private let killed = Atomic<Bool>(false)
+        /// The feed's and the handler's tasks, cancelled with the relay.
+        let tasks = Mutex<[Task<Void, any Error>]>([])
+
         init(_ stages: [Stage]) { self.stages = Mutex(stages) }
-        func killAll() { for stage in stages.withLock({ $0 }) { stage.run.kill() } }
+        var isKilled: Bool { killed.load(ordering: .acquiring) }
+        func killAll() {
+            killed.store(true, ordering: .releasing)
+            for stage in stages.withLock({ $0 }) { stage.run.kill() }
+        }
+        func cancelTasks() { for task in tasks.withLock({ $0 }) { task.cancel() } }
         func stage(_ index: Int) -> Stage { stages.withLock { $0[index] } }
     }
 
@@ -90,11 +127,16 @@ struct RelayRun: Sendable {
             // them without cancelling the waits for the stages' own outcomes.
             let feedTask = feed.map { feed in Task { try await feed.run(stopSignal) } }
             let handlerTask = handler.map { handler in Task { try await handler(control) } }
+            current.tasks.withLock { $0 = [feedTask, handlerTask].compactMap { $0 } }
+            if Task.isCancelled { current.cancelTasks() }
             await withTaskGroup(of: Outcome.self) { group in
                 func watch(_ index: Int, _ stage: RelayStageRun) {
                     group.addTask {
                         do {
+                            guard !current.isKilled else { throw CancellationError() }
                             try await stage.start()
+                            // Killed while it was starting: the kill found nothing to kill.
+                            if current.isKilled { stage.kill() }
                             try await stage.result()
                             return .stageEnded(index, nil)
                         } catch {
@@ -174,6 +216,7 @@ struct RelayRun: Sendable {
             for stage in current.stages.withLock({ $0 }) { await stage.run.ended() }
         } onCancel: {
             current.killAll()
+            current.cancelTasks()
         }
         for stage in current.stages.withLock({ $0 }) { await stage.run.ended() }
         try Task.checkCancellation()
@@ -239,7 +282,12 @@ struct RelayRun: Sendable {
             let life = previous.life + 1
             current.stages.withLock { stages in
                 stages[index] = Current.Stage(run: run, anchor: control?.anchor, life: life, diedOn: diedOn)
+                // Its receivers' last deaths were on messages it numbered; it numbers anew.
+                if plan.group + 1 < self.plans.count {
+                    for receiver in groupStarts[plan.group + 1]..<groupStarts[plan.group + 2] { stages[receiver].diedOn = nil }
+                }
             }
+            if current.isKilled { run.kill() }
             let restart = RelayRestart(stage: name, life: life, cause: Self.relayError(name, error),
                                        message: diedOn.map { (plan.inboundPeers[$0.link], $0.sequence) },
                                        dropped: dropping != nil)

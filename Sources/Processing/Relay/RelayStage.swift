@@ -32,7 +32,7 @@ struct RelayStage<A: RelayActor>: Skprocess {
         let name = settings.name
         let outbox = try RelayOutbox<A.Output>(outbound, window: settings.window, batchLimit: settings.batchLimit,
                                                defersFlushes: inbound.isEmpty, retains: settings.outboundRetained,
-                                               owner: name)
+                                               awaitsWrites: progress != nil && !inbound.isEmpty, owner: name)
         RelayStageContext.install(outbox)
         // With lives, this stage's senders keep what they sent until it is credited.
         let inbox = try RelayInbox(inbound, window: settings.window, restartable: settings.inboundRestartable,
