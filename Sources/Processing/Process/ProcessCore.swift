@@ -47,6 +47,16 @@ final class ProcessCore: Sendable {
         ProcessEvents(filter: .process(eventSource.process!), hasEnded: { outcome != nil })
     }
 
+    /// The children whose `ready` event was emitted: by the spawn once the start request is
+    /// out, or by the exit if that came first (a child that answered had its start request,
+    /// and the spawning task may resume after its exit was handled).
+    private let readyChildren = Mutex<Set<Int32>>([])
+
+    private func emitReady(_ pid: Int32) {
+        guard readyChildren.withLock({ $0.insert(pid).inserted }) else { return }
+        emit(.ready, pid: pid)
+    }
+
     private func emit(_ kind: @autoclosure () -> ProcessEvent.Kind, pid: Int32?) {
         EventHub.shared.emit(eventSource) { ProcessEvent(process: output.name, pid: pid, kind: kind()) }
     }
@@ -130,7 +140,7 @@ final class ProcessCore: Sendable {
         }
         do {
             try await child.channel.send(start, attaching: launched.attachments)
-            emit(.ready, pid: child.pid)
+            emitReady(child.pid)
             var pending = launched.pending
             repeat {
                 for message in pending { try await child.channel.send(message) }
@@ -211,6 +221,13 @@ final class ProcessCore: Sendable {
             let pid = state.child?.pid
             let after = state.exited(cause: cause, stderr: stderr)
             return (after, state.lastEnding, state.life, state.settings.lives, pid)
+        }
+        if let exitedPID {
+            // It answered (a result or a failure report), so it had its start request.
+            switch ending {
+            case .failure(is ProcessCrashError)?, nil: break
+            default: emitReady(exitedPID)
+            }
         }
         if EventHub.shared.isListened, case .failure(let crash as ProcessCrashError)? = ending {
             emit(crash.cause == .killed ? .killed : .crashed(crash), pid: exitedPID)
