@@ -112,9 +112,6 @@ struct RelayInboxState<Batch, Waiter> {
         return generations[link]
     }
 
-    /// Whether `link` sent its end of stream (or failed).
-    func hasEnded(_ link: Int) -> Bool { ended.indices.contains(link) && ended[link] }
-
     /// The next batch, or a registered wait for it.
     mutating func next(id: UInt64, _ waiter: Waiter) -> Next {
         if let failure { return .now(.failure(failure)) }

@@ -41,10 +41,10 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
 
     @usableFromInline
     let storage: Storage
-    /// The channel of each connection, and how many times it was replaced (a receiver
-    /// restarted). Held while a batch is encoded and written, so that batches leave in order.
+    /// The channel of each connection (its generation, how many times it was replaced, is
+    /// the storage's: the channels' handlers check it). Held while a batch is encoded and written, so that batches leave in order.
     /// Lock order: `links`, then the state.
-    private let links: Mutex<[(channel: Channel, generation: Int)]>
+    private let links: Mutex<[Channel]>
     private let peers: [String]
     private let owner: String
     private let nextID = Atomic<UInt64>(0)
@@ -65,13 +65,13 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         self.storage = storage
         self.owner = owner
         peers = ends.map(\.peer)
-        var channels: [(channel: Channel, generation: Int)] = []
+        var channels: [Channel] = []
         for (link, end) in ends.enumerated() {
             let fd = try end.takeForChannel("from \(owner) to \(end.peer)")
-            channels.append((Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage), 0))
+            channels.append(Self.channel(fd, link: link, generation: 0, peer: end.peer, owner: owner, storage: storage))
         }
         links = Mutex(channels)
-        for link in channels { link.channel.start() }
+        for channel in channels { channel.start() }
     }
 
     /// The channel of one connection: credit comes back on it; its end fails the outbox,
@@ -114,8 +114,8 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         let generation = storage.nextGeneration(of: link)
         let channel = Self.channel(fd, link: link, generation: generation, peer: end.peer, owner: owner, storage: storage)
         let old = try links.withLock { links in
-            let old = links[link].channel
-            links[link] = (channel, generation)
+            let old = links[link]
+            links[link] = channel
             let (resent, finished) = storage.state.withLock { ($0.relink(link, dropping: dropping), $0.finished) }
             for batch in resent { try write(batch.values, from: batch.sequence, on: link, to: channel) }
             if finished { channel.post(Frame.encode(.relayEnd)) }
@@ -126,7 +126,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         for waiter in storage.state.withLock({ $0.credit(0, on: link) }) { waiter.resume() }
     }
 
-    private func channel(_ link: Int) -> Channel { links.withLock { $0[link].channel } }
+    private func channel(_ link: Int) -> Channel { links.withLock { $0[link] } }
 
     deinit { close() }
 
@@ -154,17 +154,12 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     @usableFromInline
     func send(_ value: Element) async throws {
         while true {
-            switch storage.state.withLock({ $0.offer(value) }) {
-            case .queued:
-                return
-            case .flush(let link):
-                return try flush(link)
-            case .scheduleFlush:
-                scheduleFlush()
+            switch try queue(value) {
+            case .queued, .flush, .scheduleFlush:
                 return
             case .noCredit:
                 if awaitsWrites { try await flushAllWritten() } else { try flushAll() }
-                try await waitForCredit()
+                try await wait(until: .credit)
             case .failed:
                 throw storage.state.withLock { $0.failure }
                     ?? ProcessingError(.invalidState, "\(owner) sent a message after its stream ended")
@@ -172,13 +167,14 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         }
     }
 
-    private func waitForCredit() async throws {
+    /// Waits until `condition` holds (or may: the caller checks again), is failed, or is cancelled.
+    private func wait(until condition: Machine.WaitCondition) async throws {
         let id = nextID.add(1, ordering: .relaxed).newValue
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let decision = storage.state.withLock { state -> Machine.WaitDecision in
                     if Task.isCancelled { return .failNow(CancellationError()) }
-                    return state.wait(id: id, continuation)
+                    return state.wait(until: condition, id: id, continuation)
                 }
                 switch decision {
                 case .resumeNow: continuation.resume()
@@ -198,7 +194,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
         guard !awaitsWrites else { return }
         try links.withLock { links in
             guard let batch = storage.state.withLock({ $0.take(link) }) else { return }
-            try write(batch.values, from: batch.sequence, on: link, to: links[link].channel)
+            try write(batch.values, from: batch.sequence, on: link, to: links[link])
         }
     }
 
@@ -206,7 +202,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     func flushAll() throws {
         try links.withLock { links in
             for batch in storage.state.withLock({ $0.takeAll() }) {
-                try write(batch.values, from: batch.sequence, on: batch.link, to: links[batch.link].channel)
+                try write(batch.values, from: batch.sequence, on: batch.link, to: links[batch.link])
             }
         }
     }
@@ -219,7 +215,7 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
     /// is being restarted is not an error (the batch is kept, and `relink` sends it again).
     func flushAllWritten() async throws {
         let batches = links.withLock { links in
-            storage.state.withLock { $0.takeAll() }.map { (batch: $0, channel: links[$0.link].channel) }
+            storage.state.withLock { $0.takeAll() }.map { (batch: $0, channel: links[$0.link]) }
         }
         for (batch, channel) in batches {
             for frame in try frames(batch.values, from: batch.sequence, for: batch.link) {
@@ -270,42 +266,25 @@ final class RelayOutbox<Element: Encodable & Sendable>: Sendable {
             throw failure
         }
         let end = Frame.encode(.relayEnd)
-        for (link, connection) in links.withLock({ $0 }).enumerated() {
+        for (link, channel) in links.withLock({ $0 }).enumerated() {
             do {
-                try await connection.channel.send(end)
+                try await channel.send(end)
             } catch let error as ProcessingError where error.code == .channelClosed && isRetained(link) {
                 // Its receiver is being restarted: `relink` sends the end on the new connection.
             }
         }
         // A receiver that may be restarted may need what it was sent again: stay until
         // everything was credited back.
-        while true {
-            let id = nextID.add(1, ordering: .relaxed).newValue
-            let done: Bool = try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    let decision = storage.state.withLock { state -> Machine.WaitDecision in
-                        if Task.isCancelled { return .failNow(CancellationError()) }
-                        return state.waitForAcknowledgements(id: id, continuation)
-                    }
-                    switch decision {
-                    case .resumeNow: continuation.resume()
-                    case .failNow(let error): continuation.resume(throwing: error)
-                    case .registered: break
-                    }
-                }
-                return storage.state.withLock { $0.allAcknowledged }
-            } onCancel: {
-                storage.state.withLock { $0.cancel(id: id) }?.resume(throwing: CancellationError())
-            }
-            if done { return }
+        while !storage.state.withLock({ $0.allAcknowledged }) {
+            try await wait(until: .acknowledgements)
         }
     }
 
     /// Closes every connection; a waiting `send` fails.
     func close() {
         storage.fail(ProcessingError(.channelClosed, "\(owner)'s relay connections were closed"))
-        for link in links.withLock({ $0 }) {
-            Reactor.shared.execute { link.channel.close(reason: "the relay stage finished") }
+        for channel in links.withLock({ $0 }) {
+            Reactor.shared.execute { channel.close(reason: "the relay stage finished") }
         }
     }
 }

@@ -87,8 +87,6 @@ struct RelayOutboxState<Element, Waiter> {
         !down.contains(true) && unacknowledged.allSatisfy(\.isEmpty) && pending.allSatisfy(\.isEmpty)
     }
 
-    var linkCount: Int { credits.count }
-
     /// Queues `value` on the connection with the most credit (ties taken in turn), so a
     /// receiver that keeps up gets more: demand decides where messages go.
     @inlinable
@@ -185,21 +183,24 @@ struct RelayOutboxState<Element, Waiter> {
         return resent
     }
 
-    /// A sender that found no credit waits for some, unless it came meanwhile.
-    mutating func wait(id: UInt64, _ waiter: Waiter) -> WaitDecision {
-        if let failure { return .failNow(failure) }
-        if credits.contains(where: { $0 > 0 }) { return .resumeNow }
-        waiters.append((id, waiter))
-        return .registered
+    /// What a sender waits for.
+    enum WaitCondition {
+        /// Credit on some connection (a `send` that found none).
+        case credit
+        /// Every retaining connection credited back (a finished sender, before it exits).
+        case acknowledgements
     }
 
-    /// A finished sender waits until every retaining connection is credited back, unless it
-    /// is already.
-    mutating func waitForAcknowledgements(id: UInt64, _ waiter: Waiter) -> WaitDecision {
+    /// A sender waits until `condition` holds, unless it holds already.
+    mutating func wait(until condition: WaitCondition, id: UInt64, _ waiter: Waiter) -> WaitDecision {
         if let failure { return .failNow(failure) }
-        if allAcknowledged { return .resumeNow }
-        waiters.append((id, waiter))
-        return .registered
+        switch condition {
+        case .credit where credits.contains(where: { $0 > 0 }), .acknowledgements where allAcknowledged:
+            return .resumeNow
+        case .credit, .acknowledgements:
+            waiters.append((id, waiter))
+            return .registered
+        }
     }
 
     /// The waiting sender `id` was cancelled.

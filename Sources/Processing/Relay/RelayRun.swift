@@ -213,7 +213,6 @@ struct RelayRun: Sendable {
                     }
                 }
             }
-            for stage in current.stages.withLock({ $0 }) { await stage.run.ended() }
         } onCancel: {
             current.killAll()
             current.cancelTasks()
