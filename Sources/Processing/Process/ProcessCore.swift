@@ -68,6 +68,9 @@ final class ProcessCore: Sendable {
 
     var currentRun: Int { state.withLock { $0.currentRun } }
 
+    /// The running child's pid (nil before its spawn and after its exit).
+    var pid: Int32? { state.withLock { $0.child?.pid } }
+
     var timers: ProcessTimers { state.withLock { $0.timers } }
 
     var outcome: Outcome? { state.withLock { $0.outcome } }
@@ -280,6 +283,8 @@ final class ProcessCore: Sendable {
             protocolViolation("a batch reply, which only a pool worker sends")
         case .relayBatch, .relayCredit, .relayEnd:
             protocolViolation("a \(frame.kind) frame, which travels only between relay stages")
+        case .actorCall, .actorReply, .actorControl, .actorMessage:
+            protocolViolation("a \(frame.kind) frame, which travels only on an actor connection")
         }
     }
 

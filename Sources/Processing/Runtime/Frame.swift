@@ -33,6 +33,15 @@ enum FrameKind: UInt8, Sendable {
     case relayCredit = 13
     /// Relay stage → next stage: nothing more comes on this connection.
     case relayEnd = 14
+    /// Either way between actor systems: a distributed call (call ID, actor number, target
+    /// identifier, then the `ProcessInvocationEncoder`'s recording).
+    case actorCall = 15
+    /// Either way: a call's outcome (call ID, a `ReplyStatus` byte, then the value or error).
+    case actorReply = 16
+    /// Either way: a call given up on, a stop, the spawned actor's ready, credit for messages.
+    case actorControl = 17
+    /// Actor process → parent: a message it sent out (`sendOut`), encoded.
+    case actorMessage = 18
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.
@@ -132,7 +141,10 @@ extension FrameKind {
         case .batchReply: "a batch's results"
         case .log: "a log entry"
         case .relayBatch: "a batch of relay messages"
-        case .stop, .section, .relayCredit, .relayEnd: "a control frame"
+        case .actorCall: "a distributed call (its arguments)"
+        case .actorReply: "a distributed call's result"
+        case .actorMessage: "a message sent out by an actor process"
+        case .stop, .actorControl, .section, .relayCredit, .relayEnd: "a control frame"
         }
     }
 }

@@ -95,7 +95,7 @@ final class BinaryValueDecoder: Decoder {
         return reversed.reversed()
     }
 
-    var userInfo: [CodingUserInfoKey: Any] { [:] }
+    var userInfo: [CodingUserInfoKey: Any] { ActorDecoding.userInfo }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         try prepareKeyed(KeyedDecodingContainer<Key>.self)

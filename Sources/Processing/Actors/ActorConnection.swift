@@ -1,0 +1,446 @@
+import Distributed
+import Synchronization
+
+/// A connection between two `ProcessActorSystem`s (a parent and an actor process it
+/// spawned): a socket with a frame channel on the reactor, carrying calls either way, their
+/// replies, the spawned actor's ready, its stop, and the messages it sends out.
+///
+/// `ActorConnectionState` is its state machine; this is the storage and the effects. Frames
+/// arrive on the reactor thread, which never waits here: a call that arrives runs as a task
+/// of its own, and replies resume their callers.
+final class ActorConnection: @unchecked Sendable {  // `channel`: set once in init, before self is shared; `state`, `ready`: Mutexes; the rest is immutable
+    /// What a reply says, after its call ID.
+    enum ReplyStatus: UInt8 {
+        case value = 0, void = 1, error = 2, systemError = 3
+    }
+
+    /// What a control frame says (its first byte).
+    enum ControlOperation: UInt8 {
+        case cancel = 1, stop = 2, ready = 3, readyFailed = 4, credit = 5
+    }
+
+    typealias State = ActorConnectionState<
+        [UInt8], UnsafeContinuation<[UInt8], any Error>, Task<Void, Never>,
+        UnsafeContinuation<[UInt8]?, any Error>, UnsafeContinuation<Void, any Error>>
+
+    private enum Ready {
+        case waiting(UnsafeContinuation<ProcessActorID, any Error>?)
+        case arrived(Result<ProcessActorID, any Error>)
+    }
+
+    let system: ProcessActorSystem
+    /// The other system's host number.
+    let peerToken: UInt64
+    /// Who is at the other end, for errors: "Detector (pid 4242)", "the parent".
+    let peer: String
+    private var channel: Channel!
+    private let state: Mutex<State>
+    private let ready = Mutex(Ready.waiting(nil))
+    /// The error the connection's calls get once it ends (a crash report, when the peer's
+    /// process crashed), found after the channel ended.
+    private let endError: @Sendable (ChannelEnd) async -> any Error
+
+    /// Takes ownership of `fd`, made ready with `Channel.prepare`; `start()` begins reading.
+    init(fd: Int32, system: ProcessActorSystem, peerToken: UInt64, peer: String, messageWindow: Int = 256,
+         endError: @escaping @Sendable (ChannelEnd) async -> any Error) {
+        self.system = system
+        self.peerToken = peerToken
+        self.peer = peer
+        self.endError = endError
+        state = Mutex(State(messageWindow: messageWindow))
+        channel = Channel(fd: fd, onFrame: { [weak self] frame in self?.received(frame) },
+                          onEnd: { [weak self] end in self?.channelEnded(end) })
+    }
+
+    func start() { channel.start() }
+
+    /// Closes the socket; what waits fails with `error`.
+    func close(_ error: any Error) {
+        finish(error)
+        closeChannel()
+    }
+
+    /// On the reactor thread, after what it does now (never from inside a frame handler,
+    /// which holds the channel's read lock).
+    private func closeChannel() {
+        let channel = channel!
+        let peer = peer
+        Reactor.shared.execute { channel.close(reason: "the actor connection to \(peer) was closed") }
+    }
+
+    // MARK: Calls this side makes
+
+    /// Calls the method `target` of actor `number` at the other end; returns the reply's
+    /// payload (see `decodeReply`).
+    func call(_ number: UInt64, target: RemoteCallTarget, invocation: ProcessInvocationEncoder,
+              timeout: Duration?) async throws -> [UInt8] {
+        let id = try state.withLock { $0.beginCall() }.get()
+        let frame: [UInt8]
+        do {
+            frame = try Frame.encode(.actorCall) { bytes in
+                BinaryFormat.appendVarint(id, to: &bytes)
+                BinaryFormat.appendVarint(number, to: &bytes)
+                Self.append(target.identifier, to: &bytes)
+                invocation.append(to: &bytes)
+            }
+        } catch {
+            state.withLock { $0.forget(id) }
+            throw error
+        }
+        do {
+            try await channel.send(frame)
+        } catch is CancellationError {
+            state.withLock { $0.forget(id) }
+            throw CancellationError()
+        } catch {
+            // The peer is gone: the end decides the call, with the crash report if there is one.
+        }
+        let timer = timeout.map { timeout in
+            let method = target.description
+            return OneShotTimer(after: timeout) { [weak self] in
+                self?.giveUp(id, ProcessActorError(.callTimedOut, """
+                    \(method) on \(self?.peer ?? "an actor process") did not return within \(timeout); \
+                    it was cancelled there
+                    """))
+            }
+        }
+        defer { timer?.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { continuation in
+                if let result = state.withLock({ $0.wait(for: id, continuation) }) {
+                    continuation.resume(with: result)
+                }
+            }
+        } onCancel: {
+            giveUp(id, CancellationError())
+        }
+    }
+
+    /// Ends call `id` with `error` here, and cancels it at the other end.
+    private func giveUp(_ id: UInt64, _ error: any Error) {
+        let waiter = state.withLock { $0.withdraw(id, error) }
+        waiter?.resume(throwing: error)
+        channel.post(Frame.control(.actorControl) { bytes in
+            bytes.append(ControlOperation.cancel.rawValue)
+            BinaryFormat.appendVarint(id, to: &bytes)
+        })
+    }
+
+    /// The value in a reply's payload, decoded as `R`; or the error it carries, thrown.
+    func decodeReply<R: Decodable>(_ payload: [UInt8], as type: R.Type) throws -> R {
+        let (status, offset) = try Self.replyStatus(payload)
+        guard status == .value else {
+            try throwError(status, payload, offset)
+            throw ProcessActorError(.callFailed, "\(peer) returned nothing where a \(String(reflecting: R.self)) was expected")
+        }
+        do {
+            return try payload.withUnsafeBytes { buffer in
+                try ActorDecoding.$system.withValue(system) {
+                    try BinaryDecoder().decode(R.self, from: UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+                }
+            }
+        } catch {
+            throw ProcessActorError(.callFailed, "a result from \(peer) did not decode as \(String(reflecting: R.self)): \(error)")
+        }
+    }
+
+    /// Throws the error a `Void` call's reply carries, if any.
+    func checkVoidReply(_ payload: [UInt8]) throws {
+        let (status, offset) = try Self.replyStatus(payload)
+        if status != .void { try throwError(status, payload, offset) }
+    }
+
+    private static func replyStatus(_ payload: [UInt8]) throws -> (ReplyStatus, Int) {
+        var offset = 0
+        guard BinaryFormat.readVarint(payload, at: &offset) != nil, offset < payload.count,
+              let status = ReplyStatus(rawValue: payload[offset]) else {
+            throw ProcessActorError(.callFailed, "a malformed reply arrived")
+        }
+        return (status, offset + 1)
+    }
+
+    private func throwError(_ status: ReplyStatus, _ payload: [UInt8], _ offset: Int) throws {
+        switch status {
+        case .error:
+            let remote = try decodePayload(RemoteErrorPayload.self, payload, offset).remoteError
+            throw remote.value ?? remote
+        case .systemError:
+            throw try decodePayload(ActorErrorPayload.self, payload, offset).error
+        case .value, .void:
+            return
+        }
+    }
+
+    private func decodePayload<T: Decodable>(_ type: T.Type, _ payload: [UInt8], _ offset: Int) throws -> T {
+        do {
+            return try payload.withUnsafeBytes { try BinaryDecoder().decode(T.self, from: UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+        } catch {
+            throw ProcessActorError(.callFailed, "a malformed reply arrived from \(peer): \(error)")
+        }
+    }
+
+    // MARK: Calls the other side makes
+
+    /// A reply frame for call `id`, its payload written by `write`.
+    func replyFrame(_ id: UInt64, _ status: ReplyStatus, _ write: (inout [UInt8]) throws -> Void) throws -> [UInt8] {
+        try Frame.encode(.actorReply) { bytes in
+            BinaryFormat.appendVarint(id, to: &bytes)
+            bytes.append(status.rawValue)
+            try write(&bytes)
+        }
+    }
+
+    /// Sends a reply; waits until the kernel has it.
+    func sendReply(_ frame: [UInt8]) async throws {
+        try await channel.send(frame)
+    }
+
+    private func refuse(_ id: UInt64, _ error: ProcessActorError) {
+        guard let frame = try? replyFrame(id, .systemError, { try BinaryEncoder().encode(ActorErrorPayload(error), appendingTo: &$0) })
+        else { return }
+        channel.post(frame)
+    }
+
+    /// A call arrived (on the reactor thread): it runs as a task of its own.
+    private func arrived(call frame: Frame) {
+        let payload = frame.payload
+        var offset = 0
+        guard let id = BinaryFormat.readVarint(payload, at: &offset),
+              let number = BinaryFormat.readVarint(payload, at: &offset),
+              let identifier = Self.readString(payload, at: &offset) else {
+            return protocolViolation("a malformed call")
+        }
+        guard let actor = system.localActor(number) else {
+            return refuse(id, ProcessActorError(.actorNotFound, """
+                no actor \(number) lives in \(ProcessActorSystem.processDescription) (released or stopped); \
+                the call \(RemoteCallTarget(identifier)) did not run
+                """))
+        }
+        let target = RemoteCallTarget(identifier)
+        let start = offset
+        let refused: Bool = state.withLock { state in
+            guard state.acceptsCalls else { return true }
+            state.started(id, Task { await self.execute(id, RemoteCallTarget(identifier), on: actor, payload: payload, offset: start) })
+            return false
+        }
+        if refused {
+            refuse(id, ProcessActorError(.stopping, """
+                \(ProcessActorSystem.processDescription) is stopping: it finishes the calls it has and takes no new ones \
+                (\(target) did not run)
+                """))
+        }
+    }
+
+    private func execute(_ id: UInt64, _ target: RemoteCallTarget, on actor: any DistributedActor,
+                         payload: [UInt8], offset: Int) async {
+        let handler = ProcessResultHandler(connection: self, callID: id)
+        var decoder = ProcessInvocationDecoder(payload: payload, offset: offset, system: system)
+        do {
+            try await Self.execute(system, on: actor, target, &decoder, handler)
+        } catch {
+            let failure = error as? ProcessActorError ?? ProcessActorError(.callFailed, """
+                \(target) could not run in \(ProcessActorSystem.processDescription): \(error)
+                """)
+            try? await handler.onThrow(error: failure)
+        }
+        let drained = state.withLock { $0.finished(id) }
+        drained?.resume()
+    }
+
+    private static func execute<A: DistributedActor>(_ system: ProcessActorSystem, on actor: A, _ target: RemoteCallTarget,
+                                                     _ decoder: inout ProcessInvocationDecoder,
+                                                     _ handler: ProcessResultHandler) async throws {
+        try await ActorDecoding.$system.withValue(system) {
+            try await system.executeDistributedTarget(on: actor, target: target, invocationDecoder: &decoder, handler: handler)
+        }
+    }
+
+    // MARK: Ready, stop
+
+    /// Hosting side: the spawned actor is made and started.
+    func announceReady(_ id: ProcessActorID) async throws {
+        try await channel.send(Frame.control(.actorControl) { bytes in
+            bytes.append(ControlOperation.ready.rawValue)
+            BinaryFormat.appendVarint(id.host, to: &bytes)
+            BinaryFormat.appendVarint(id.number, to: &bytes)
+        })
+    }
+
+    /// Hosting side: making or starting the actor threw `error`.
+    func announceFailure(_ error: any Error) async throws {
+        let payload = try BinaryEncoder().encode(RemoteErrorPayload(error))
+        try await channel.send(try Frame.encode(.actorControl) { bytes in
+            bytes.append(ControlOperation.readyFailed.rawValue)
+            bytes.append(contentsOf: payload)
+        })
+    }
+
+    /// Spawning side: the actor's ID once it is ready; what its making threw, or the crash.
+    func waitUntilReady() async throws -> ProcessActorID {
+        try await withUnsafeThrowingContinuation { continuation in
+            let arrived: Result<ProcessActorID, any Error>? = ready.withLock { ready in
+                if case .arrived(let result) = ready { return result }
+                ready = .waiting(continuation)
+                return nil
+            }
+            if let arrived { continuation.resume(with: arrived) }
+        }
+    }
+
+    private func setReady(_ result: Result<ProcessActorID, any Error>) {
+        let waiter: UnsafeContinuation<ProcessActorID, any Error>? = ready.withLock { ready in
+            guard case .waiting(let waiter) = ready else { return nil }
+            ready = .arrived(result)
+            return waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    /// Spawning side: asks the actor's process to stop (urgent: ahead of calls not yet written).
+    func requestStop() {
+        channel.post(urgent: Frame.control(.actorControl) { $0.append(ControlOperation.stop.rawValue) })
+    }
+
+    /// Hosting side: waits until a stop came and the calls running finished.
+    func waitUntilStopped() async {
+        _ = try? await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            if !state.withLock({ $0.waitUntilDrained(continuation) }) { continuation.resume() }
+        }
+    }
+
+    // MARK: Messages sent out
+
+    /// Hosting side: sends `value` to the parent's reader; waits while the reader holds as
+    /// many as it may (backpressure).
+    func sendOut<T: Encodable>(_ value: T) async throws {
+        let frame = try Frame.encode(.actorMessage) { try BinaryEncoder().encode(value, appendingTo: &$0) }
+        let waitID = state.withLock { $0.makeCreditWaitID() }
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                switch state.withLock({ $0.takeCredit(waitID, continuation) }) {
+                case .success(true): continuation.resume()
+                case .success(false): break
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
+        } onCancel: {
+            state.withLock { $0.withdrawCreditWaiter(waitID) }?.resume(throwing: CancellationError())
+        }
+        try await channel.send(frame)
+    }
+
+    /// Spawning side: the next message's bytes, nil once the connection ended.
+    func nextMessage() async throws -> [UInt8]? {
+        let message = try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8]?, any Error>) in
+                switch state.withLock({ $0.nextMessage(continuation) }) {
+                case .message(let message, let grant):
+                    self.grant(grant)
+                    continuation.resume(returning: message)
+                case .ended: continuation.resume(returning: nil)
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            state.withLock { $0.withdrawMessageWaiter() }?.resume(throwing: CancellationError())
+        }
+        return message
+    }
+
+    private func grant(_ count: Int) {
+        guard count > 0 else { return }
+        channel.post(Frame.control(.actorControl) { bytes in
+            bytes.append(ControlOperation.credit.rawValue)
+            BinaryFormat.appendVarint(UInt64(count), to: &bytes)
+        })
+    }
+
+    // MARK: Frames
+
+    private func received(_ frame: Frame) {
+        switch frame.kind {
+        case .actorCall:
+            arrived(call: frame)
+        case .actorReply:
+            var offset = 0
+            guard let id = BinaryFormat.readVarint(frame.payload, at: &offset) else {
+                return protocolViolation("a reply without its call ID")
+            }
+            state.withLock { $0.replied(id, frame.payload) }?.resume(returning: frame.payload)
+        case .actorControl:
+            control(frame.payload)
+        case .actorMessage:
+            let (accepted, reader, grant) = state.withLock { state in
+                let (accepted, reader) = state.messageArrived(frame.payload)
+                return (accepted, reader, reader == nil ? 0 : state.takeGrant())
+            }
+            guard accepted else { return protocolViolation("more messages than the reader granted") }
+            reader?.resume(returning: frame.payload)
+            self.grant(grant)
+        default:
+            protocolViolation("a frame of kind \(frame.kind)")
+        }
+    }
+
+    private func control(_ payload: [UInt8]) {
+        guard let first = payload.first, let operation = ControlOperation(rawValue: first) else {
+            return protocolViolation("an unknown control frame")
+        }
+        var offset = 1
+        switch operation {
+        case .cancel:
+            guard let id = BinaryFormat.readVarint(payload, at: &offset) else { return protocolViolation("a cancel without its call") }
+            state.withLock { $0.cancelRunning(id) }?.cancel()
+        case .stop:
+            state.withLock { $0.requestStop() }?.resume()
+        case .ready:
+            guard let host = BinaryFormat.readVarint(payload, at: &offset),
+                  let number = BinaryFormat.readVarint(payload, at: &offset) else {
+                return protocolViolation("a ready without the actor's ID")
+            }
+            setReady(.success(ProcessActorID(host: host, number: number)))
+        case .readyFailed:
+            let remote = (try? BinaryDecoder().decode(RemoteErrorPayload.self, from: Array(payload[1...])))?.remoteError
+            setReady(.failure(remote.map { $0.value ?? $0 } ?? ProcessActorError(.callFailed, "\(peer) failed to start")))
+        case .credit:
+            guard let count = BinaryFormat.readVarint(payload, at: &offset) else { return protocolViolation("credit without a count") }
+            for sender in state.withLock({ $0.granted(Int(clamping: count)) }) { sender.resume() }
+        }
+    }
+
+    /// The peer broke the protocol: the connection ends (its process is not trusted further).
+    private func protocolViolation(_ what: String) {
+        close(ProcessActorError(.callFailed, "\(peer) sent \(what); the connection was closed"))
+    }
+
+    private func channelEnded(_ end: ChannelEnd) {
+        Task {
+            finish(await endError(end))
+            closeChannel()
+        }
+    }
+
+    /// Everything that waits fails with `error`; calls running here are cancelled.
+    private func finish(_ error: any Error) {
+        setReady(.failure(error))
+        guard let ended = state.withLock({ $0.end(error) }) else { return }
+        for caller in ended.callers { caller.resume(throwing: error) }
+        ended.drainWaiter?.resume()
+        ended.reader?.resume(returning: nil)
+        for sender in ended.senders { sender.resume(throwing: error) }
+        for task in ended.running { task.cancel() }
+    }
+
+    // MARK: Strings in frames
+
+    private static func append(_ string: String, to bytes: inout [UInt8]) {
+        BinaryFormat.appendVarint(UInt64(string.utf8.count), to: &bytes)
+        bytes.append(contentsOf: string.utf8)
+    }
+
+    private static func readString(_ bytes: [UInt8], at offset: inout Int) -> String? {
+        guard let length = BinaryFormat.readVarint(bytes, at: &offset), length <= bytes.count - offset else { return nil }
+        defer { offset += Int(length) }
+        return String(decoding: bytes[offset..<(offset + Int(length))], as: UTF8.self)
+    }
+}

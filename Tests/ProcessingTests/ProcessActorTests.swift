@@ -1,0 +1,323 @@
+import Distributed
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import Processing
+
+// MARK: Actors
+
+struct ActorBox: Codable, Equatable, Sendable {
+    var name: String
+    var values: [Int]
+}
+
+/// A `Codable` error: it crosses as itself.
+struct ActorParseFailure: Error, Codable, Equatable {
+    var line: Int
+}
+
+/// Not `Codable`: it crosses by name and description.
+struct ActorOpaqueFailure: Error, CustomStringConvertible {
+    var description: String { "opaque failure" }
+}
+
+/// The test's actor process: arithmetic, generic and `Void` funcs, errors of each kind, slow
+/// calls that notice their cancellation, a crash, calls back to the parent and messages out.
+distributed actor Calculator: ProcessActor {
+    var total = 0
+    var cancelledCalls = 0
+    var sentOut = 0
+
+    distributed func add(_ n: Int) -> Int {
+        total += n
+        return total
+    }
+
+    distributed func square(_ n: Int) -> Int { n * n }
+
+    distributed func echo<T: Codable & Sendable>(_ value: T) -> T { value }
+
+    distributed func reset() { total = 0 }
+
+    distributed func fail(line: Int) throws -> Int { throw ActorParseFailure(line: line) }
+
+    distributed func failOpaque() throws -> Int { throw ActorOpaqueFailure() }
+
+    distributed func failVoid() throws { throw ActorParseFailure(line: 7) }
+
+    distributed func processID() -> Int32 { getpid() }
+
+    /// Sleeps; counts the calls that were cancelled while they slept.
+    distributed func sleep(seconds: Double) async throws -> Bool {
+        do {
+            try await Task.sleep(for: .seconds(seconds))
+            return true
+        } catch {
+            cancelledCalls += 1
+            throw error
+        }
+    }
+
+    distributed func cancelled() -> Int { cancelledCalls }
+
+    distributed func crash() { Glibc.kill(getpid(), SIGKILL) }
+
+    /// Calls an actor of the parent back.
+    distributed func report(_ n: Int, to collector: ActorCollector) async throws -> Int {
+        try await collector.collect(n * 10)
+    }
+
+    /// Sends `count` ints out to the parent.
+    distributed func emit(_ count: Int) async throws {
+        for i in 0..<count {
+            try await actorSystem.sendOut(i)
+            sentOut += 1
+        }
+    }
+
+    distributed func emitted() -> Int { sentOut }
+}
+
+/// Lives in the parent; the child calls it.
+distributed actor ActorCollector {
+    typealias ActorSystem = ProcessActorSystem
+    var items: [Int] = []
+
+    distributed func collect(_ n: Int) -> Int {
+        items.append(n)
+        return items.count
+    }
+
+    distributed func all() -> [Int] { items }
+}
+
+/// Made from parameters; its hooks send messages out.
+distributed actor ActorWithHooks: ProcessActorWithParameters {
+    struct Parameters: Codable, Sendable {
+        var base: Int
+        var failsAtStartup = false
+    }
+
+    let base: Int
+    let failsAtStartup: Bool
+
+    init(actorSystem: ProcessActorSystem, parameters: Parameters) {
+        self.actorSystem = actorSystem
+        base = parameters.base
+        failsAtStartup = parameters.failsAtStartup
+    }
+
+    func startup() async throws {
+        if failsAtStartup { throw ActorParseFailure(line: base) }
+        try await actorSystem.sendOut("startup")
+    }
+
+    func shutdown() async throws {
+        try await actorSystem.sendOut("shutdown")
+    }
+
+    distributed func plus(_ n: Int) -> Int { base + n }
+
+    distributed func slowPlus(_ n: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(300))
+        return base + n
+    }
+}
+
+// MARK: Tests
+
+@Suite("Distributed actors in child processes", .timeLimit(.minutes(2)))
+struct ProcessActorTests {
+    @Test("calls run in the child and return; generic and Void funcs cross")
+    func calls() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        #expect(try await calculator.add(2) == 2)
+        #expect(try await calculator.add(3) == 5)
+        #expect(try await calculator.square(12) == 144)
+        let childPID = try await calculator.processID()
+        #expect(childPID != getpid())
+        #expect(system.pid(of: calculator) == childPID)
+        #expect(try await calculator.echo("héllo") == "héllo")
+        let box = ActorBox(name: "b", values: [1, 2, 3])
+        #expect(try await calculator.echo(box) == box)
+        #expect(try await calculator.echo([box, box]) == [box, box])
+        try await calculator.reset()
+        #expect(try await calculator.add(1) == 1)
+        #expect(try await system.stop(calculator))
+    }
+
+    @Test("a Codable error crosses as itself, others by name and description; Void funcs' errors surface")
+    func errors() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        await #expect(throws: ActorParseFailure(line: 3)) { try await calculator.fail(line: 3) }
+        await #expect(throws: ActorParseFailure(line: 7)) { try await calculator.failVoid() }
+        do {
+            _ = try await calculator.failOpaque()
+            Issue.record("failOpaque returned")
+        } catch let error as RemoteError {
+            #expect(error.typeName.hasSuffix("ActorOpaqueFailure"))
+            #expect(error.errorDescription == "opaque failure")
+        }
+        // The actor is still there after its errors.
+        #expect(try await calculator.add(4) == 4)
+        try await system.stop(calculator)
+    }
+
+    @Test("16 concurrent callers on one actor: every call counted once")
+    func concurrentCallers() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        let results = try await withThrowingTaskGroup(of: [Int].self) { group in
+            for _ in 0..<16 {
+                group.addTask { var seen: [Int] = []; for _ in 0..<100 { seen.append(try await calculator.add(1)) }; return seen }
+            }
+            return try await group.reduce(into: [Int]()) { $0 += $1 }
+        }
+        // Each call saw its own total: the 1,600 totals are 1...1600, once each.
+        #expect(results.sorted() == Array(1...1600))
+        try await system.stop(calculator)
+    }
+
+    @Test("the child killed with calls pending: they all fail with its crash, and later calls too")
+    func killedWithPendingCalls() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        let pid = try #require(system.pid(of: calculator))
+        let pending = (0..<5).map { _ in Task { try await calculator.sleep(seconds: 60) } }
+        // Every call is in the child before it dies.
+        while try await calculator.add(0) < 0 {}
+        Glibc.kill(pid, SIGKILL)
+        for call in pending {
+            do {
+                _ = try await call.value
+                Issue.record("a pending call returned")
+            } catch let error as ProcessCrashError {
+                #expect(error.signal == SIGKILL)
+            }
+        }
+        await #expect(throws: ProcessCrashError.self) { try await calculator.add(1) }
+        await #expect(throws: ProcessCrashError.self) { try await system.waitForEnd(calculator) }
+    }
+
+    @Test("a crash inside a call fails that call and the others with the crash")
+    func crashInsideACall() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        let slow = Task { try await calculator.sleep(seconds: 60) }
+        _ = try await calculator.add(0)
+        await #expect(throws: ProcessCrashError.self) { try await calculator.crash() }
+        await #expect(throws: ProcessCrashError.self) { try await slow.value }
+    }
+
+    @Test("a call time-out fails the call and cancels it in the child")
+    func callTimeout() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        do {
+            _ = try await ProcessActorSystem.withCallTimeout(.milliseconds(200)) {
+                try await calculator.sleep(seconds: 60)
+            }
+            Issue.record("the call returned")
+        } catch let error as ProcessActorError {
+            #expect(error.code == .callTimedOut)
+        }
+        while try await calculator.cancelled() == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        // The system's own time-out works the same way.
+        let limited = ProcessActorSystem(callTimeout: .milliseconds(200))
+        let other = try await limited.spawn(Calculator.self)
+        await #expect(throws: ProcessActorError.self) { try await other.sleep(seconds: 60) }
+        #expect(try await other.add(1) == 1)
+        try await system.stop(calculator)
+        try await limited.stop(other)
+    }
+
+    @Test("cancelling the caller's task cancels the call in the child")
+    func cancellation() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        let call = Task { try await calculator.sleep(seconds: 60) }
+        while try await calculator.add(0) < 0 {}
+        try await Task.sleep(for: .milliseconds(50))
+        call.cancel()
+        await #expect(throws: CancellationError.self) { try await call.value }
+        while try await calculator.cancelled() == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await system.stop(calculator)
+    }
+
+    @Test("the child calls an actor of the parent")
+    func childCallsParent() async throws {
+        let system = ProcessActorSystem()
+        let collector = ActorCollector(actorSystem: system)
+        let calculator = try await system.spawn(Calculator.self)
+        #expect(try await calculator.report(1, to: collector) == 1)
+        #expect(try await calculator.report(2, to: collector) == 2)
+        #expect(try await collector.all() == [10, 20])
+        try await system.stop(calculator)
+    }
+
+    @Test("messages sent out arrive in order, and the child waits while the parent holds 256")
+    func messagesOut() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        let messages = try system.messages(from: calculator, as: Int.self)
+        let emitting = Task { try await calculator.emit(1000) }
+        // Unread, the child can send no more than the window.
+        while try await calculator.emitted() < 256 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await calculator.emitted() == 256)
+        var received: [Int] = []
+        for try await message in messages {
+            received.append(message)
+            if received.count == 1000 { break }
+        }
+        #expect(received == Array(0..<1000))
+        try await emitting.value
+        try await system.stop(calculator)
+    }
+
+    @Test("parameters, startup and shutdown hooks; stop lets pending calls finish; the stopped actor is gone")
+    func lifecycle() async throws {
+        let system = ProcessActorSystem()
+        let actor = try await system.spawn(ActorWithHooks.self, parameters: .init(base: 100))
+        let messages = try system.messages(from: actor, as: String.self)
+        #expect(try await actor.plus(1) == 101)
+        let slow = Task { try await actor.slowPlus(2) }
+        while !system.isAlive(actor) {}
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await system.stop(actor))
+        #expect(try await slow.value == 102)
+        var said: [String] = []
+        for try await message in messages { said.append(message) }
+        #expect(said == ["startup", "shutdown"])
+        do {
+            _ = try await actor.plus(1)
+            Issue.record("a stopped actor answered")
+        } catch let error as ProcessActorError {
+            #expect(error.code == .processEnded)
+        }
+    }
+
+    @Test("what startup throws fails the spawn")
+    func startupFails() async throws {
+        let system = ProcessActorSystem()
+        await #expect(throws: ActorParseFailure(line: 9)) {
+            _ = try await system.spawn(ActorWithHooks.self, parameters: .init(base: 9, failsAtStartup: true))
+        }
+    }
+
+    @Test("shutdown stops every actor process of the system")
+    func systemShutdown() async throws {
+        let system = ProcessActorSystem()
+        let first = try await system.spawn(Calculator.self)
+        let second = try await system.spawn(Calculator.self, name: "Second")
+        await system.shutdown()
+        #expect(!system.isAlive(first))
+        #expect(!system.isAlive(second))
+        await #expect(throws: ProcessActorError.self) { try await second.add(1) }
+    }
+}
