@@ -1,6 +1,7 @@
 // The benchmarks: `swift run -c release ProcessingBenchmarks` runs them all,
 // `swift run -c release ProcessingBenchmarks share_counter` only that one. One JSON line per figure:
 // {"bench": ..., "metric": ..., "value": ..., "unit": ...}
+import Distributed
 import Foundation
 import Processing
 
@@ -696,6 +697,52 @@ if CommandLine.arguments.dropFirst().first == "profile-relay" {
     report("profile", "relay_tiny_1m", try await relayTiny(count: 1_000_000).rate, "messages/s")
     exit(0)
 }
+/// The actor of `actor_call`: answers an Int with the same Int.
+distributed actor BenchEcho: ProcessActor {
+    distributed func echo(_ x: Int) -> Int { x }
+}
+
+/// actor_call: µs per distributed call round trip (median of `count`), with the tell/listen
+/// round trip measured beside it, interleaved, as its yardstick; and actor_calls_in_flight:
+/// calls/s with `callers` tasks calling one actor process at once.
+func reportActorCalls(count: Int = 1000, callers: Int = 16, callsPerCaller: Int = 5000) async throws {
+    let system = ProcessActorSystem()
+    let echo = try await system.spawn(BenchEcho.self)
+    for i in 0..<200 { _ = try await echo.echo(i) }
+    var calls: [Double] = []
+    var messages: [Double] = []
+    for _ in 0..<5 {
+        for i in 0..<(count / 5) {
+            let start = clock.now
+            _ = try await echo.echo(i)
+            calls.append(seconds(clock.now - start) * 1e6)
+        }
+        messages += try await messageRoundTrips(count / 5)
+    }
+    report("actor_call", "median", median(calls), "us")
+    report("actor_call", "tell_listen_median", median(messages), "us")
+    report("actor_call", "ratio_to_tell_listen", median(calls) / median(messages), "x")
+    let elapsed = try await clock.measure {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<callers {
+                group.addTask { for i in 0..<callsPerCaller { _ = try await echo.echo(i) } }
+            }
+            try await group.waitForAll()
+        }
+    }
+    report("actor_calls_in_flight", "calls_per_second_\(callers)_callers", Double(callers * callsPerCaller) / seconds(elapsed), "calls/s")
+    try await system.stop(echo)
+}
+
+if CommandLine.arguments.dropFirst().first == "profile-actor" {
+    // For `perf record`: actor_calls_in_flight only, longer.
+    try await reportActorCalls(count: 5, callsPerCaller: 20_000)
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "actor" {
+    try await reportActorCalls()
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "relay" {
     try await reportRelays()
     exit(0)
@@ -735,3 +782,4 @@ report("pipe_roundtrip", "median", pipe.roundTrip, "us")
 report("pipe_roundtrip", "one_way_1mib", pipe.megabytesPerSecond, "MB/s")
 try await reportShareCounter()
 try await reportRelays()
+try await reportActorCalls()

@@ -36,6 +36,10 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     private var channel: Channel!
     private let state: Mutex<State>
     private let ready = Mutex(Ready.waiting(nil))
+    /// How long a lone caller, or a hosting side that just answered, reads the socket itself
+    /// before it sleeps (as `listen` does: a reply or call that comes meanwhile costs no
+    /// thread wake-up, and a round trip takes a fraction of the time).
+    private let pollBudget = Mutex(PollBudget())
     /// The error the connection's calls get once it ends (a crash report, when the peer's
     /// process crashed), found after the channel ended.
     private let endError: @Sendable (ChannelEnd) async -> any Error
@@ -105,6 +109,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             }
         }
         defer { timer?.cancel() }
+        pollForReply(id)
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 if let result = state.withLock({ $0.wait(for: id, continuation) }) {
@@ -114,6 +119,34 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         } onCancel: {
             giveUp(id, CancellationError())
         }
+    }
+
+    /// A lone call reads the socket for its reply for a moment before it sleeps; with
+    /// others in flight the reactor reads (it takes many replies per wake-up).
+    private func pollForReply(_ id: UInt64) {
+        guard state.withLock({ $0.callsInFlight == 1 && !$0.isDecided(id) }) else { return }
+        poll { self.state.withLock { $0.isDecided(id) } }
+    }
+
+    /// Reads the channel on this thread until `done` or the budget passes, and learns from
+    /// how long that took.
+    private func poll(until done: () -> Bool) {
+        let budget = pollBudget.withLock { $0.duration }
+        guard budget > .zero else { return }
+        let start = ContinuousClock.now
+        let deadline = start + budget
+        channel.setPolling(true)
+        defer { channel.setPolling(false) }
+        var found = false
+        repeat {
+            _ = channel.poll()
+            if done() {
+                found = true
+                break
+            }
+        } while ContinuousClock.now < deadline && !Task.isCancelled
+        let waited = found ? ContinuousClock.now - start : .seconds(1)
+        pollBudget.withLock { $0.adapt(waited: waited) }
     }
 
     /// Ends call `id` with `error` here, and cancels it at the other end.
@@ -242,6 +275,11 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
                 \(target) could not run in \(ProcessActorSystem.processDescription): \(error)
                 """)
             try? await handler.onThrow(error: failure)
+        }
+        // A lone call just answered: the next one usually follows at once (a caller awaiting
+        // each call), so this thread reads for it a moment before it lets go.
+        if state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }) {
+            poll { self.state.withLock { $0.runningCount > 1 } }
         }
         let drained = state.withLock { $0.finished(id) }
         drained?.resume()

@@ -78,6 +78,15 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         }
     }
 
+    /// Whether call `id` has its outcome already (its caller need not sleep).
+    func isDecided(_ id: UInt64) -> Bool {
+        if case .decided? = calls[id] { return true }
+        return false
+    }
+
+    /// Calls of the other side running here.
+    var runningCount: Int { running.count }
+
     /// Forgets a call whose caller will not wait (its frame failed to send).
     mutating func forget(_ id: UInt64) {
         calls[id] = nil
