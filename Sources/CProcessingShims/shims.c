@@ -143,6 +143,54 @@ void processing_end_process_group(void) {
     _exit(PROCESSING_EXIT_PARENT_DIED);
 }
 
+// MARK: - Signals forwarded to a descriptor (ProcessGroup)
+
+#define PROCESSING_SIGNAL_LIMIT 65
+static volatile sig_atomic_t forwarded_fd[PROCESSING_SIGNAL_LIMIT];
+static struct sigaction previous_action[PROCESSING_SIGNAL_LIMIT];
+
+static void processing_forwarding_handler(int signal) {
+    int saved = errno;
+    if (signal > 0 && signal < PROCESSING_SIGNAL_LIMIT && forwarded_fd[signal] > 0) {
+        unsigned char byte = (unsigned char)signal;
+        ssize_t ignored = write(forwarded_fd[signal], &byte, 1);  // async-signal-safe
+        (void)ignored;
+    }
+    errno = saved;
+}
+
+int processing_forward_signal(int signal, int fd) {
+    if (signal <= 0 || signal >= PROCESSING_SIGNAL_LIMIT) { errno = EINVAL; return -1; }
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = processing_forwarding_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    forwarded_fd[signal] = fd;
+    return sigaction(signal, &action, &previous_action[signal]);
+}
+
+int processing_restore_signal(int signal) {
+    if (signal <= 0 || signal >= PROCESSING_SIGNAL_LIMIT) { errno = EINVAL; return -1; }
+    int result = sigaction(signal, &previous_action[signal], NULL);
+    forwarded_fd[signal] = 0;
+    return result;
+}
+
+void processing_die_by_signal(int signal) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    sigaction(signal, &action, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(signal);
+    _exit(128 + signal);
+}
+
 /// The parent died: end the worker's process group (the worker and the children it started,
 /// unless they left the group), as the parent would have when this worker ended.
 static void processing_parent_died(int signal) {

@@ -2,6 +2,7 @@
 // process: `ProcessingFixture <scenario>`. Each scenario abuses the program's own situation
 // (its stdio, its descriptors, its signals, its binary on disk) and reports what it saw as
 // `key: value` lines on stdout (on stderr where stdout is closed); the tests read them.
+import Distributed
 import Foundation
 import Processing
 #if canImport(Glibc)
@@ -337,6 +338,66 @@ func progressBar() async throws {
     say("sum: \(squares.reduce(0, +))")
 }
 
+// MARK: - Process groups and Ctrl-C
+
+/// A report from a child: to fd 1 itself (`reportFD`, a top-level variable, is not set in a
+/// child, which never runs top-level code).
+func childSay(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+/// Runs short runs until stopped; says so when its `onFinish` runs (a graceful end).
+struct GroupWorker: Skprocess {
+    var stubborn = false
+    var processConfig: ProcessConfig { ProcessConfig(stdout: .inherit) }
+    mutating func run() async throws {
+        if currentRun == 0 { try await tell(getpid()) }
+        // A stubborn worker's run never ends, so it cannot stop gracefully.
+        try await Task.sleep(for: stubborn ? .seconds(3600) : .milliseconds(20))
+    }
+    mutating func onFinish() async throws { childSay("worker-finished: yes") }
+}
+
+/// An actor process whose shutdown says it ran (or, stubborn, never ends).
+distributed actor GroupActor: ProcessActorWithParameters {
+    struct Parameters: Codable, Sendable { var stubborn: Bool }
+    let stubborn: Bool
+
+    init(actorSystem: ProcessActorSystem, parameters: Parameters) {
+        self.actorSystem = actorSystem
+        stubborn = parameters.stubborn
+    }
+
+    distributed func processID() -> Int32 { getpid() }
+
+    func shutdown() async throws {
+        if stubborn { try await Task.sleep(for: .seconds(3600)) }
+        childSay("actor-shutdown: yes")
+    }
+}
+
+/// A process group with a worker, an actor process and a pool, run until a signal: the test
+/// sends SIGINT (once, or twice when `stubborn` members cannot end gracefully).
+func processGroup(stubborn: Bool) async throws {
+    try await ProcessGroup.run(gracePeriod: .seconds(30)) { group in
+        let worker = try await group.start(GroupWorker(stubborn: stubborn))
+        let workerPID = try await worker.listen(Int32.self)!
+        let system = group.add(ProcessActorSystem())
+        let actor = try await system.spawn(GroupActor.self, parameters: .init(stubborn: stubborn))
+        let actorPID = try await actor.processID()
+        let pool = group.add(Pool(workers: 2))
+        _ = try await pool.map([1, 2, 3], SlowSquare())
+        say("pids: \(workerPID),\(actorPID)")
+        say("ready: yes")
+        await group.waitUntilStopping()
+        say("body-saw-stop: yes")
+        // Waits on until the group cancels it, once its members have ended.
+        try? await Task.sleep(for: .seconds(3600))
+    }
+    say("after-run: this line must not appear, the program ends by the signal")
+}
+
 // MARK: -
 
 let scenarios: [String: () async throws -> Void] = [
@@ -351,6 +412,8 @@ let scenarios: [String: () async throws -> Void] = [
     "log-default": logDefault,
     "output-modes": outputModes,
     "progress-bar": progressBar,
+    "group-sigint": { try await processGroup(stubborn: false) },
+    "group-sigint-twice": { try await processGroup(stubborn: true) },
 ]
 
 let name = CommandLine.arguments.dropFirst().first ?? ""

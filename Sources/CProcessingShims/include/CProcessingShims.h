@@ -137,6 +137,24 @@ static inline void processing_atomic_store_u32(void *address, uint32_t value) {
     __atomic_store_n((uint32_t *)address, value, __ATOMIC_RELEASE);
 }
 
+/// Compare-and-swap on memory shared between processes: 1 if `*address` was `expected` and is
+/// now `desired`, else 0 with `*expected` set to what it is.
+static inline int processing_atomic_cas_u64(void *address, uint64_t *expected, uint64_t desired) {
+    return __atomic_compare_exchange_n((uint64_t *)address, expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+// MARK: - ProcessGroup: SIGINT and SIGTERM heard by the reactor
+
+/// Catches `signal` (SA_RESTART) with a handler that writes its number, one byte, to `fd` (the
+/// nonblocking write end of a pipe the reactor reads); the previous action is kept for
+/// `processing_restore_signal`. Returns 0, or -1 with errno.
+int processing_forward_signal(int signal, int fd);
+/// Puts back the action `processing_forward_signal` replaced. Returns 0, or -1 with errno.
+int processing_restore_signal(int signal);
+/// Ends this process by `signal` with its default action (so that its parent, a shell, sees
+/// how it ended): SIG_DFL, unblocked, raised; exits with 128 + signal if that returns.
+void processing_die_by_signal(int signal) __attribute__((noreturn));
+
 #else
 #error "CProcessingShims: Linux only for now; PORTING.md lists what another platform needs"
 #endif  // __linux__
