@@ -7,8 +7,8 @@ struct ProcessActorHost<A: ProcessHostedActor>: Skprocess {
     var link: RelayLinkEnd
     var hostToken: UInt64
     var parentToken: UInt64
-    /// `A.Parameters`, encoded, for a `ProcessActorWithParameters`.
-    var parameters: [UInt8]?
+    /// `A.Parameters`, for a `ProcessActorWithParameters`.
+    var parameters: ActorSpawnParameters?
 
     /// One run; a crash or a throw ends the process, and its calls fail with that.
     var processConfig: ProcessConfig { ProcessConfig(runs: 1) }
@@ -33,7 +33,7 @@ struct ProcessActorHost<A: ProcessHostedActor>: Skprocess {
         connection.close(ProcessActorError(.processEnded, "\(ProcessActorSystem.processDescription) has stopped"))
     }
 
-    private static func make(_ system: ProcessActorSystem, _ parameters: [UInt8]?) async throws -> A {
+    private static func make(_ system: ProcessActorSystem, _ parameters: ActorSpawnParameters?) async throws -> A {
         if let plain = A.self as? any ProcessActor.Type {
             return try await makePlain(plain, system)
         }
@@ -48,13 +48,54 @@ struct ProcessActorHost<A: ProcessHostedActor>: Skprocess {
     }
 
     private static func makeConfigured<P: ProcessActorWithParameters>(_ type: P.Type, _ system: ProcessActorSystem,
-                                                                     _ bytes: [UInt8]) async throws -> A {
+                                                                     _ encoded: ActorSpawnParameters) async throws -> A {
         let parameters: P.Parameters
         do {
-            parameters = try BinaryDecoder().decode(P.Parameters.self, from: bytes)
+            parameters = try encoded.decode(P.Parameters.self)
         } catch {
             throw ProcessActorError(.callFailed, "the parameters of \(String(reflecting: P.self)) did not decode: \(error)")
         }
         return try await P(actorSystem: system, parameters: parameters) as! A
+    }
+}
+
+/// An actor's spawn parameters as they cross in its host's start state. Encoded within that
+/// state, so that what they hold that carries a descriptor (an `EventGroup`, a pipe point)
+/// travels with it; decoded only once the child's actor system exists, so that actor
+/// references in them resolve.
+struct ActorSpawnParameters: Codable, Sendable {
+    private enum Content: Sendable {
+        /// In the parent: the value, encoded with the start state.
+        case value(any Encodable & Sendable)
+        /// In the child: the bytes, and the start frame's descriptors they refer to.
+        case encoded([UInt8], AttachedDescriptors?)
+    }
+
+    private let content: Content
+
+    init(_ value: any Encodable & Sendable) {
+        content = .value(value)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        guard case .value(let value) = content else {
+            throw ProcessingError(.encodingFailed, "an actor's parameters cross once, from the parent to its process")
+        }
+        var container = encoder.singleValueContainer()
+        // Inside the start state's encoding: descriptors attach to its frame.
+        try container.encode(try BinaryEncoder().encode(value))
+    }
+
+    init(from decoder: any Decoder) throws {
+        let bytes = try decoder.singleValueContainer().decode([UInt8].self)
+        content = .encoded(bytes, DescriptorTransfer.incoming)
+    }
+
+    /// The parameters, decoded in the child (with its system current, for actor references).
+    func decode<P: Decodable>(_ type: P.Type) throws -> P {
+        guard case .encoded(let bytes, let attachments) = content else {
+            throw ProcessingError(.decodingFailed, "an actor's parameters are decoded in its own process")
+        }
+        return try DescriptorTransfer.receiving(attachments) { try BinaryDecoder().decode(P.self, from: bytes) }
     }
 }

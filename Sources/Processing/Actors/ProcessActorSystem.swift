@@ -121,18 +121,10 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     /// `startup()`, and returns the reference to it.
     public func spawn<A: ProcessActorWithParameters>(_ type: A.Type, parameters: A.Parameters,
                                                     name: String? = nil) async throws -> A {
-        let encoded: [UInt8]
-        do {
-            encoded = try BinaryEncoder().encode(parameters)
-        } catch {
-            throw ProcessActorError(.invalidUse, """
-                the parameters of \(String(reflecting: A.self)) (\(String(reflecting: A.Parameters.self))) did not encode: \(error)
-                """)
-        }
-        return try await spawnHost(A.self, parameters: encoded, name: name)
+        try await spawnHost(A.self, parameters: ActorSpawnParameters(parameters), name: name)
     }
 
-    private func spawnHost<A: ProcessHostedActor>(_ type: A.Type, parameters: [UInt8]?, name: String?) async throws -> A {
+    private func spawnHost<A: ProcessHostedActor>(_ type: A.Type, parameters: ActorSpawnParameters?, name: String?) async throws -> A {
         guard case .main = role else {
             throw ProcessActorError(.invalidUse, """
                 an actor process cannot spawn actor processes of its own yet; spawn \(String(reflecting: A.self)) \

@@ -98,6 +98,12 @@ enum Syscall {
 
     static func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
 
+    /// Whether `fd` is readable now (poll with no wait).
+    static func isReadable(_ fd: Int32) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) == 1 && entry.revents & Int16(POLLIN) != 0
+    }
+
     /// Closes `fd`; `EINTR` from close must not be retried on Linux (the fd is gone either way).
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 

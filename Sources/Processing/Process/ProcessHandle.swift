@@ -91,6 +91,9 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
     /// Whether the process is running (also while it restarts after a failure).
     public var isAlive: Bool { core.isAlive }
 
+    /// The running child's pid; nil before it is spawned and once it has ended.
+    public var pid: Int32? { core.pid }
+
     /// The run the process is in (0-based), as last reported; after it ends, the runs done.
     public var currentRun: Int { core.currentRun }
 
