@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import Testing
 @testable import Processing
@@ -412,6 +413,90 @@ let handle = try ProcessHandle(Counter())
 let events = handle.events
 try await handle.start()
 for await event in events { print(event) }
+    }
+}
+}
+
+// MARK: Actors/ProcessActor.swift, Actors/ProcessActorSystem.swift
+
+struct Box: Codable, Sendable {}
+func findBoxes(_ frame: [UInt8]) -> [Box] { [] }
+
+extension DocExamples {
+enum ActorDeclaration {
+    static let system = ProcessActorSystem()
+distributed actor Detector: ProcessActor {
+    distributed func detect(_ frame: [UInt8]) -> [Box] { findBoxes(frame) }   // runs in the child
+}
+    static func example() async throws {
+let detector = try await system.spawn(Detector.self)
+        _ = detector
+    }
+}
+
+enum ActorSystemExample {
+    static let frame: [UInt8] = []
+distributed actor Detector: ProcessActor {
+    distributed func detect(_ frame: [UInt8]) async throws -> [Box] { findBoxes(frame) }   // runs in the child
+}
+    static func example() async throws {
+let system = ProcessActorSystem()
+let detector = try await system.spawn(Detector.self)   // a child process hosts it
+let boxes = try await detector.detect(frame)
+try await system.stop(detector)
+        _ = boxes
+    }
+}
+}
+
+// MARK: Group/ProcessGroup.swift
+
+extension DocExamples {
+enum GroupExample {
+    static let frame: [UInt8] = []
+    distributed actor Detector: ProcessActor {
+        distributed func detect(_ frame: [UInt8]) -> [Box] { findBoxes(frame) }
+    }
+    static func example() async throws {
+try await ProcessGroup.run { group in
+    let system = group.add(ProcessActorSystem())
+    let detector = try await system.spawn(Detector.self)
+    let pool = group.add(Pool(workers: 4))
+    let sizes = try await pool.map(items, Square())
+    print(try await detector.detect(frame), sizes)
+    await group.waitUntilStopping()   // until Ctrl-C
+}
+    }
+}
+}
+
+// MARK: Sync/EventGroup.swift, Sync/SyncIndex.swift
+
+extension DocExamples {
+enum EventsExample {
+    distributed actor Worker: ProcessActorWithParameters {
+        struct Parameters: Codable, Sendable { var events: EventGroup }
+        let events: EventGroup
+        init(actorSystem: ProcessActorSystem, parameters: Parameters) {
+            self.actorSystem = actorSystem
+            events = parameters.events
+        }
+        distributed func startJob(signalling index: Int) throws { try events.set(index) }
+        distributed func ping(signalling index: Int) throws { try events.set(index) }
+    }
+    static let system = ProcessActorSystem()
+    static func example() async throws {
+let events = try EventGroup(count: 10)
+let worker = try await system.spawn(Worker.self, parameters: .init(events: events))
+let index = try events.reserve()
+try await worker.startJob(signalling: index)        // the worker calls events.set(index)
+try await events.wait(index, setBy: system.pid(of: worker))
+events.release(index)
+    }
+    static func syncIndex(events: EventGroup, worker: Worker) async throws {
+let sync = try SyncIndex(events)
+try await worker.ping(signalling: sync.index)
+try await sync.wait(setBy: system.pid(of: worker))   // then released
     }
 }
 }

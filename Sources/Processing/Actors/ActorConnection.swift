@@ -14,6 +14,10 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         case value = 0, void = 1, error = 2, systemError = 3
     }
 
+    /// A call's flag: its caller had no other call in flight (it polls for the reply, and
+    /// the other side may poll for the next call).
+    static let callerIsAlone: UInt8 = 1
+
     /// What a control frame says (its first byte).
     enum ControlOperation: UInt8 {
         case cancel = 1, stop = 2, ready = 3, readyFailed = 4, credit = 5
@@ -78,12 +82,15 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     /// payload (see `decodeReply`).
     func call(_ number: UInt64, target: RemoteCallTarget, invocation: ProcessInvocationEncoder,
               timeout: Duration?) async throws -> [UInt8] {
-        let id = try state.withLock { $0.beginCall() }.get()
+        let (id, alone) = try state.withLock { state in
+            (try state.beginCall().get(), state.callsInFlight == 1)
+        }
         let frame: [UInt8]
         do {
             frame = try Frame.encode(.actorCall) { bytes in
                 BinaryFormat.appendVarint(id, to: &bytes)
                 BinaryFormat.appendVarint(number, to: &bytes)
+                bytes.append(alone ? Self.callerIsAlone : 0)
                 Self.append(target.identifier, to: &bytes)
                 invocation.append(to: &bytes)
             }
@@ -92,7 +99,12 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             throw error
         }
         do {
-            try await channel.send(frame)
+            // Alone, a call goes out at once; with others in flight, in a batch with them.
+            if alone {
+                try await channel.send(frame)
+            } else {
+                combine(frame)
+            }
         } catch is CancellationError {
             state.withLock { $0.forget(id) }
             throw CancellationError()
@@ -153,6 +165,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     private func giveUp(_ id: UInt64, _ error: any Error) {
         let waiter = state.withLock { $0.withdraw(id, error) }
         waiter?.resume(throwing: error)
+        flushBatch()
         channel.post(Frame.control(.actorControl) { bytes in
             bytes.append(ControlOperation.cancel.rawValue)
             BinaryFormat.appendVarint(id, to: &bytes)
@@ -223,9 +236,42 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         }
     }
 
-    /// Sends a reply; waits until the kernel has it.
-    func sendReply(_ frame: [UInt8]) async throws {
-        try await channel.send(frame)
+    /// Sends a reply: the reply to a lone caller, or of a lone call, at once (waiting until
+    /// the kernel has it), else in a batch with the replies of the calls running beside it.
+    func sendReply(_ frame: [UInt8], callerIsAlone: Bool) async throws {
+        if callerIsAlone || state.withLock({ $0.runningCount <= 1 }) {
+            try await channel.send(frame)
+        } else {
+            combine(frame)
+        }
+    }
+
+    // MARK: Batches
+
+    /// Frames waiting to leave together, and whether a flush is on its way.
+    private let batch = Mutex<(bytes: [UInt8], flushScheduled: Bool)>(([], false))
+
+    /// Queues `frame` for the next batch. The first frame of a batch schedules its flush as a
+    /// task: it runs after the tasks already queued (other calls, or the callers that other
+    /// replies resumed), so their frames join it and a batch costs one write instead of one
+    /// per call. A batch's writes are not waited for: each caller has one call in flight, so
+    /// what waits is bounded by the callers.
+    private func combine(_ frame: [UInt8]) {
+        let schedule = batch.withLock { batch in
+            batch.bytes.append(contentsOf: frame)
+            defer { batch.flushScheduled = true }
+            return !batch.flushScheduled
+        }
+        if schedule { Task { self.flushBatch() } }
+    }
+
+    /// Writes the frames queued for the batch (before a control frame, which must not pass them).
+    private func flushBatch() {
+        let bytes = batch.withLock { batch in
+            defer { batch = ([], false) }
+            return batch.bytes
+        }
+        if !bytes.isEmpty { channel.post(bytes) }
     }
 
     private func refuse(_ id: UInt64, _ error: ProcessActorError) {
@@ -240,6 +286,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         var offset = 0
         guard let id = BinaryFormat.readVarint(payload, at: &offset),
               let number = BinaryFormat.readVarint(payload, at: &offset),
+              offset < payload.count, case let flags = payload[offset], (offset += 1) == (),
               let identifier = Self.readString(payload, at: &offset) else {
             return protocolViolation("a malformed call")
         }
@@ -253,7 +300,10 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         let start = offset
         let refused: Bool = state.withLock { state in
             guard state.acceptsCalls else { return true }
-            state.started(id, Task { await self.execute(id, RemoteCallTarget(identifier), on: actor, payload: payload, offset: start) })
+            state.started(id, Task {
+                await self.execute(id, RemoteCallTarget(identifier), on: actor, payload: payload, offset: start,
+                                   callerIsAlone: flags & Self.callerIsAlone != 0)
+            })
             return false
         }
         if refused {
@@ -265,8 +315,8 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     }
 
     private func execute(_ id: UInt64, _ target: RemoteCallTarget, on actor: any DistributedActor,
-                         payload: [UInt8], offset: Int) async {
-        let handler = ProcessResultHandler(connection: self, callID: id)
+                         payload: [UInt8], offset: Int, callerIsAlone: Bool) async {
+        let handler = ProcessResultHandler(connection: self, callID: id, callerIsAlone: callerIsAlone)
         var decoder = ProcessInvocationDecoder(payload: payload, offset: offset, system: system)
         do {
             try await Self.execute(system, on: actor, target, &decoder, handler)
@@ -276,9 +326,11 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
                 """)
             try? await handler.onThrow(error: failure)
         }
-        // A lone call just answered: the next one usually follows at once (a caller awaiting
-        // each call), so this thread reads for it a moment before it lets go.
-        if state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }) {
+        // A lone caller's call just answered: its next one usually follows at once, so this
+        // thread reads for it a moment before it lets go. (With many callers, the reactor
+        // reads their calls in batches, and a thread that polled would keep the others'
+        // tasks from the cooperative pool.)
+        if callerIsAlone, state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }) {
             poll { self.state.withLock { $0.runningCount > 1 } }
         }
         let drained = state.withLock { $0.finished(id) }
@@ -336,6 +388,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
 
     /// Spawning side: asks the actor's process to stop (urgent: ahead of calls not yet written).
     func requestStop() {
+        flushBatch()
         channel.post(urgent: Frame.control(.actorControl) { $0.append(ControlOperation.stop.rawValue) })
     }
 

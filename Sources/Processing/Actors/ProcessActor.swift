@@ -5,7 +5,7 @@ import Distributed
 ///
 /// ```swift
 /// distributed actor Detector: ProcessActor {
-///     distributed func detect(_ frame: [UInt8]) -> [Box] { ... }   // runs in the child
+///     distributed func detect(_ frame: [UInt8]) -> [Box] { findBoxes(frame) }   // runs in the child
 /// }
 /// let detector = try await system.spawn(Detector.self)
 /// ```

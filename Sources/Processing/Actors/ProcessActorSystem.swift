@@ -9,7 +9,7 @@ import Glibc
 ///
 /// ```swift
 /// distributed actor Detector: ProcessActor {
-///     distributed func detect(_ frame: [UInt8]) async throws -> [Box] { ... }   // runs in the child
+///     distributed func detect(_ frame: [UInt8]) async throws -> [Box] { findBoxes(frame) }   // runs in the child
 /// }
 /// let system = ProcessActorSystem()
 /// let detector = try await system.spawn(Detector.self)   // a child process hosts it

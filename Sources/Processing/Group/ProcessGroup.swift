@@ -14,7 +14,8 @@ import Glibc
 ///     let system = group.add(ProcessActorSystem())
 ///     let detector = try await system.spawn(Detector.self)
 ///     let pool = group.add(Pool(workers: 4))
-///     ...
+///     let sizes = try await pool.map(items, Square())
+///     print(try await detector.detect(frame), sizes)
 ///     await group.waitUntilStopping()   // until Ctrl-C
 /// }
 /// ```
