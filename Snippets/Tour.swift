@@ -2,6 +2,7 @@
 //
 // Each process below is a Codable type; its lifecycle hooks run in a child process (this
 // program's binary, re-executed), and the parent talks to it through its handle.
+import Distributed
 import Foundation
 import Processing
 
@@ -317,3 +318,30 @@ try await relay.start { control in
 }
 await ProcessLog.flush()
 print("   done in \(ContinuousClock.now - relayClock), spawns included")
+
+// MARK: 16. A message process: a distributed actor in a child process (seed 004)
+
+distributed actor MyProcess: ProcessActor {          // valkka's MessageProcess, done with Swift's own tool
+    var seen: [String] = []
+    func startup() async throws { log("backend up") }                    // preRun__
+    distributed func myStuff(parameter: String) async throws -> Int {    // c__myStuff: runs in the child
+        seen.append(parameter)
+        try await actorSystem.sendOut("got \(parameter)")                 // send_out__, read with getPipe()
+        return seen.count
+    }
+    func shutdown() async throws { log("backend saw \(seen)") }          // postRun__
+}
+
+print("16. A message process: myStuff in the parent runs c__myStuff in the child")
+try await ProcessGroup.run { group in                // MainContext: ends what it owns, Ctrl-C included
+    let system = group.add(ProcessActorSystem())
+    let backend = try await system.spawn(MyProcess.self, name: "my-process")
+    let pipe = try system.messages(from: backend, as: String.self)
+    for parameter in ["gotcha!", "again"] {
+        let count = try await backend.myStuff(parameter: parameter)
+        print("   myStuff(\(parameter)) → \(count)")
+    }
+    try await system.stop(backend)                    // pending calls finish, then shutdown()
+    for try await message in pipe { print("   from the backend: \(message)") }
+}
+await ProcessLog.flush()

@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import Synchronization
 import Testing
@@ -201,6 +202,50 @@ return sum
 }
 }
 
+// MARK: Message processes
+
+extension Readme {
+distributed actor Detector: ProcessActor {                // seed 004's MessageProcess
+    var frames = 0
+    distributed func detect(_ frame: [UInt8]) -> Int {    // its c__detect: runs in the child
+        frames += 1
+        return frame.filter { $0 > 128 }.count
+    }
+    func shutdown() async throws { log("saw \(frames) frames") }   // postRun__, after stop
+}
+
+distributed actor Camera: ProcessActorWithParameters {
+    struct Parameters: Codable, Sendable { var events: EventGroup }
+    let events: EventGroup
+    init(actorSystem: ProcessActorSystem, parameters: Parameters) {
+        self.actorSystem = actorSystem
+        events = parameters.events
+    }
+    distributed func capture(signalling index: Int) throws { try events.set(index) }
+}
+
+static func messageProcesses() async throws -> Int {
+let system = ProcessActorSystem(callTimeout: .seconds(10))
+let detector = try await system.spawn(Detector.self)       // a child process hosts it
+let bright = try await detector.detect([0, 200, 255])       // 2: a call, awaited like any
+try await system.stop(detector)                             // its calls finish, shutdown() runs
+
+let events = try EventGroup(count: 10)                      // made before use, shared by index
+let camera = try await system.spawn(Camera.self, parameters: .init(events: events))
+try await events.withSyncIndex(setBy: system.pid(of: camera)) { index in   // reserve, wait, release
+    try await camera.capture(signalling: index)
+}
+
+try await ProcessGroup.run { group in                       // seed 004's MainContext
+    let workers = group.add(ProcessActorSystem())          // ended with the group
+    let helper = try await workers.spawn(Detector.self)
+    _ = try await helper.detect([255])
+}                                                           // members end, newest first
+await system.shutdown()
+return bright
+}
+}
+
 // MARK: Pipe pairs
 
 extension Readme {
@@ -342,6 +387,7 @@ struct ReadmeExamplesTests {
         #expect(try await Readme.shareModifiers() == ["at most a second"])
         #expect(try await Readme.pipe() == 42)
         #expect(try await Readme.relays() == 338350)
+        #expect(try await Readme.messageProcesses() == 2)
     }
 
     @Test("logging, and what children print")
