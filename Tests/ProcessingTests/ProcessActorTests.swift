@@ -321,3 +321,127 @@ struct ProcessActorTests {
         await #expect(throws: ProcessActorError.self) { try await second.add(1) }
     }
 }
+
+// MARK: Leftovers
+
+/// Acts as the main process for one scenario of actors, events and groups, twice, and says
+/// whether the second run left a child, a zombie or a descriptor behind.
+struct ActorLeftoverProbe: Skprocess {
+    enum Scenario: String, Codable, CaseIterable { case stop, crash, dropped, startupFails, timeout, group, events }
+    var scenario: Scenario
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+
+    private func runScenario() async throws -> String {
+        switch scenario {
+        case .stop:
+            let system = ProcessActorSystem()
+            let calculator = try await system.spawn(Calculator.self)
+            _ = try await calculator.add(1)
+            let messages = try system.messages(from: calculator, as: Int.self)
+            try await calculator.emit(3)
+            try await system.stop(calculator)
+            var count = 0
+            for try await _ in messages { count += 1 }
+            return "stopped \(count)"
+        case .crash:
+            let system = ProcessActorSystem()
+            let calculator = try await system.spawn(Calculator.self)
+            let pending = Task { try await calculator.sleep(seconds: 60) }
+            _ = try await calculator.add(0)
+            try system.kill(calculator)
+            return (try? await pending.value) == nil ? "crashed" : "returned"
+        case .dropped:
+            // The system and its references dropped without a stop: the process goes with them.
+            var system: ProcessActorSystem? = ProcessActorSystem()
+            var calculator: Calculator? = try await system!.spawn(Calculator.self)
+            _ = try await calculator!.add(1)
+            calculator = nil
+            system = nil
+            return "dropped"
+        case .startupFails:
+            let system = ProcessActorSystem()
+            do {
+                _ = try await system.spawn(ActorWithHooks.self, parameters: .init(base: 1, failsAtStartup: true))
+                return "spawned"
+            } catch {
+                return "refused"
+            }
+        case .timeout:
+            let system = ProcessActorSystem(callTimeout: .milliseconds(50))
+            let calculator = try await system.spawn(Calculator.self)
+            let outcome = (try? await calculator.sleep(seconds: 60)) == nil ? "timed out" : "returned"
+            try await system.stop(calculator)
+            return outcome
+        case .group:
+            try await ProcessGroup.run(handlesSignals: false) { group in
+                let system = group.add(ProcessActorSystem())
+                let calculator = try await system.spawn(Calculator.self)
+                _ = try await calculator.add(1)
+                let pool = group.add(Pool(workers: 1))
+                _ = try await pool.map([1, 2], ActorLeftoverDouble())
+            }
+            return "group ended"
+        case .events:
+            let events = try EventGroup(count: 4)
+            let system = ProcessActorSystem()
+            let worker = try await system.spawn(EventWorker.self, parameters: .init(events: events))
+            let index = try events.reserve()
+            try await worker.signal(index, after: 1)
+            let set = try await events.wait(index, setBy: system.pid(of: worker))
+            try await system.stop(worker)
+            return set ? "set" : "not set"
+        }
+    }
+
+    func result() async throws -> RelayLeftoverProbe.Report {
+        // The first run opens what stays open for the process's life (the reactor's and
+        // Dispatch's descriptors): it is the second that must leave nothing.
+        _ = try await runScenario()
+        var before = RelayLeftoverProbe.descriptorCount()
+        var steady = 0
+        for _ in 0..<200 where steady < 5 {
+            try await Task.sleep(for: .milliseconds(20))
+            let now = RelayLeftoverProbe.descriptorCount()
+            steady = now == before && childProcessIDs().isEmpty ? steady + 1 : 0
+            before = now
+        }
+        var outcome = try await runScenario()
+        var children = childProcessIDs()
+        for _ in 0..<200 where !children.isEmpty {
+            try await Task.sleep(for: .milliseconds(10))
+            children = childProcessIDs()
+        }
+        var after = RelayLeftoverProbe.descriptorCount()
+        for _ in 0..<200 where after != before {
+            try await Task.sleep(for: .milliseconds(10))
+            after = RelayLeftoverProbe.descriptorCount()
+        }
+        if after != before {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            outcome += " " + fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? $0 }.joined(separator: ",")
+        }
+        return RelayLeftoverProbe.Report(children: children.map { Int32($0) }, descriptorsBefore: before,
+                                         descriptorsAfter: after, outcome: outcome)
+    }
+}
+
+struct ActorLeftoverDouble: PoolWork {
+    func callAsFunction(_ x: Int) async throws -> Int { x * 2 }
+}
+
+@Suite("Actors, events and groups leave nothing behind", .timeLimit(.minutes(2)))
+struct ProcessActorLeftoverTests {
+    @Test("no child, zombie or descriptor is left after a stop, a crash, a dropped system, a failed spawn, a time-out, a group and events",
+          arguments: ActorLeftoverProbe.Scenario.allCases)
+    func nothingLeft(scenario: ActorLeftoverProbe.Scenario) async throws {
+        let report = try await ActorLeftoverProbe(scenario: scenario).start().result()
+        let expected: [ActorLeftoverProbe.Scenario: String] = [
+            .stop: "stopped 3", .crash: "crashed", .dropped: "dropped", .startupFails: "refused",
+            .timeout: "timed out", .group: "group ended", .events: "set",
+        ]
+        #expect(report.outcome == expected[scenario])
+        #expect(report.children.isEmpty, "children left: \(report.children)")
+        #expect(report.descriptorsAfter == report.descriptorsBefore)
+    }
+}

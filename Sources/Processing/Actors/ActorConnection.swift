@@ -32,7 +32,9 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         case arrived(Result<ProcessActorID, any Error>)
     }
 
-    let system: ProcessActorSystem
+    /// Weak: the system holds its connections, and a system nobody holds any more must go
+    /// (its actor processes with it).
+    private weak var weakSystem: ProcessActorSystem?
     /// The other system's host number.
     let peerToken: UInt64
     /// Who is at the other end, for errors: "Detector (pid 4242)", "the parent".
@@ -51,7 +53,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     /// Takes ownership of `fd`, made ready with `Channel.prepare`; `start()` begins reading.
     init(fd: Int32, system: ProcessActorSystem, peerToken: UInt64, peer: String, messageWindow: Int = 256,
          endError: @escaping @Sendable (ChannelEnd) async -> any Error) {
-        self.system = system
+        weakSystem = system
         self.peerToken = peerToken
         self.peer = peer
         self.endError = endError
@@ -61,6 +63,10 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     }
 
     func start() { channel.start() }
+
+    deinit {
+        closeChannel()
+    }
 
     /// Closes the socket; what waits fails with `error`.
     func close(_ error: any Error) {
@@ -181,7 +187,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         }
         do {
             return try payload.withUnsafeBytes { buffer in
-                try ActorDecoding.$system.withValue(system) {
+                try ActorDecoding.$system.withValue(weakSystem) {
                     try BinaryDecoder().decode(R.self, from: UnsafeRawBufferPointer(rebasing: buffer[offset...]))
                 }
             }
@@ -290,7 +296,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
               let identifier = Self.readString(payload, at: &offset) else {
             return protocolViolation("a malformed call")
         }
-        guard let actor = system.localActor(number) else {
+        guard let system = weakSystem, let actor = system.localActor(number) else {
             return refuse(id, ProcessActorError(.actorNotFound, """
                 no actor \(number) lives in \(ProcessActorSystem.processDescription) (released or stopped); \
                 the call \(RemoteCallTarget(identifier)) did not run
@@ -301,7 +307,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         let refused: Bool = state.withLock { state in
             guard state.acceptsCalls else { return true }
             state.started(id, Task {
-                await self.execute(id, RemoteCallTarget(identifier), on: actor, payload: payload, offset: start,
+                await self.execute(id, RemoteCallTarget(identifier), on: actor, in: system, payload: payload, offset: start,
                                    callerIsAlone: flags & Self.callerIsAlone != 0)
             })
             return false
@@ -314,7 +320,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         }
     }
 
-    private func execute(_ id: UInt64, _ target: RemoteCallTarget, on actor: any DistributedActor,
+    private func execute(_ id: UInt64, _ target: RemoteCallTarget, on actor: any DistributedActor, in system: ProcessActorSystem,
                          payload: [UInt8], offset: Int, callerIsAlone: Bool) async {
         let handler = ProcessResultHandler(connection: self, callID: id, callerIsAlone: callerIsAlone)
         var decoder = ProcessInvocationDecoder(payload: payload, offset: offset, system: system)
