@@ -143,6 +143,11 @@ void processing_end_process_group(void) {
     _exit(PROCESSING_EXIT_PARENT_DIED);
 }
 
+int processing_memfd_is_sealed_against_shrinking(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals >= 0 && (seals & F_SEAL_SHRINK) != 0;
+}
+
 // MARK: - Signals forwarded to a descriptor (ProcessGroup)
 
 #define PROCESSING_SIGNAL_LIMIT 65
@@ -161,6 +166,10 @@ static void processing_forwarding_handler(int signal) {
 
 int processing_forward_signal(int signal, int fd) {
     if (signal <= 0 || signal >= PROCESSING_SIGNAL_LIMIT) { errno = EINVAL; return -1; }
+    // A signal the program was started ignoring (nohup, a background job) stays ignored.
+    struct sigaction current;
+    if (sigaction(signal, NULL, &current) != 0) return -1;
+    if (current.sa_handler == SIG_IGN) { previous_action[signal] = current; return 1; }
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = processing_forwarding_handler;

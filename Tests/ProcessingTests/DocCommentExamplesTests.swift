@@ -490,13 +490,61 @@ let events = try EventGroup(count: 10)
 let worker = try await system.spawn(Worker.self, parameters: .init(events: events))
 let index = try events.reserve()
 try await worker.startJob(signalling: index)        // the worker calls events.set(index)
-try await events.wait(index, setBy: system.pid(of: worker))
+try await events.wait(index, setBy: worker)
 events.release(index)
     }
     static func syncIndex(events: EventGroup, worker: Worker) async throws {
 let sync = try SyncIndex(events)
 try await worker.ping(signalling: sync.index)
-try await sync.wait(setBy: system.pid(of: worker))   // then released
+try await sync.wait(setBy: worker)   // then released
+    }
+}
+}
+
+// MARK: Processing.docc/MessageProcesses.md
+
+extension DocExamples {
+enum MessageProcessesArticle {
+distributed actor Detector: ProcessActor {
+    var frames = 0
+    func startup() async throws { log("model loaded") }          // preRun__
+    distributed func detect(_ frame: [UInt8]) -> Int {          // c__detect, in the child
+        frames += 1
+        return frame.filter { $0 > 128 }.count
+    }
+    func shutdown() async throws { log("saw \(frames) frames") } // postRun__
+}
+    distributed actor Camera: ProcessActorWithParameters {
+        struct Parameters: Codable, Sendable { var events: EventGroup }
+        let events: EventGroup
+        init(actorSystem: ProcessActorSystem, parameters: Parameters) {
+            self.actorSystem = actorSystem
+            events = parameters.events
+        }
+        distributed func capture(signalling index: Int) throws { try events.set(index) }
+    }
+    static func example() async throws {
+let system = ProcessActorSystem()
+let detector = try await system.spawn(Detector.self)
+let bright = try await detector.detect([0, 200, 255])           // 2
+try await system.stop(detector)
+        _ = bright
+    }
+    static func events(system: ProcessActorSystem, camera: Camera, events: EventGroup) async throws {
+let index = try events.reserve()                        // from any process; shared bitmap
+try await camera.capture(signalling: index)             // the child calls events.set(index)
+try await events.wait(index, setBy: camera)
+events.release(index)
+    }
+    static func group() async throws {
+try await ProcessGroup.run { group in
+    let system = group.add(ProcessActorSystem())
+    let detector = try await system.spawn(Detector.self)
+    let pool = group.add(Pool(workers: 4))
+    // ... work ...
+    await group.waitUntilStopping()                      // until Ctrl-C
+        _ = (detector, pool)
+}
     }
 }
 }

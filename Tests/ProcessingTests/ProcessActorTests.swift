@@ -30,6 +30,8 @@ distributed actor Calculator: ProcessActor {
     var total = 0
     var cancelledCalls = 0
     var sentOut = 0
+    /// Calls of `sleep` that have begun.
+    var sleepers = 0
 
     distributed func add(_ n: Int) -> Int {
         total += n
@@ -52,6 +54,7 @@ distributed actor Calculator: ProcessActor {
 
     /// Sleeps; counts the calls that were cancelled while they slept.
     distributed func sleep(seconds: Double) async throws -> Bool {
+        sleepers += 1
         do {
             try await Task.sleep(for: .seconds(seconds))
             return true
@@ -62,6 +65,8 @@ distributed actor Calculator: ProcessActor {
     }
 
     distributed func cancelled() -> Int { cancelledCalls }
+
+    distributed func sleeping() -> Int { sleepers }
 
     distributed func crash() { Glibc.kill(getpid(), SIGKILL) }
 
@@ -119,12 +124,17 @@ distributed actor ActorWithHooks: ProcessActorWithParameters {
         try await actorSystem.sendOut("shutdown")
     }
 
+    var slowCalls = 0
+
     distributed func plus(_ n: Int) -> Int { base + n }
 
     distributed func slowPlus(_ n: Int) async throws -> Int {
+        slowCalls += 1
         try await Task.sleep(for: .milliseconds(300))
         return base + n
     }
+
+    distributed func slowCallsBegun() -> Int { slowCalls }
 }
 
 // MARK: Tests
@@ -189,8 +199,8 @@ struct ProcessActorTests {
         let calculator = try await system.spawn(Calculator.self)
         let pid = try #require(system.pid(of: calculator))
         let pending = (0..<5).map { _ in Task { try await calculator.sleep(seconds: 60) } }
-        // Every call is in the child before it dies.
-        while try await calculator.add(0) < 0 {}
+        // Every call runs in the child before it dies.
+        while try await calculator.sleeping() < 5 { try await Task.sleep(for: .milliseconds(10)) }
         Glibc.kill(pid, SIGKILL)
         for call in pending {
             do {
@@ -209,7 +219,7 @@ struct ProcessActorTests {
         let system = ProcessActorSystem()
         let calculator = try await system.spawn(Calculator.self)
         let slow = Task { try await calculator.sleep(seconds: 60) }
-        _ = try await calculator.add(0)
+        while try await calculator.sleeping() < 1 { try await Task.sleep(for: .milliseconds(10)) }
         await #expect(throws: ProcessCrashError.self) { try await calculator.crash() }
         await #expect(throws: ProcessCrashError.self) { try await slow.value }
     }
@@ -241,8 +251,7 @@ struct ProcessActorTests {
         let system = ProcessActorSystem()
         let calculator = try await system.spawn(Calculator.self)
         let call = Task { try await calculator.sleep(seconds: 60) }
-        while try await calculator.add(0) < 0 {}
-        try await Task.sleep(for: .milliseconds(50))
+        while try await calculator.sleeping() < 1 { try await Task.sleep(for: .milliseconds(10)) }
         call.cancel()
         await #expect(throws: CancellationError.self) { try await call.value }
         while try await calculator.cancelled() == 0 { try await Task.sleep(for: .milliseconds(10)) }
@@ -277,6 +286,7 @@ struct ProcessActorTests {
         }
         #expect(received == Array(0..<1000))
         try await emitting.value
+
         try await system.stop(calculator)
     }
 
@@ -287,8 +297,8 @@ struct ProcessActorTests {
         let messages = try system.messages(from: actor, as: String.self)
         #expect(try await actor.plus(1) == 101)
         let slow = Task { try await actor.slowPlus(2) }
-        while !system.isAlive(actor) {}
-        try await Task.sleep(for: .milliseconds(50))
+        // The call runs in the child before the stop is asked for.
+        while try await actor.slowCallsBegun() < 1 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(try await system.stop(actor))
         #expect(try await slow.value == 102)
         var said: [String] = []
@@ -319,6 +329,61 @@ struct ProcessActorTests {
         #expect(!system.isAlive(first))
         #expect(!system.isAlive(second))
         await #expect(throws: ProcessActorError.self) { try await second.add(1) }
+    }
+}
+
+// MARK: The connection's state machine
+
+@Suite("An actor connection's state machine")
+struct ActorConnectionStateTests {
+    typealias State = ActorConnectionState<Int, String, String, String, String>
+
+    @Test("a reply that comes before its caller waits is kept; one for a call given up on is dropped")
+    func calls() throws {
+        var state = State(messageWindow: 4)
+        let id = try state.beginCall().get()
+        let early = state.replied(id, 7)
+        #expect(early == nil)
+        let kept = try state.wait(for: id, "caller")?.get()
+        #expect(kept == 7)
+        let other = try state.beginCall().get()
+        let waits = state.wait(for: other, "caller")
+        #expect(waits == nil)
+        let withdrawn = state.withdraw(other, CancellationError())
+        #expect(withdrawn == "caller")
+        let late = state.replied(other, 1)
+        #expect(late == nil)
+        #expect(state.callsInFlight == 0)
+    }
+
+    @Test("one message reader at a time; a sender past its credit is refused; reading grants credit")
+    func messages() {
+        var state = State(messageWindow: 4)
+        if case .wait = state.nextMessage("reader") {} else { Issue.record("the first reader did not wait") }
+        if case .busy = state.nextMessage("second") {} else { Issue.record("a second reader was not refused") }
+        var fresh = State(messageWindow: 4)
+        var accepted = 0
+        for _ in 0..<5 where fresh.messageArrived([1]).accepted { accepted += 1 }
+        #expect(accepted == 4)
+        var grants = 0
+        for _ in 0..<4 { if case .message(_, let grant) = fresh.nextMessage("reader") { grants += grant } }
+        #expect(grants == 4)
+    }
+
+    @Test("a duplicate call ID is refused; a task attached after the end is cancelled")
+    func running() {
+        var state = State(messageWindow: 4)
+        let first = state.admit(1)
+        let again = state.admit(1)
+        #expect(first == .admitted && again == .duplicate)
+        let ended = state.end(CancellationError())
+        #expect(ended != nil)
+        let cancelNow = state.attach(1, "task")
+        #expect(cancelNow)
+        let afterEnd = state.admit(2)
+        #expect(afterEnd == .refused)
+        let waits = state.waitUntilDrained("drain")
+        #expect(!waits)
     }
 }
 
@@ -388,7 +453,7 @@ struct ActorLeftoverProbe: Skprocess {
             let worker = try await system.spawn(EventWorker.self, parameters: .init(events: events))
             let index = try events.reserve()
             try await worker.signal(index, after: 1)
-            let set = try await events.wait(index, setBy: system.pid(of: worker))
+            let set = try await events.wait(index, setBy: worker)
             try await system.stop(worker)
             return set ? "set" : "not set"
         }

@@ -83,6 +83,23 @@ struct ProcessGroupTests {
         #expect(log.value.withLock { $0 } == ["graceful only"])
     }
 
+    @Test("cancelling the task that runs a group kills its members, also while the body waits for the stop")
+    func cancelled() async throws {
+        let captured = Mutex<ProcessHandle<GroupSleeper>?>(nil)
+        let running = Task {
+            try await ProcessGroup.run(handlesSignals: false) { group in
+                captured.withLock { $0 = nil }
+                let handle = try await group.start(GroupSleeper())
+                captured.withLock { $0 = handle }
+                await group.waitUntilStopping()
+            }
+        }
+        while captured.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+        running.cancel()
+        _ = await running.result
+        #expect(captured.withLock { $0 }?.isAlive == false)
+    }
+
     @Test("a program's first SIGINT stops its group gracefully, and it exits by SIGINT leaving nothing")
     func sigint() async throws {
         let program = try FixtureProgram("group-sigint")

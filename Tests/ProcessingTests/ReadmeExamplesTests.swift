@@ -232,7 +232,7 @@ try await system.stop(detector)                             // its calls finish,
 
 let events = try EventGroup(count: 10)                      // made before use, shared by index
 let camera = try await system.spawn(Camera.self, parameters: .init(events: events))
-try await events.withSyncIndex(setBy: system.pid(of: camera)) { index in   // reserve, wait, release
+try await events.withSyncIndex(setBy: camera) { index in    // reserve, wait, release
     try await camera.capture(signalling: index)
 }
 

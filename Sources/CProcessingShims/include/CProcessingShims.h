@@ -122,6 +122,8 @@ long processing_receive_with_fds(int socket, void *bytes, unsigned long length, 
 /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), sealed against shrinking (so a mapping
 /// of it can never fault past its end). Returns the fd, or -1 with errno.
 int processing_memfd_create(const char *name);
+/// 1 if the memfd `fd` is sealed against shrinking (F_SEAL_SHRINK), else 0.
+int processing_memfd_is_sealed_against_shrinking(int fd);
 
 /// Atomic loads and stores on memory shared between processes (acquire / release).
 static inline uint64_t processing_atomic_load_u64(const void *address) {
@@ -147,7 +149,8 @@ static inline int processing_atomic_cas_u64(void *address, uint64_t *expected, u
 
 /// Catches `signal` (SA_RESTART) with a handler that writes its number, one byte, to `fd` (the
 /// nonblocking write end of a pipe the reactor reads); the previous action is kept for
-/// `processing_restore_signal`. Returns 0, or -1 with errno.
+/// `processing_restore_signal`. Returns 0, 1 when the signal is ignored (SIG_IGN: it stays
+/// so), or -1 with errno.
 int processing_forward_signal(int signal, int fd);
 /// Puts back the action `processing_forward_signal` replaced. Returns 0, or -1 with errno.
 int processing_restore_signal(int signal);

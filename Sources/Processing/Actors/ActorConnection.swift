@@ -8,11 +8,15 @@ import Synchronization
 /// `ActorConnectionState` is its state machine; this is the storage and the effects. Frames
 /// arrive on the reactor thread, which never waits here: a call that arrives runs as a task
 /// of its own, and replies resume their callers.
-final class ActorConnection: @unchecked Sendable {  // `channel`: set once in init, before self is shared; `state`, `ready`: Mutexes; the rest is immutable
+final class ActorConnection: @unchecked Sendable {  // `channel`: set once in init, before self is shared; `weakSystem`: a weak reference, set once in init (weak loads are atomic); `state`, `ready`, `pollBudget`: Mutexes; the rest is immutable
     /// What a reply says, after its call ID.
     enum ReplyStatus: UInt8 {
         case value = 0, void = 1, error = 2, systemError = 3
     }
+
+    /// The most bytes of frames that wait for a peer that does not read, before a call fails
+    /// (or, for replies and control frames, the connection is closed).
+    static let queuedLimit = 16 << 20
 
     /// A call's flag: its caller had no other call in flight (it polls for the reply, and
     /// the other side may poll for the next call).
@@ -104,19 +108,6 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             state.withLock { $0.forget(id) }
             throw error
         }
-        do {
-            // Alone, a call goes out at once; with others in flight, in a batch with them.
-            if alone {
-                try await channel.send(frame)
-            } else {
-                combine(frame)
-            }
-        } catch is CancellationError {
-            state.withLock { $0.forget(id) }
-            throw CancellationError()
-        } catch {
-            // The peer is gone: the end decides the call, with the crash report if there is one.
-        }
         let timer = timeout.map { timeout in
             let method = target.description
             return OneShotTimer(after: timeout) { [weak self] in
@@ -127,7 +118,16 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             }
         }
         defer { timer?.cancel() }
-        pollForReply(id)
+        // Not waited for: the caller waits for the reply, which a peer that does not read never
+        // sends (its time-out and cancellation end the wait). What it has not read is bounded.
+        guard channel.post(frame, queuedLimit: Self.queuedLimit) else {
+            state.withLock { $0.forget(id) }
+            throw ProcessActorError(.callFailed, """
+                \(peer) has not read the \(Self.queuedLimit >> 20) MiB of calls and replies sent to it; \
+                \(target) was not sent
+                """)
+        }
+        if alone { pollForReply(id) }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 if let result = state.withLock({ $0.wait(for: id, continuation) }) {
@@ -171,8 +171,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     private func giveUp(_ id: UInt64, _ error: any Error) {
         let waiter = state.withLock { $0.withdraw(id, error) }
         waiter?.resume(throwing: error)
-        flushBatch()
-        channel.post(Frame.control(.actorControl) { bytes in
+        post(Frame.control(.actorControl) { bytes in
             bytes.append(ControlOperation.cancel.rawValue)
             BinaryFormat.appendVarint(id, to: &bytes)
         })
@@ -242,48 +241,15 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         }
     }
 
-    /// Sends a reply: the reply to a lone caller, or of a lone call, at once (waiting until
-    /// the kernel has it), else in a batch with the replies of the calls running beside it.
-    func sendReply(_ frame: [UInt8], callerIsAlone: Bool) async throws {
-        if callerIsAlone || state.withLock({ $0.runningCount <= 1 }) {
-            try await channel.send(frame)
-        } else {
-            combine(frame)
-        }
-    }
-
-    // MARK: Batches
-
-    /// Frames waiting to leave together, and whether a flush is on its way.
-    private let batch = Mutex<(bytes: [UInt8], flushScheduled: Bool)>(([], false))
-
-    /// Queues `frame` for the next batch. The first frame of a batch schedules its flush as a
-    /// task: it runs after the tasks already queued (other calls, or the callers that other
-    /// replies resumed), so their frames join it and a batch costs one write instead of one
-    /// per call. A batch's writes are not waited for: each caller has one call in flight, so
-    /// what waits is bounded by the callers.
-    private func combine(_ frame: [UInt8]) {
-        let schedule = batch.withLock { batch in
-            batch.bytes.append(contentsOf: frame)
-            defer { batch.flushScheduled = true }
-            return !batch.flushScheduled
-        }
-        if schedule { Task { self.flushBatch() } }
-    }
-
-    /// Writes the frames queued for the batch (before a control frame, which must not pass them).
-    private func flushBatch() {
-        let bytes = batch.withLock { batch in
-            defer { batch = ([], false) }
-            return batch.bytes
-        }
-        if !bytes.isEmpty { channel.post(bytes) }
+    /// Sends a reply; waits until the kernel has it.
+    func sendReply(_ frame: [UInt8]) async throws {
+        try await channel.send(frame)
     }
 
     private func refuse(_ id: UInt64, _ error: ProcessActorError) {
         guard let frame = try? replyFrame(id, .systemError, { try BinaryEncoder().encode(ActorErrorPayload(error), appendingTo: &$0) })
         else { return }
-        channel.post(frame)
+        post(frame)
     }
 
     /// A call arrived (on the reactor thread): it runs as a task of its own.
@@ -304,25 +270,32 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         }
         let target = RemoteCallTarget(identifier)
         let start = offset
-        let refused: Bool = state.withLock { state in
-            guard state.acceptsCalls else { return true }
-            state.started(id, Task {
-                await self.execute(id, RemoteCallTarget(identifier), on: actor, in: system, payload: payload, offset: start,
-                                   callerIsAlone: flags & Self.callerIsAlone != 0)
-            })
-            return false
+        let (admission, full) = state.withLock { state in
+            let admission = state.admit(id)
+            return (admission, state.runningCount >= State.runningLimit)
         }
-        if refused {
-            refuse(id, ProcessActorError(.stopping, """
+        switch admission {
+        case .admitted: break
+        case .duplicate: return protocolViolation("a call whose ID is that of one still running")
+        case .refused:
+            return refuse(id, ProcessActorError(.stopping, """
                 \(ProcessActorSystem.processDescription) is stopping: it finishes the calls it has and takes no new ones \
                 (\(target) did not run)
                 """))
         }
+        // As many calls as may run at once: the peer's next ones wait in the socket.
+        if full { channel.pauseReading() }
+        // Made outside the lock, which the calls that finish meanwhile need.
+        let task = Task {
+            await self.execute(id, RemoteCallTarget(identifier), on: actor, in: system, payload: payload, offset: start,
+                               callerIsAlone: flags & Self.callerIsAlone != 0)
+        }
+        if state.withLock({ $0.attach(id, task) }) { task.cancel() }
     }
 
     private func execute(_ id: UInt64, _ target: RemoteCallTarget, on actor: any DistributedActor, in system: ProcessActorSystem,
                          payload: [UInt8], offset: Int, callerIsAlone: Bool) async {
-        let handler = ProcessResultHandler(connection: self, callID: id, callerIsAlone: callerIsAlone)
+        let handler = ProcessResultHandler(connection: self, callID: id)
         var decoder = ProcessInvocationDecoder(payload: payload, offset: offset, system: system)
         do {
             try await Self.execute(system, on: actor, target, &decoder, handler)
@@ -339,7 +312,10 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         if callerIsAlone, state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }) {
             poll { self.state.withLock { $0.runningCount > 1 } }
         }
-        let drained = state.withLock { $0.finished(id) }
+        let (drained, hasRoom) = state.withLock { state in
+            (state.finished(id), state.runningCount < State.runningLimit)
+        }
+        if hasRoom { channel.resumeReading() }
         drained?.resume()
     }
 
@@ -394,7 +370,6 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
 
     /// Spawning side: asks the actor's process to stop (urgent: ahead of calls not yet written).
     func requestStop() {
-        flushBatch()
         channel.post(urgent: Frame.control(.actorControl) { $0.append(ControlOperation.stop.rawValue) })
     }
 
@@ -414,6 +389,8 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         let waitID = state.withLock { $0.makeCreditWaitID() }
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                // Cancelled before it waited: its cancellation handler found nothing to withdraw.
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
                 switch state.withLock({ $0.takeCredit(waitID, continuation) }) {
                 case .success(true): continuation.resume()
                 case .success(false): break
@@ -430,12 +407,17 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     func nextMessage() async throws -> [UInt8]? {
         let message = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8]?, any Error>) in
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
                 switch state.withLock({ $0.nextMessage(continuation) }) {
                 case .message(let message, let grant):
                     self.grant(grant)
                     continuation.resume(returning: message)
                 case .ended: continuation.resume(returning: nil)
                 case .wait: break
+                case .busy:
+                    continuation.resume(throwing: ProcessActorError(.invalidUse, """
+                        the messages of \(peer) are read by one reader at a time, and another one waits
+                        """))
                 }
             }
         } onCancel: {
@@ -446,7 +428,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
 
     private func grant(_ count: Int) {
         guard count > 0 else { return }
-        channel.post(Frame.control(.actorControl) { bytes in
+        post(Frame.control(.actorControl) { bytes in
             bytes.append(ControlOperation.credit.rawValue)
             BinaryFormat.appendVarint(UInt64(count), to: &bytes)
         })
@@ -502,6 +484,14 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         case .credit:
             guard let count = BinaryFormat.readVarint(payload, at: &offset) else { return protocolViolation("credit without a count") }
             for sender in state.withLock({ $0.granted(Int(clamping: count)) }) { sender.resume() }
+        }
+    }
+
+    /// Posts a frame nobody waits for; a peer that leaves more than `queuedLimit` unread is
+    /// not reading, and the connection is closed instead of growing.
+    private func post(_ frame: [UInt8]) {
+        if !channel.post(frame, queuedLimit: Self.queuedLimit) {
+            protocolViolation("nothing for so long that \(Self.queuedLimit >> 20) MiB waited (it does not read)")
         }
     }
 

@@ -87,6 +87,10 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     /// Calls of the other side running here.
     var runningCount: Int { running.count }
 
+    /// The most calls of the other side that run here at once: at that many, the connection
+    /// stops reading (the peer's sends wait) until one finishes.
+    static var runningLimit: Int { 1024 }
+
     /// Forgets a call whose caller will not wait (its frame failed to send).
     mutating func forget(_ id: UInt64) {
         calls[id] = nil
@@ -94,7 +98,14 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
 
     // MARK: Calls the other side made, running here
 
-    private var running: [UInt64: Running] = [:]
+    /// A call running here: its task once it has one (it is made outside the lock), and
+    /// whether its caller gave up on it before that.
+    private enum RunningCall {
+        case starting(cancelled: Bool)
+        case task(Running)
+    }
+
+    private var running: [UInt64: RunningCall] = [:]
     private var stopRequested = false
     private var drainWaiter: VoidWaiter?
 
@@ -104,9 +115,32 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         return !stopRequested
     }
 
-    /// The call `id` runs as `task`.
-    mutating func started(_ id: UInt64, _ task: Running) {
-        running[id] = task
+    /// A call arrived: false if it may not run (stopping, ended); else it counts as running
+    /// from now on, and its task is to be made and `attach`ed.
+    mutating func admit(_ id: UInt64) -> Admission {
+        guard acceptsCalls else { return .refused }
+        guard running[id] == nil else { return .duplicate }
+        running[id] = .starting(cancelled: false)
+        return .admitted
+    }
+
+    /// Whether a call that arrived may run.
+    enum Admission: Equatable {
+        case admitted
+        /// Stopping or ended.
+        case refused
+        /// Its ID is that of a call still running: the peer broke the protocol.
+        case duplicate
+    }
+
+    /// The call `id` runs as `task`: true if that task is to be cancelled at once (its caller
+    /// gave up meanwhile, or the connection ended).
+    mutating func attach(_ id: UInt64, _ task: Running) -> Bool {
+        // After the end, which found no task to cancel.
+        if case .ended = phase { return true }
+        guard case .starting(let cancelled)? = running[id] else { return false }  // finished already
+        running[id] = .task(task)
+        return cancelled
     }
 
     /// The call `id` finished: the waiter for the drain to resume, if it was the last one
@@ -116,9 +150,14 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         return takeDrainWaiterIfDrained()
     }
 
-    /// The caller gave up on `id`: the task to cancel.
+    /// The caller gave up on `id`: the task to cancel (or it is cancelled once attached).
     mutating func cancelRunning(_ id: UInt64) -> Running? {
-        running[id]
+        switch running[id] {
+        case .task(let task)?: return task
+        case .starting?: running[id] = .starting(cancelled: true)
+        case nil: break
+        }
+        return nil
     }
 
     /// The other side asked this one to stop: no new calls; the drain waiter to resume if
@@ -134,6 +173,7 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     /// Waits until a stop came and every running call finished: false if that is so already
     /// (do not wait), true if `waiter` is kept.
     mutating func waitUntilDrained(_ waiter: VoidWaiter) -> Bool {
+        if case .ended = phase { return false }
         guard !(stopRequested && running.isEmpty) else { return false }
         drainWaiter = waiter
         return true
@@ -185,22 +225,30 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         case ended(any Error)
         /// Nothing yet: the waiter was kept.
         case wait
+        /// Another reader waits already.
+        case busy
     }
 
     /// Reading side: the next message, or the end, or keep `waiter` until one comes.
     mutating func nextMessage(_ waiter: MessageWaiter) -> MessageTake {
         if messageHead < messages.count {
             let message = messages[messageHead]
+            messages[messageHead] = []
             messageHead += 1
+            // Compacted once half of it is read: a reader that never quite catches up must
+            // not keep every message it read.
             if messageHead == messages.count {
                 messages.removeAll(keepingCapacity: true)
+                messageHead = 0
+            } else if messageHead > messages.count / 2 {
+                messages.removeFirst(messageHead)
                 messageHead = 0
             }
             readSinceGrant += 1
             return .message(message, grant: takeGrant())
         }
         if case .ended(let error) = phase { return .ended(error) }
-        precondition(messageWaiter == nil, "a process's messages are read by one reader at a time")
+        guard messageWaiter == nil else { return .busy }
         messageWaiter = waiter
         return .wait
     }
@@ -287,7 +335,10 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         messageWaiter = nil
         ended.senders = creditWaiters.map(\.waiter)
         creditWaiters = []
-        ended.running = Array(running.values)
+        ended.running = running.values.compactMap { call in
+            if case .task(let task) = call { return task }
+            return nil
+        }
         return ended
     }
 }

@@ -155,10 +155,20 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             } onCancel: {
                 core.kill()
             }
+            // The process must name its own actor: a reference to another would route calls
+            // meant for it elsewhere.
+            guard id.host == hostToken else {
+                throw ProcessActorError(.callFailed, "\(name) announced \(id), which is not an actor of its own process")
+            }
             return try A.resolve(id: id, using: self)
         } catch {
             core.kill()
             await record.ended()
+            // Nothing of a failed spawn is kept.
+            registry.withLock { registry in
+                registry.hosts[hostToken] = nil
+                registry.hostOrder.removeAll { $0 == hostToken }
+            }
             if Task.isCancelled { throw CancellationError() }
             throw error
         }

@@ -8,8 +8,6 @@ public struct ProcessResultHandler: DistributedTargetInvocationResultHandler {
 
     let connection: ActorConnection
     let callID: UInt64
-    /// The caller had no other call in flight: the reply goes out at once.
-    let callerIsAlone: Bool
 
     /// The call returned `value`.
     public func onReturn<Success: Codable>(value: Success) async throws {
@@ -21,12 +19,12 @@ public struct ProcessResultHandler: DistributedTargetInvocationResultHandler {
                 the result (\(String(reflecting: Success.self))) did not encode: \(error)
                 """))
         }
-        try await connection.sendReply(reply, callerIsAlone: callerIsAlone)
+        try await connection.sendReply(reply)
     }
 
     /// A `Void` call returned.
     public func onReturnVoid() async throws {
-        try await connection.sendReply(try connection.replyFrame(callID, .void) { _ in }, callerIsAlone: callerIsAlone)
+        try await connection.sendReply(try connection.replyFrame(callID, .void) { _ in })
     }
 
     /// The call threw `error`: it crosses as itself when `Codable`, else by name and description.
@@ -40,7 +38,7 @@ public struct ProcessResultHandler: DistributedTargetInvocationResultHandler {
             let payload = RemoteErrorPayload(error)
             reply = try connection.replyFrame(callID, .error) { try BinaryEncoder().encode(payload, appendingTo: &$0) }
         }
-        try await connection.sendReply(reply, callerIsAlone: callerIsAlone)
+        try await connection.sendReply(reply)
     }
 }
 

@@ -34,9 +34,10 @@ public final class ProcessGroup: Sendable {
     public let gracePeriod: Duration
     private let exitsOnSignal: Bool
     private let state = Mutex(ProcessGroupState<any ProcessGroupMember>())
-    private let stopWaiters = Mutex<(stopping: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let stopWaiters = Mutex<(stopping: Bool, waiters: [Int: CheckedContinuation<Void, Never>], nextID: Int)>((false, [:], 0))
     /// The tasks of the end: the graceful one, the kill, and the body (cancelled by the end).
-    private let tasks = Mutex<(graceful: Task<Void, Never>?, kill: Task<Void, Never>?, body: Task<Void, Never>?)>((nil, nil, nil))
+    private let tasks = Mutex<(graceful: Task<Void, Never>?, kill: Task<Void, Never>?, body: Task<Void, Never>?,
+                               late: [Task<Void, Never>])>((nil, nil, nil, []))
 
     private static let signalsClaimed = Atomic<Bool>(false)
 
@@ -53,6 +54,7 @@ public final class ProcessGroup: Sendable {
         let group = ProcessGroup(gracePeriod: gracePeriod, exitsOnSignal: exitsOnSignal)
         var forwarder: SignalForwarder?
         if handlesSignals, !signalsClaimed.exchange(true, ordering: .acquiringAndReleasing) {
+            OutputForwarder.standardError.prepare()  // its lines about signals go through it
             do {
                 forwarder = try SignalForwarder([SIGINT, SIGTERM]) { [group] signal in group.signalled(signal) }
             } catch {
@@ -99,11 +101,14 @@ public final class ProcessGroup: Sendable {
     /// group ends, it is ended at once.
     @discardableResult
     public func add<Member: ProcessGroupMember>(_ member: Member) -> Member {
+        let late: Task<Void, Never>
         switch state.withLock({ $0.add(member) }) {
-        case .kept: break
-        case .endGracefully: Task { [gracePeriod] in await member.endGracefully(within: gracePeriod) }
-        case .endNow: Task { await member.endNow() }
+        case .kept: return member
+        case .endGracefully: late = Task { [gracePeriod] in await member.endGracefully(within: gracePeriod) }
+        case .endNow: late = Task { await member.endNow() }
         }
+        // The group's end waits for it too.
+        tasks.withLock { $0.late.append(late) }
         return member
     }
 
@@ -125,14 +130,34 @@ public final class ProcessGroup: Sendable {
     }
 
     /// Returns once the group begins to end: for a body that runs until Ctrl-C (or `stop()`).
+    /// Also returns when the waiting task is cancelled.
     public func waitUntilStopping() async {
-        await withCheckedContinuation { continuation in
-            let stopping = stopWaiters.withLock { waiters in
-                if !waiters.stopping { waiters.waiters.append(continuation) }
-                return waiters.stopping
-            }
-            if stopping { continuation.resume() }
+        let id = stopWaiters.withLock { waiters in
+            defer { waiters.nextID += 1 }
+            return waiters.nextID
         }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = stopWaiters.withLock { waiters in
+                    guard !waiters.stopping, !Task.isCancelled else { return true }
+                    waiters.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            stopWaiters.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    /// The group is ending (gracefully or not): `waitUntilStopping` returns.
+    private func resumeStopWaiters() {
+        let waiters = stopWaiters.withLock { waiters in
+            waiters.stopping = true
+            defer { waiters.waiters = [:] }
+            return waiters.waiters.values
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: Ending
@@ -141,12 +166,14 @@ public final class ProcessGroup: Sendable {
         let action = state.withLock { $0.signalled(signal) }
         let name = Syscall.signalName(signal)
         switch action {
+        // Through the output forwarder: this is the reactor thread, which a full stderr must
+        // not hold.
         case .stop:
-            FileHandle.standardError.write(Data("""
-                ProcessGroup: \(name): stopping gracefully (each member within \(gracePeriod)); \(name) again kills them\n
-                """.utf8))
+            OutputForwarder.standardError.forward(line: """
+                ProcessGroup: \(name): stopping gracefully (each member within \(gracePeriod)); \(name) again kills them
+                """)
         case .kill:
-            FileHandle.standardError.write(Data("ProcessGroup: \(name) again: killing every member\n".utf8))
+            OutputForwarder.standardError.forward(line: "ProcessGroup: \(name) again: killing every member")
         case .none:
             break
         }
@@ -156,12 +183,7 @@ public final class ProcessGroup: Sendable {
     private func perform(_ action: ProcessGroupState<any ProcessGroupMember>.Action) {
         switch action {
         case .stop:
-            let waiters = stopWaiters.withLock { waiters in
-                waiters.stopping = true
-                defer { waiters.waiters = [] }
-                return waiters.waiters
-            }
-            for waiter in waiters { waiter.resume() }
+            resumeStopWaiters()
             let graceful = Task { [self] in
                 for member in state.withLock({ $0.members }).reversed() {
                     if state.withLock({ $0.isKilling }) { break }
@@ -171,6 +193,7 @@ public final class ProcessGroup: Sendable {
             }
             tasks.withLock { $0.graceful = graceful }
         case .kill:
+            resumeStopWaiters()
             let (members, signal) = state.withLock { ($0.members, $0.signal) }
             let exits = exitsOnSignal
             let kill = Task {
@@ -201,6 +224,8 @@ public final class ProcessGroup: Sendable {
         await graceful?.value
         // The graceful end may have been cut short by a kill that began meanwhile.
         await (kill ?? tasks.withLock { $0.kill })?.value
+        // Members added while the group ended.
+        while let late = tasks.withLock({ $0.late.popLast() }) { await late.value }
     }
 }
 

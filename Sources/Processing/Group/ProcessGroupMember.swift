@@ -15,8 +15,8 @@ extension ProcessHandle: ProcessGroupMember {
     /// has not ended after `gracePeriod`, and waits until it is reaped.
     public func endGracefully(within gracePeriod: Duration) async {
         core.requestStop()
-        let core = core
-        let ended = await Task { (try? await core.waitForEnd(timeout: gracePeriod)) ?? false }.value
+        // A cancelled wait throws: then, as when the grace passes, the process is killed.
+        let ended = (try? await core.waitForEnd(timeout: gracePeriod)) ?? false
         if !ended { await endNow() }
     }
 
@@ -52,7 +52,12 @@ extension Pool: ProcessGroupMember {
 extension ProcessActorSystem: ProcessGroupMember {
     /// Stops every actor process of the system (`shutdown(gracePeriod:)`).
     public func endGracefully(within gracePeriod: Duration) async {
-        await shutdown(gracePeriod: gracePeriod)
+        await withTaskCancellationHandler {
+            await shutdown(gracePeriod: gracePeriod)
+        } onCancel: {
+            for host in runningHosts { host.core.kill() }
+        }
+        if Task.isCancelled { await endNow() }
     }
 
     /// Kills every actor process of the system and waits until they are reaped.

@@ -34,7 +34,7 @@ final class SignalForwarder: Sendable {
         })
         self.watch = Mutex(watch)
         try watch.want(reading: true, writing: false)
-        for signal in signals where processing_forward_signal(signal, writeEnd) != 0 {
+        for signal in signals where processing_forward_signal(signal, writeEnd) < 0 {
             let error = SystemError(call: "sigaction(\(Syscall.signalName(signal)))", errno: errno)
             uninstall()
             throw error

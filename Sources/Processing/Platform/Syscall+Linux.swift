@@ -180,6 +180,16 @@ extension Syscall {
         return (link.hasPrefix("/memfd:\(name)"), link)
     }
 
+    /// Whether `fd` is an eventfd (what `/proc/self/fd/<fd>` says it is).
+    static func isEventFD(_ fd: Int32) -> Bool {
+        processFileLink(pid: getpid(), fd: fd) == "anon_inode:[eventfd]"
+    }
+
+    /// Whether the memfd `fd` is sealed against shrinking (so a mapping of it cannot fault).
+    static func isSealedAgainstShrinking(_ fd: Int32) -> Bool {
+        processing_memfd_is_sealed_against_shrinking(fd) != 0
+    }
+
     /// Where `/proc/<pid>/fd/<fd>` points (for a memfd, `/memfd:<name> (deleted)`), or nil.
     private static func processFileLink(pid: pid_t, fd: Int32) -> String? {
         var buffer = [CChar](repeating: 0, count: 512)

@@ -13,7 +13,7 @@ import Glibc
 /// let worker = try await system.spawn(Worker.self, parameters: .init(events: events))
 /// let index = try events.reserve()
 /// try await worker.startJob(signalling: index)        // the worker calls events.set(index)
-/// try await events.wait(index, setBy: system.pid(of: worker))
+/// try await events.wait(index, setBy: worker)
 /// events.release(index)
 /// ```
 ///
@@ -140,7 +140,9 @@ public final class EventGroup: Codable, Sendable {
     }
 
     private func clearEvent(_ index: Int) {
-        Syscall.drainEventFD(events[index])
+        // Read only what is there: every process that holds the group shares the eventfd's
+        // open file, and one of them could have made it blocking.
+        if Syscall.isReadable(events[index]) { Syscall.drainEventFD(events[index]) }
     }
 
     /// Whether event `index` is set.
@@ -149,11 +151,23 @@ public final class EventGroup: Codable, Sendable {
     }
 
     /// Waits until event `index` is set: true once it is, false if `timeout` passes first.
-    /// With `setter` (the pid of the process that is to set it: `system.pid(of:)`,
-    /// `handle.pid`, or `getppid()` in a child), throws `EventGroupError.setterEnded` if that
-    /// process ends without setting it. Throws `CancellationError` if the task is cancelled.
+    /// Throws `CancellationError` if the task is cancelled. (Prefer `wait(_:setBy:timeout:)`
+    /// when a process is to set it: it does not hang if that process dies.)
     @discardableResult
-    public func wait(_ index: Int, setBy setter: Int32? = nil, timeout: Duration? = nil) async throws -> Bool {
+    public func wait(_ index: Int, timeout: Duration? = nil) async throws -> Bool {
+        try await wait(index, setter: nil, timeout: timeout)
+    }
+
+    /// Waits until event `index` is set: true once it is, false if `timeout` passes first.
+    /// `setter` is the pid of the process that is to set it (`system.pid(of:)`, `handle.pid`,
+    /// or `getppid()` in a child): if that process ends without setting it, this throws
+    /// `EventGroupError.setterEnded`. Throws `CancellationError` if the task is cancelled.
+    @discardableResult
+    public func wait(_ index: Int, setBy setter: Int32, timeout: Duration? = nil) async throws -> Bool {
+        try await wait(index, setter: setter, timeout: timeout)
+    }
+
+    private func wait(_ index: Int, setter: Int32?, timeout: Duration?) async throws -> Bool {
         try check(index)
         if isSet(index) { return true }
         // A descriptor of this wait's own: waits of other tasks on the event come and go apart.
@@ -235,20 +249,30 @@ public final class EventGroup: Codable, Sendable {
         guard (1...Self.maximumCount).contains(count), let incoming = DescriptorTransfer.incoming else {
             throw EventGroupError(.unavailable, "an EventGroup arrived without its descriptors")
         }
+        // What arrives is checked before it is used: a descriptor of another kind, or shared
+        // memory that could shrink under the mapping, would make this process block or fault.
+        guard first >= 0, first <= Int.max - count else {
+            throw EventGroupError(.unavailable, "an EventGroup arrived with its descriptors out of range")
+        }
         var taken: [Int32] = []
         let memory = incoming.take(memoryIndex)
         for offset in 0..<count { if let fd = incoming.take(first + offset) { taken.append(fd) } }
-        guard let memory, taken.count == count else {
+        let size = (count + 63) / 64 * 8
+        func refuse(_ why: String) -> EventGroupError {
             for fd in taken { Syscall.close(fd) }
             if let memory { Syscall.close(memory) }
-            throw EventGroupError(.unavailable, "an EventGroup arrived without all of its descriptors")
+            return EventGroupError(.unavailable, "an EventGroup arrived \(why)")
         }
+        guard let memory, taken.count == count else { throw refuse("without all of its descriptors") }
+        guard taken.allSatisfy(Syscall.isEventFD) else { throw refuse("with a descriptor that is not an eventfd") }
+        guard Syscall.isSealedAgainstShrinking(memory), ((try? Syscall.fileSize(memory)) ?? 0) >= size else {
+            throw refuse("with shared memory that is too small or could shrink")
+        }
+        for fd in taken { try? Syscall.setNonBlocking(fd) }
         do {
-            address = Int(bitPattern: try Syscall.mapShared(memory, offset: 0, length: (count + 63) / 64 * 8))
+            address = Int(bitPattern: try Syscall.mapShared(memory, offset: 0, length: size))
         } catch {
-            for fd in taken { Syscall.close(fd) }
-            Syscall.close(memory)
-            throw EventGroupError(.unavailable, "an EventGroup's shared memory could not be mapped: \(error)")
+            throw refuse("with shared memory that could not be mapped: \(error)")
         }
         (self.count, self.memory, events) = (count, memory, taken)
     }
