@@ -158,6 +158,20 @@ struct ProcessStateTests {
         #expect(machine.sectionOverran(1, arm: timers.arm) == nil)
     }
 
+    @Test("joinIn passing while the child is spawned asks it to stop, and its grace begins once it has its start request")
+    func joinInWhileSpawning() throws {
+        var machine = Self.machine(joinIn: .milliseconds(300))
+        let timers = Timers()
+        _ = try machine.launch(arm: timers.arm)
+        #expect(machine.joinInPassed(arm: timers.arm) == nil, "no child to tell yet")
+        #expect(timers.armed.map(\.0) == [.joinIn], "the grace ran before the child existed")
+        #expect(machine.launched("c1").stopRequested)
+        machine.armJoinGraceIfAwaited(arm: timers.arm)
+        #expect(timers.armed.map(\.0) == [.joinIn, .joinGrace])
+        machine.armJoinGraceIfAwaited(arm: timers.arm)
+        #expect(timers.armed.count == 2, "armed twice")
+    }
+
     @Test("joinIn: a stop, then the grace, then a kill that ends in JoinTimeoutError with no retry; every timer is cancelled at the end")
     func joinIn() throws {
         var machine = Self.machine(lives: 3, joinIn: .seconds(5))

@@ -143,6 +143,7 @@ final class ProcessCore: Sendable {
         }
         do {
             try await child.channel.send(start, attaching: launched.attachments)
+            state.withLock { $0.armJoinGraceIfAwaited(arm: arm) }
             emitReady(child.pid)
             var pending = launched.pending
             repeat {

@@ -290,8 +290,25 @@ struct ProcessState<Child, Waiter, Timer> {
     /// Nothing if the process ended meanwhile.
     mutating func joinInPassed(arm: Arm) -> Child? {
         guard isActive else { return nil }
-        joinTimer = arm(.joinGrace, settings.joinGrace)
+        // The grace is the child's time to stop: while it is still being spawned (a slow
+        // spawn on a loaded machine), it begins once the child has its start request.
+        if isLaunching {
+            joinGraceAwaitsChild = true
+        } else {
+            joinTimer = arm(.joinGrace, settings.joinGrace)
+        }
         return requestStop()
+    }
+
+    /// `joinIn` passed while the child was spawned: its grace, armed once the child has its
+    /// start request (which asks it to stop).
+    private var joinGraceAwaitsChild = false
+
+    /// The child spawned after `joinIn` passed has its start request: its grace begins.
+    mutating func armJoinGraceIfAwaited(arm: Arm) {
+        guard joinGraceAwaitsChild, isActive else { return }
+        joinGraceAwaitsChild = false
+        joinTimer = arm(.joinGrace, settings.joinGrace)
     }
 
     /// The grace after `joinIn` passed too: the process ends with `JoinTimeoutError`, once the
