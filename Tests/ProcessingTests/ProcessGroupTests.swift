@@ -10,18 +10,15 @@ import Glibc
 /// A member that records when the group ends it, to check the order.
 struct RecordingMember: ProcessGroupMember {
     let name: String
-    let log: Mutex<[String]>.Shared
+    let log: SharedLog
 
     func endGracefully(within gracePeriod: Duration) async { log.value.withLock { $0.append("graceful \(name)") } }
     func endNow() async { log.value.withLock { $0.append("kill \(name)") } }
 }
 
-extension Mutex where Value: Sendable {
-    /// A mutex shared by reference (for test members that are values).
-    final class Shared: Sendable {
-        let value: Mutex<Value>
-        init(_ value: Value) { self.value = Mutex(value) }
-    }
+/// What the recording members saw, shared by reference.
+final class SharedLog: Sendable {
+    let value = Synchronization.Mutex<[String]>([])
 }
 
 /// Runs until stopped.
@@ -33,7 +30,7 @@ struct GroupSleeper: Skprocess {
 struct ProcessGroupTests {
     @Test("the body's end ends every member, in reverse order of adding, and returns its value")
     func scopeExit() async throws {
-        let log = Mutex<[String]>.Shared([])
+        let log = SharedLog()
         let (value, handle, system, actor) = try await ProcessGroup.run(handlesSignals: false) { group in
             group.add(RecordingMember(name: "first", log: log))
             let handle = try await group.start(GroupSleeper())
@@ -53,7 +50,7 @@ struct ProcessGroupTests {
 
     @Test("a body that throws: members end, the error is rethrown")
     func bodyThrows() async throws {
-        let captured = Mutex<ProcessHandle<GroupSleeper>?>(nil)
+        let captured = Synchronization.Mutex<ProcessHandle<GroupSleeper>?>(nil)
         await #expect(throws: ActorParseFailure(line: 5)) {
             try await ProcessGroup.run(handlesSignals: false) { group in
                 let handle = try await group.start(GroupSleeper())
@@ -66,7 +63,7 @@ struct ProcessGroupTests {
 
     @Test("stop() ends the members, then cancels the body")
     func stopCall() async throws {
-        let log = Mutex<[String]>.Shared([])
+        let log = SharedLog()
         let sawStop = try await ProcessGroup.run(handlesSignals: false) { group in
             group.add(RecordingMember(name: "only", log: log))
             Task { group.stop() }
@@ -85,7 +82,7 @@ struct ProcessGroupTests {
 
     @Test("cancelling the task that runs a group kills its members, also while the body waits for the stop")
     func cancelled() async throws {
-        let captured = Mutex<ProcessHandle<GroupSleeper>?>(nil)
+        let captured = Synchronization.Mutex<ProcessHandle<GroupSleeper>?>(nil)
         let running = Task {
             try await ProcessGroup.run(handlesSignals: false) { group in
                 captured.withLock { $0 = nil }
