@@ -312,6 +312,22 @@ struct ProcessActorTests {
         }
     }
 
+    @Test("an ended actor process's record and connection are let go; calls to it still say how it ended")
+    func endedRecordsGo() async throws {
+        let system = ProcessActorSystem()
+        for _ in 0..<3 {
+            let calculator = try await system.spawn(Calculator.self)
+            try await system.stop(calculator)
+        }
+        let crashed = try await system.spawn(Calculator.self)
+        try system.kill(crashed)
+        await #expect(throws: ProcessCrashError.self) { try await system.waitForEnd(crashed) }
+        while system.heldRecords > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        await #expect(throws: ProcessCrashError.self) { try await crashed.add(1) }
+        await #expect(throws: ProcessCrashError.self) { try await system.stop(crashed) }
+        #expect(!system.isAlive(crashed) && system.pid(of: crashed) == nil)
+    }
+
     @Test("what startup throws fails the spawn")
     func startupFails() async throws {
         let system = ProcessActorSystem()

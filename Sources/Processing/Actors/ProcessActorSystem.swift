@@ -79,6 +79,21 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
         /// The actor processes spawned, by host number, in the order of their spawns.
         var hosts: [UInt64: ActorHostRecord] = [:]
         var hostOrder: [UInt64] = []
+        /// What calls to an actor process that has ended get, once its record is let go (a
+        /// few bytes each, instead of its connection's buffers).
+        var retired: [UInt64: Retired] = [:]
+    }
+
+    /// An actor process that has ended: how.
+    private struct Retired {
+        let failure: (any Error)?
+        let error: any Error
+    }
+
+    /// A record of an actor process, running or ended.
+    private enum Host {
+        case running(ActorHostRecord)
+        case retired(Retired)
     }
 
     /// This system's host number: the `host` of the actors it makes.
@@ -160,6 +175,11 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             guard id.host == hostToken else {
                 throw ProcessActorError(.callFailed, "\(name) announced \(id), which is not an actor of its own process")
             }
+            // Once the process ends, its record goes (a long-running program spawns many).
+            Task { [weak self] in
+                _ = try? await core.waitForEnd(timeout: nil)
+                self?.retire(hostToken, name: name, core: core)
+            }
             return try A.resolve(id: id, using: self)
         } catch {
             core.kill()
@@ -185,19 +205,45 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
         case .output?:
             return ProcessActorError(.processEnded, "\(name) was stopped: its process has ended; spawn it again to use it")
         case nil:
-            return ProcessActorError(.processEnded, "the connection to \(name) ended (\(end.description))")
+            // Its socket ended but it runs on: it is of no use, and must not be left behind.
+            core.kill()
+            return ProcessActorError(.processEnded, "the connection to \(name) ended (\(end.description)); it was killed")
         }
     }
 
     // MARK: The processes
 
-    private func host(of id: ProcessActorID, _ operation: String) throws -> ActorHostRecord {
-        guard let record = registry.withLock({ $0.hosts[id.host] }) else {
+    private func host(of id: ProcessActorID, _ operation: String) throws -> Host {
+        let found: Host? = registry.withLock { registry in
+            if let record = registry.hosts[id.host] { return .running(record) }
+            return registry.retired[id.host].map { .retired($0) }
+        }
+        guard let found else {
             throw ProcessActorError(.invalidUse, """
                 \(operation) takes an actor that this system spawned (with spawn), and \(id) is not one
                 """)
         }
-        return record
+        return found
+    }
+
+    /// Lets go of an actor process that has ended (its handle, its connection), keeping how it
+    /// ended for the calls that still come.
+    private func retire(_ hostToken: UInt64, name: String, core: ProcessCore) {
+        var failure: (any Error)?
+        if case .failure(let error)? = core.outcome { failure = error }
+        let retired = Retired(failure: failure, error: failure ?? ProcessActorError(.processEnded, """
+            \(name) was stopped: its process has ended; spawn it again to use it
+            """))
+        let released = registry.withLock { registry in
+            defer {
+                registry.hosts[hostToken] = nil
+                registry.connections[hostToken] = nil
+                registry.hostOrder.removeAll { $0 == hostToken }
+                registry.retired[hostToken] = retired
+            }
+            return (registry.hosts[hostToken], registry.connections[hostToken])
+        }
+        _ = released  // released here, outside the lock
     }
 
     /// Asks the actor's process to stop: it takes no new calls, finishes those it has, runs
@@ -207,28 +253,38 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     @discardableResult
     public func stop<A: DistributedActor>(_ actor: A, gracePeriod: Duration = .seconds(5)) async throws -> Bool
     where A.ActorSystem == ProcessActorSystem {
-        try await host(of: actor.id, "stop").stop(gracePeriod: gracePeriod)
+        switch try host(of: actor.id, "stop") {
+        case .running(let record): return try await record.stop(gracePeriod: gracePeriod)
+        case .retired(let retired):
+            if let failure = retired.failure { throw failure }
+            return true
+        }
     }
 
     /// Kills the actor's process at once (SIGKILL): its pending calls fail with its
     /// `ProcessCrashError`.
     public func kill<A: DistributedActor>(_ actor: A) throws where A.ActorSystem == ProcessActorSystem {
-        try host(of: actor.id, "kill").core.kill()
+        if case .running(let record) = try host(of: actor.id, "kill") { record.core.kill() }
     }
 
     /// Waits until the actor's process has ended; throws its crash, or what `shutdown()` threw.
     public func waitForEnd<A: DistributedActor>(_ actor: A) async throws where A.ActorSystem == ProcessActorSystem {
-        try await host(of: actor.id, "waitForEnd").waitForEnd()
+        switch try host(of: actor.id, "waitForEnd") {
+        case .running(let record): try await record.waitForEnd()
+        case .retired(let retired): if let failure = retired.failure { throw failure }
+        }
     }
 
     /// Whether the actor's process is running.
     public func isAlive<A: DistributedActor>(_ actor: A) -> Bool where A.ActorSystem == ProcessActorSystem {
-        (try? host(of: actor.id, "isAlive"))?.core.isAlive ?? false
+        guard case .running(let record)? = try? host(of: actor.id, "isAlive") else { return false }
+        return record.core.isAlive
     }
 
     /// The pid of the actor's process while it runs.
     public func pid<A: DistributedActor>(of actor: A) -> Int32? where A.ActorSystem == ProcessActorSystem {
-        (try? host(of: actor.id, "pid"))?.core.pid
+        guard case .running(let record)? = try? host(of: actor.id, "pid") else { return nil }
+        return record.core.pid
     }
 
     /// Stops every actor process this system spawned (as `stop` does, all at once) and waits
@@ -239,6 +295,9 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             for record in records { group.addTask { _ = try? await record.stop(gracePeriod: gracePeriod) } }
         }
     }
+
+    /// How many records of actor processes (with their connections) the system holds.
+    var heldRecords: Int { registry.withLock { $0.hosts.count + $0.connections.count } }
 
     /// The actor processes spawned so far that still run, in the order of their spawns.
     var runningHosts: [ActorHostRecord] {
@@ -263,7 +322,10 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     /// `getPipe()`). Ends when the process ends. One reader at a time.
     public func messages<T: Decodable & Sendable, A: DistributedActor>(from actor: A, as type: T.Type = T.self) throws
         -> ProcessActorMessages<T> where A.ActorSystem == ProcessActorSystem {
-        ProcessActorMessages(connection: try host(of: actor.id, "messages(from:)").connection)
+        switch try host(of: actor.id, "messages(from:)") {
+        case .running(let record): return ProcessActorMessages(connection: record.connection)
+        case .retired(let retired): throw retired.error
+        }
     }
 
     // MARK: Call time-outs
@@ -293,6 +355,8 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             }
             return typed
         }
+        // A proxy: also for an actor whose process has ended (its calls say so).
+        if registry.withLock({ $0.retired[id.host] != nil }) { return nil }
         _ = try connection(toward: id)
         return nil
     }
@@ -361,7 +425,9 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             }
             key = parentToken
         }
-        guard let connection = registry.withLock({ $0.connections[key] }) else {
+        let (connection, retired) = registry.withLock { ($0.connections[key], $0.retired[key]) }
+        if let retired { throw retired.error }
+        guard let connection else {
             throw ProcessActorError(.unreachable, "\(id) is not an actor of this system or of a process it spawned")
         }
         return connection
