@@ -84,6 +84,11 @@ distributed actor Calculator: ProcessActor {
     }
 
     distributed func emitted() -> Int { sentOut }
+
+    /// Sends `count` blobs of `size` bytes out, each filled with its index.
+    distributed func emitBlobs(_ count: Int, size: Int) async throws {
+        for i in 0..<count { try await actorSystem.sendOut([UInt8](repeating: UInt8(i % 256), count: size)) }
+    }
 }
 
 /// Lives in the parent; the child calls it.
@@ -290,6 +295,22 @@ struct ProcessActorTests {
         try await system.stop(calculator)
     }
 
+    @Test("large messages out: the child waits on bytes of credit too, and every one arrives whole")
+    func largeMessagesOut() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self)
+        let messages = try system.messages(from: calculator, as: [UInt8].self)
+        let emitting = Task { try await calculator.emitBlobs(10, size: 2 << 20) }   // 20 MiB: over the 16 MiB window
+        var index = 0
+        for try await blob in messages {
+            #expect(blob.count == 2 << 20 && blob.first == UInt8(index) && blob.last == UInt8(index))
+            index += 1
+            if index == 10 { break }
+        }
+        try await emitting.value
+        try await system.stop(calculator)
+    }
+
     @Test("parameters, startup and shutdown hooks; stop lets pending calls finish; the stopped actor is gone")
     func lifecycle() async throws {
         let system = ProcessActorSystem()
@@ -381,9 +402,29 @@ struct ActorConnectionStateTests {
         var accepted = 0
         for _ in 0..<5 where fresh.messageArrived([1]).accepted { accepted += 1 }
         #expect(accepted == 4)
-        var grants = 0
-        for _ in 0..<4 { if case .message(_, let grant) = fresh.nextMessage("reader") { grants += grant } }
-        #expect(grants == 4)
+        var granted = State.Grant(count: 0, bytes: 0)
+        for _ in 0..<4 {
+            if case .message(_, let grant?) = fresh.nextMessage("reader") {
+                granted.count += grant.count
+                granted.bytes += grant.bytes
+            }
+        }
+        #expect(granted == State.Grant(count: 4, bytes: 4))
+    }
+
+    @Test("message credit counts bytes too: a sender waits, and a reader refuses a sender that does not")
+    func messageBytes() throws {
+        var sender = State(messageWindow: 100, messageByteWindow: 10)
+        let big = try sender.takeCredit(1, bytes: 30, "big").get()
+        #expect(big, "one message over the window goes when nothing is outstanding")
+        let next = try sender.takeCredit(2, bytes: 1, "next").get()
+        #expect(!next, "the next waits for credit")
+        let resumed = sender.granted(State.Grant(count: 1, bytes: 30))
+        #expect(resumed == ["next"])
+        var reader = State(messageWindow: 100, messageByteWindow: 10)
+        let first = reader.messageArrived([UInt8](repeating: 0, count: 30)).accepted
+        let second = reader.messageArrived([0]).accepted
+        #expect(first && !second)
     }
 
     @Test("a duplicate call ID is refused; a task attached after the end is cancelled")

@@ -391,7 +391,8 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 // Cancelled before it waited: its cancellation handler found nothing to withdraw.
                 if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
-                switch state.withLock({ $0.takeCredit(waitID, continuation) }) {
+                // The payload's size, as the reader counts it (the frame without its header).
+                switch state.withLock({ $0.takeCredit(waitID, bytes: frame.count - Frame.headerLength - 1, continuation) }) {
                 case .success(true): continuation.resume()
                 case .success(false): break
                 case .failure(let error): continuation.resume(throwing: error)
@@ -426,11 +427,12 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         return message
     }
 
-    private func grant(_ count: Int) {
-        guard count > 0 else { return }
+    private func grant(_ grant: State.Grant?) {
+        guard let grant else { return }
         post(Frame.control(.actorControl) { bytes in
             bytes.append(ControlOperation.credit.rawValue)
-            BinaryFormat.appendVarint(UInt64(count), to: &bytes)
+            BinaryFormat.appendVarint(UInt64(grant.count), to: &bytes)
+            BinaryFormat.appendVarint(UInt64(grant.bytes), to: &bytes)
         })
     }
 
@@ -451,7 +453,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         case .actorMessage:
             let (accepted, reader, grant) = state.withLock { state in
                 let (accepted, reader) = state.messageArrived(frame.payload)
-                return (accepted, reader, reader == nil ? 0 : state.takeGrant())
+                return (accepted, reader, reader == nil ? nil : state.takeGrant())
             }
             guard accepted else { return protocolViolation("more messages than the reader granted") }
             reader?.resume(returning: frame.payload)
@@ -482,8 +484,12 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             let remote = (try? BinaryDecoder().decode(RemoteErrorPayload.self, from: Array(payload[1...])))?.remoteError
             setReady(.failure(remote.map { $0.value ?? $0 } ?? ProcessActorError(.callFailed, "\(peer) failed to start")))
         case .credit:
-            guard let count = BinaryFormat.readVarint(payload, at: &offset) else { return protocolViolation("credit without a count") }
-            for sender in state.withLock({ $0.granted(Int(clamping: count)) }) { sender.resume() }
+            guard let count = BinaryFormat.readVarint(payload, at: &offset),
+                  let bytes = BinaryFormat.readVarint(payload, at: &offset) else {
+                return protocolViolation("credit without its counts")
+            }
+            let grant = State.Grant(count: Int(clamping: count), bytes: Int(clamping: bytes))
+            for sender in state.withLock({ $0.granted(grant) }) { sender.resume() }
         }
     }
 

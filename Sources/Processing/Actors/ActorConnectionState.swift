@@ -189,38 +189,59 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
 
     /// Messages the reader may be sent before it grants more.
     let messageWindow: Int
+    /// Bytes of messages the reader may be sent before it grants more; one message larger
+    /// than this may go when nothing else is outstanding.
+    let messageByteWindow: Int
 
     private var messages: [[UInt8]] = []
     private var messageHead = 0
     private var messageWaiter: MessageWaiter?
-    private var readSinceGrant = 0
-    /// The sending side: messages it may still send.
+    /// Reading side: messages (and their bytes) that arrived and were not granted back yet.
+    private var ungranted = (count: 0, bytes: 0)
+    /// Reading side: of those, the ones read.
+    private var readSinceGrant = (count: 0, bytes: 0)
+    /// Sending side: messages it may still send, and the bytes it sent that were not granted back.
     private var credit: Int
-    private var creditWaiters: [(id: UInt64, waiter: VoidWaiter)] = []
+    private var outstandingBytes = 0
+    private var creditWaiters: [(id: UInt64, bytes: Int, waiter: VoidWaiter)] = []
     private var nextVoidWaiter: UInt64 = 0
 
-    init(messageWindow: Int) {
+    init(messageWindow: Int, messageByteWindow: Int = 16 << 20) {
         self.messageWindow = messageWindow
+        self.messageByteWindow = messageByteWindow
         credit = messageWindow
+    }
+
+    /// Whether a sender with `outstanding` bytes ungranted may send `bytes` more (the same
+    /// rule on both sides, so that a sender that keeps to it is never refused).
+    private func fits(_ bytes: Int, after outstanding: Int) -> Bool {
+        outstanding == 0 || outstanding + bytes <= messageByteWindow
     }
 
     /// Reading side: a message came. False if the sender went over its credit (the
     /// connection must end: it does not keep to the protocol); else the reader to resume.
     mutating func messageArrived(_ message: [UInt8]) -> (accepted: Bool, reader: MessageWaiter?) {
-        guard messages.count - messageHead < messageWindow else { return (false, nil) }
+        guard ungranted.count < messageWindow, fits(message.count, after: ungranted.bytes) else { return (false, nil) }
+        ungranted.count += 1
+        ungranted.bytes += message.count
         if let waiter = messageWaiter {
             messageWaiter = nil
-            readSinceGrant += 1
+            read(message)
             return (true, waiter)
         }
         messages.append(message)
         return (true, nil)
     }
 
+    private mutating func read(_ message: [UInt8]) {
+        readSinceGrant.count += 1
+        readSinceGrant.bytes += message.count
+    }
+
     /// What a reader gets now.
     enum MessageTake {
-        /// This message, and credit to grant the sender (0: none yet).
-        case message([UInt8], grant: Int)
+        /// This message, and credit to grant the sender (nil: none yet).
+        case message([UInt8], grant: Grant?)
         /// Nothing more comes: the connection ended.
         case ended(any Error)
         /// Nothing yet: the waiter was kept.
@@ -244,7 +265,7 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
                 messages.removeFirst(messageHead)
                 messageHead = 0
             }
-            readSinceGrant += 1
+            read(message)
             return .message(message, grant: takeGrant())
         }
         if case .ended(let error) = phase { return .ended(error) }
@@ -253,11 +274,21 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         return .wait
     }
 
-    /// Reading side: credit to grant after a reader was resumed with a message directly.
-    mutating func takeGrant() -> Int {
-        guard readSinceGrant >= messageWindow / 2 else { return 0 }
-        defer { readSinceGrant = 0 }
-        return readSinceGrant
+    /// Credit given back to the sender: messages, and their bytes.
+    struct Grant: Equatable {
+        var count: Int
+        var bytes: Int
+    }
+
+    /// Reading side: credit to grant once half a window (of messages or of bytes) was read.
+    mutating func takeGrant() -> Grant? {
+        guard readSinceGrant.count >= messageWindow / 2 || readSinceGrant.bytes >= messageByteWindow / 2 else { return nil }
+        defer {
+            ungranted.count -= readSinceGrant.count
+            ungranted.bytes -= readSinceGrant.bytes
+            readSinceGrant = (0, 0)
+        }
+        return Grant(count: readSinceGrant.count, bytes: readSinceGrant.bytes)
     }
 
     /// Reading side: the reader went away (its task was cancelled): the waiter to resume.
@@ -266,15 +297,16 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         return messageWaiter
     }
 
-    /// Sending side: take one credit, or wait (`waiter` kept under `id`; returns false), or
-    /// fail with the end.
-    mutating func takeCredit(_ id: UInt64, _ waiter: VoidWaiter) -> Result<Bool, any Error> {
+    /// Sending side: take credit for a message of `bytes`, or wait (`waiter` kept under
+    /// `id`; returns false), or fail with the end.
+    mutating func takeCredit(_ id: UInt64, bytes: Int, _ waiter: VoidWaiter) -> Result<Bool, any Error> {
         if case .ended(let error) = phase { return .failure(error) }
-        if credit > 0, creditWaiters.isEmpty {
+        if creditWaiters.isEmpty, credit > 0, fits(bytes, after: outstandingBytes) {
             credit -= 1
+            outstandingBytes += bytes
             return .success(true)
         }
-        creditWaiters.append((id, waiter))
+        creditWaiters.append((id, bytes, waiter))
         return .success(false)
     }
 
@@ -284,12 +316,15 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         return nextVoidWaiter
     }
 
-    /// Sending side: credit came; the senders that may go now (each has taken its credit).
-    mutating func granted(_ count: Int) -> [VoidWaiter] {
-        credit = min(credit + count, messageWindow)
+    /// Sending side: credit came; the senders that may go now, in order (each has taken its
+    /// credit).
+    mutating func granted(_ grant: Grant) -> [VoidWaiter] {
+        credit = min(credit + max(0, grant.count), messageWindow)
+        outstandingBytes = max(0, outstandingBytes - max(0, grant.bytes))
         var resumed: [VoidWaiter] = []
-        while credit > 0, !creditWaiters.isEmpty {
+        while let first = creditWaiters.first, credit > 0, fits(first.bytes, after: outstandingBytes) {
             credit -= 1
+            outstandingBytes += first.bytes
             resumed.append(creditWaiters.removeFirst().waiter)
         }
         return resumed

@@ -2,7 +2,8 @@
 /// `AsyncSequence`: what `ProcessActorSystem.messages(from:as:)` returns. It ends when the
 /// process ends; a value that does not decode as `Element` throws, naming both types.
 ///
-/// The process may send 256 values ahead of the reader; then its `sendOut` waits.
+/// The process may send 256 values, or 16 MiB of them (one larger value when none is
+/// unread), ahead of the reader; then its `sendOut` waits.
 public struct ProcessActorMessages<Element: Decodable & Sendable>: AsyncSequence, Sendable {
     let connection: ActorConnection
 

@@ -308,7 +308,8 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
 
     /// In an actor process (the actor's `actorSystem`): sends `value` to the parent, which
     /// reads it with `messages(from:as:)` (seed 004's `send_out__`). Waits while the parent
-    /// holds 256 messages it has not read (backpressure); throws once the parent is gone.
+    /// holds 256 messages, or 16 MiB of them, that it has not read (backpressure); throws
+    /// once the parent is gone.
     public func sendOut<T: Codable & Sendable>(_ value: T) async throws {
         guard case .hosted(let parentToken) = role, let parent = registry.withLock({ $0.connections[parentToken] }) else {
             throw ProcessActorError(.invalidUse, """
