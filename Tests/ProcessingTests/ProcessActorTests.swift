@@ -517,34 +517,7 @@ struct ActorLeftoverProbe: Skprocess {
     }
 
     func result() async throws -> RelayLeftoverProbe.Report {
-        // The first run opens what stays open for the process's life (the reactor's and
-        // Dispatch's descriptors): it is the second that must leave nothing.
-        _ = try await runScenario()
-        var before = RelayLeftoverProbe.descriptorCount()
-        var steady = 0
-        for _ in 0..<200 where steady < 5 {
-            try await Task.sleep(for: .milliseconds(20))
-            let now = RelayLeftoverProbe.descriptorCount()
-            steady = now == before && childProcessIDs().isEmpty ? steady + 1 : 0
-            before = now
-        }
-        var outcome = try await runScenario()
-        var children = childProcessIDs()
-        for _ in 0..<200 where !children.isEmpty {
-            try await Task.sleep(for: .milliseconds(10))
-            children = childProcessIDs()
-        }
-        var after = RelayLeftoverProbe.descriptorCount()
-        for _ in 0..<200 where after != before {
-            try await Task.sleep(for: .milliseconds(10))
-            after = RelayLeftoverProbe.descriptorCount()
-        }
-        if after != before {
-            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-            outcome += " " + fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? $0 }.joined(separator: ",")
-        }
-        return RelayLeftoverProbe.Report(children: children.map { Int32($0) }, descriptorsBefore: before,
-                                         descriptorsAfter: after, outcome: outcome)
+        try await RelayLeftoverProbe.leftovers { try await runScenario() }
     }
 }
 

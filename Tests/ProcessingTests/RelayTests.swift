@@ -597,30 +597,36 @@ struct RelayLeftoverProbe: Skprocess {
     }
 
     func result() async throws -> Report {
-        // The first run opens what stays open for the process's life (the reactor's
-        // descriptors, Dispatch's timerfds): it is the second run that must leave nothing.
-        _ = try await runScenario()
+        try await Self.leftovers { try await runScenario() }
+    }
+
+    /// Runs `scenario` twice and reports what the second run left behind. The first run
+    /// opens what stays open for the process's life (the reactor's descriptors, Dispatch's
+    /// timerfds): it is the second run that must leave nothing. (Also used by the actors'
+    /// probe.)
+    static func leftovers(of scenario: () async throws -> String) async throws -> Report {
+        _ = try await scenario()
         // Leaving an output loop early kills the stages at once, and reaps them and closes
         // their descriptors moments later: wait until the count has held for 100 ms.
-        var before = Self.descriptorCount()
+        var before = descriptorCount()
         var steady = 0
         for _ in 0..<200 where steady < 5 {
             try await Task.sleep(for: .milliseconds(20))
-            let now = Self.descriptorCount()
+            let now = descriptorCount()
             steady = now == before && childProcessIDs().isEmpty ? steady + 1 : 0
             before = now
         }
-        var outcome = try await runScenario()
-        // A child reaped a moment after the relay returned is still this process's for a moment.
+        var outcome = try await scenario()
+        // A child reaped a moment after the scenario returned is still this process's for a moment.
         var children = childProcessIDs()
-        for _ in 0..<100 where !children.isEmpty {
+        for _ in 0..<200 where !children.isEmpty {
             try await Task.sleep(for: .milliseconds(10))
             children = childProcessIDs()
         }
-        var after = Self.descriptorCount()
-        for _ in 0..<100 where after != before {
+        var after = descriptorCount()
+        for _ in 0..<200 where after != before {
             try await Task.sleep(for: .milliseconds(10))
-            after = Self.descriptorCount()
+            after = descriptorCount()
         }
         if after != before {
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []

@@ -52,6 +52,12 @@ extension EventGroup {
     /// throws. Returns what `body` returned.
     public func withSyncIndex<R>(setBy setter: Int32, timeout: Duration? = nil,
                                  _ body: (Int) async throws -> R) async throws -> R {
+        try await withSyncIndex(body) { sync in try await sync.wait(setBy: setter, timeout: timeout) }
+    }
+
+    /// Reserves, runs `body`, then `wait`s (which releases), releasing on every path.
+    private func withSyncIndex<R>(_ body: (Int) async throws -> R,
+                                  wait: (SyncIndex) async throws -> Void) async throws -> R {
         let sync = try SyncIndex(self)
         let value: R
         do {
@@ -60,7 +66,7 @@ extension EventGroup {
             sync.release()
             throw error
         }
-        try await sync.wait(setBy: setter, timeout: timeout)
+        try await wait(sync)
         return value
     }
 }
@@ -89,16 +95,7 @@ extension EventGroup {
     public func withSyncIndex<A: DistributedActor, R>(setBy actor: A, timeout: Duration? = nil,
                                                       _ body: (Int) async throws -> R) async throws -> R
     where A.ActorSystem == ProcessActorSystem {
-        let sync = try SyncIndex(self)
-        let value: R
-        do {
-            value = try await body(sync.index)
-        } catch {
-            sync.release()
-            throw error
-        }
-        try await sync.wait(setBy: actor, timeout: timeout)
-        return value
+        try await withSyncIndex(body) { sync in try await sync.wait(setBy: actor, timeout: timeout) }
     }
 }
 
