@@ -85,6 +85,11 @@ distributed actor Calculator: ProcessActor {
 
     distributed func emitted() -> Int { sentOut }
 
+    /// Sends one blob of each size out.
+    distributed func emitSizes(_ sizes: [Int]) async throws {
+        for size in sizes { try await actorSystem.sendOut([UInt8](repeating: 1, count: size)) }
+    }
+
     /// Sends `count` blobs of `size` bytes out, each filled with its index.
     distributed func emitBlobs(_ count: Int, size: Int) async throws {
         for i in 0..<count { try await actorSystem.sendOut([UInt8](repeating: UInt8(i % 256), count: size)) }
@@ -308,6 +313,16 @@ struct ProcessActorTests {
             if index == 10 { break }
         }
         try await emitting.value
+        // 7 MiB read (under half the window: no grant yet), then 17 MiB, which waits for credit
+        // until the reader grants what it read.
+        let sizes = Task { try await calculator.emitSizes([7 << 20, 17 << 20, 1]) }
+        var seen: [Int] = []
+        for try await blob in messages {
+            seen.append(blob.count)
+            if seen.count == 3 { break }
+        }
+        #expect(seen == [7 << 20, 17 << 20, 1])
+        try await sizes.value
         try await system.stop(calculator)
     }
 
@@ -373,7 +388,7 @@ struct ProcessActorTests {
 
 @Suite("An actor connection's state machine")
 struct ActorConnectionStateTests {
-    typealias State = ActorConnectionState<Int, String, String, String, String>
+    typealias State = ActorConnectionState<Int, String, String, String, String, String>
 
     @Test("a reply that comes before its caller waits is kept; one for a call given up on is dropped")
     func calls() throws {
@@ -396,15 +411,17 @@ struct ActorConnectionStateTests {
     @Test("one message reader at a time; a sender past its credit is refused; reading grants credit")
     func messages() {
         var state = State(messageWindow: 4)
-        if case .wait = state.nextMessage("reader") {} else { Issue.record("the first reader did not wait") }
-        if case .busy = state.nextMessage("second") {} else { Issue.record("a second reader was not refused") }
+        if case .wait = state.nextMessage(1, "reader") {} else { Issue.record("the first reader did not wait") }
+        if case .busy = state.nextMessage(2, "second") {} else { Issue.record("a second reader was not refused") }
+        #expect(state.withdrawMessageWaiter(2) == nil, "the second reader's cancellation withdrew the first")
+        #expect(state.withdrawMessageWaiter(1) == "reader")
         var fresh = State(messageWindow: 4)
         var accepted = 0
         for _ in 0..<5 where fresh.messageArrived([1]).accepted { accepted += 1 }
         #expect(accepted == 4)
         var granted = State.Grant(count: 0, bytes: 0)
         for _ in 0..<4 {
-            if case .message(_, let grant?) = fresh.nextMessage("reader") {
+            if case .message(_, let grant?) = fresh.nextMessage(3, "reader") {
                 granted.count += grant.count
                 granted.bytes += grant.bytes
             }
@@ -427,17 +444,54 @@ struct ActorConnectionStateTests {
         #expect(first && !second)
     }
 
+    @Test("a sender waiting for credit that half a window would not bring asks for it, and gets what was read")
+    func creditWanted() throws {
+        var sender = State(messageWindow: 100, messageByteWindow: 16)
+        var reader = State(messageWindow: 100, messageByteWindow: 16)
+        let small = try sender.takeCredit(1, bytes: 7, "small").get()
+        #expect(small)
+        #expect(reader.messageArrived([UInt8](repeating: 0, count: 7)).accepted)
+        guard case .message(_, let grant) = reader.nextMessage(1, "reader") else {
+            Issue.record("no message")
+            return
+        }
+        #expect(grant == nil, "7 of 16 bytes read: not yet half a window")
+        let large = try sender.takeCredit(2, bytes: 10, "large").get()
+        #expect(!large, "7 + 10 is over the window")
+        let wanted = reader.senderWantsCredit()
+        #expect(wanted == State.Grant(count: 1, bytes: 7))
+        #expect(sender.granted(wanted!) == ["large"])
+    }
+
+    @Test("calls past the running limit wait their turn; one given up on before it never runs")
+    func queuedCalls() {
+        var state = State(messageWindow: 4)
+        for id in 0..<UInt64(State.runningLimit) {
+            let admitted = state.admit(id, later: "call")
+            #expect(admitted == .admitted)
+        }
+        let waits = state.admit(5000, later: "queued")
+        let givenUp = state.admit(5001, later: "given up")
+        let third = state.admit(5002, later: "third")
+        #expect(waits == .queued && givenUp == .queued && third == .queued)
+        #expect(state.cancelRunning(5001) == nil)
+        let afterFirst = state.finished(0)
+        #expect(afterFirst.next?.call == "queued" && afterFirst.drained == nil)
+        let afterSecond = state.finished(1)
+        #expect(afterSecond.next?.call == "third")
+    }
+
     @Test("a duplicate call ID is refused; a task attached after the end is cancelled")
     func running() {
         var state = State(messageWindow: 4)
-        let first = state.admit(1)
-        let again = state.admit(1)
+        let first = state.admit(1, later: "call")
+        let again = state.admit(1, later: "call")
         #expect(first == .admitted && again == .duplicate)
         let ended = state.end(CancellationError())
         #expect(ended != nil)
         let cancelNow = state.attach(1, "task")
         #expect(cancelNow)
-        let afterEnd = state.admit(2)
+        let afterEnd = state.admit(2, later: "call")
         #expect(afterEnd == .refused)
         let waits = state.waitUntilDrained("drain")
         #expect(!waits)

@@ -14,8 +14,8 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         case value = 0, void = 1, error = 2, systemError = 3
     }
 
-    /// The most bytes of frames that wait for a peer that does not read, before a call fails
-    /// (or, for replies and control frames, the connection is closed).
+    /// The most bytes of frames that may wait for a peer that does not read when this side
+    /// refuses one of its calls: past that, the peer is flooding, and the connection is closed.
     static let queuedLimit = 16 << 20
 
     /// A call's flag: its caller had no other call in flight (it polls for the reply, and
@@ -25,11 +25,24 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     /// What a control frame says (its first byte).
     enum ControlOperation: UInt8 {
         case cancel = 1, stop = 2, ready = 3, readyFailed = 4, credit = 5
+        /// The sender of messages waits for credit: grant what was read.
+        case creditWanted = 6
     }
 
     typealias State = ActorConnectionState<
         [UInt8], UnsafeContinuation<[UInt8], any Error>, Task<Void, Never>,
-        UnsafeContinuation<[UInt8]?, any Error>, UnsafeContinuation<Void, any Error>>
+        UnsafeContinuation<[UInt8]?, any Error>, UnsafeContinuation<Void, any Error>, IncomingCall>
+
+    /// A call of the other side, as it waits for its turn.
+    struct IncomingCall: Sendable {
+        let id: UInt64
+        let identifier: String
+        let actor: any DistributedActor
+        let system: ProcessActorSystem
+        let payload: [UInt8]
+        let offset: Int
+        let callerIsAlone: Bool
+    }
 
     private enum Ready {
         case waiting(UnsafeContinuation<ProcessActorID, any Error>?)
@@ -119,14 +132,9 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         }
         defer { timer?.cancel() }
         // Not waited for: the caller waits for the reply, which a peer that does not read never
-        // sends (its time-out and cancellation end the wait). What it has not read is bounded.
-        guard channel.post(frame, queuedLimit: Self.queuedLimit) else {
-            state.withLock { $0.forget(id) }
-            throw ProcessActorError(.callFailed, """
-                \(peer) has not read the \(Self.queuedLimit >> 20) MiB of calls and replies sent to it; \
-                \(target) was not sent
-                """)
-        }
+        // sends (its time-out and cancellation end the wait). What waits for such a peer is
+        // this program's own calls, one per caller.
+        channel.post(frame)
         if alone { pollForReply(id) }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
@@ -171,7 +179,7 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     private func giveUp(_ id: UInt64, _ error: any Error) {
         let waiter = state.withLock { $0.withdraw(id, error) }
         waiter?.resume(throwing: error)
-        post(Frame.control(.actorControl) { bytes in
+        channel.post(Frame.control(.actorControl) { bytes in
             bytes.append(ControlOperation.cancel.rawValue)
             BinaryFormat.appendVarint(id, to: &bytes)
         })
@@ -268,29 +276,29 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
                 the call \(RemoteCallTarget(identifier)) did not run
                 """))
         }
-        let target = RemoteCallTarget(identifier)
-        let start = offset
-        let (admission, full) = state.withLock { state in
-            let admission = state.admit(id)
-            return (admission, state.runningCount >= State.runningLimit)
-        }
-        switch admission {
-        case .admitted: break
-        case .duplicate: return protocolViolation("a call whose ID is that of one still running")
+        let call = IncomingCall(id: id, identifier: identifier, actor: actor, system: system, payload: payload,
+                                offset: offset, callerIsAlone: flags & Self.callerIsAlone != 0)
+        switch state.withLock({ $0.admit(id, later: call) }) {
+        case .admitted: start(call)
+        case .queued: break  // started when a running call finishes
+        case .duplicate: protocolViolation("a call whose ID is that of one still running")
+        case .overflow: protocolViolation("more calls than may wait (\(State.queuedCallLimit)) without waiting for their replies")
         case .refused:
-            return refuse(id, ProcessActorError(.stopping, """
+            refuse(id, ProcessActorError(.stopping, """
                 \(ProcessActorSystem.processDescription) is stopping: it finishes the calls it has and takes no new ones \
-                (\(target) did not run)
+                (\(RemoteCallTarget(identifier)) did not run)
                 """))
         }
-        // As many calls as may run at once: the peer's next ones wait in the socket.
-        if full { channel.pauseReading() }
-        // Made outside the lock, which the calls that finish meanwhile need.
+    }
+
+    /// Runs an admitted call as a task of its own, made outside the lock (which the calls
+    /// that finish meanwhile need).
+    private func start(_ call: IncomingCall) {
         let task = Task {
-            await self.execute(id, RemoteCallTarget(identifier), on: actor, in: system, payload: payload, offset: start,
-                               callerIsAlone: flags & Self.callerIsAlone != 0)
+            await self.execute(call.id, RemoteCallTarget(call.identifier), on: call.actor, in: call.system,
+                               payload: call.payload, offset: call.offset, callerIsAlone: call.callerIsAlone)
         }
-        if state.withLock({ $0.attach(id, task) }) { task.cancel() }
+        if state.withLock({ $0.attach(call.id, task) }) { task.cancel() }
     }
 
     private func execute(_ id: UInt64, _ target: RemoteCallTarget, on actor: any DistributedActor, in system: ProcessActorSystem,
@@ -312,10 +320,8 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         if callerIsAlone, state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }) {
             poll { self.state.withLock { $0.runningCount > 1 } }
         }
-        let (drained, hasRoom) = state.withLock { state in
-            (state.finished(id), state.runningCount < State.runningLimit)
-        }
-        if hasRoom { channel.resumeReading() }
+        let (drained, next) = state.withLock { $0.finished(id) }
+        if let next { start(next.call) }
         drained?.resume()
     }
 
@@ -386,30 +392,38 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     /// many as it may (backpressure).
     func sendOut<T: Encodable>(_ value: T) async throws {
         let frame = try Frame.encode(.actorMessage) { try BinaryEncoder().encode(value, appendingTo: &$0) }
+        // The payload's size, as the reader counts it (the frame without its header).
+        let bytes = frame.count - Frame.headerLength - 1
         let waitID = state.withLock { $0.makeCreditWaitID() }
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 // Cancelled before it waited: its cancellation handler found nothing to withdraw.
                 if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
-                // The payload's size, as the reader counts it (the frame without its header).
-                switch state.withLock({ $0.takeCredit(waitID, bytes: frame.count - Frame.headerLength - 1, continuation) }) {
+                switch state.withLock({ $0.takeCredit(waitID, bytes: bytes, continuation) }) {
                 case .success(true): continuation.resume()
-                case .success(false): break
+                case .success(false):
+                    // The reader grants in steps; one that has read what it holds grants now.
+                    channel.post(Frame.control(.actorControl) { $0.append(ControlOperation.creditWanted.rawValue) })
                 case .failure(let error): continuation.resume(throwing: error)
                 }
             }
         } onCancel: {
-            state.withLock { $0.withdrawCreditWaiter(waitID) }?.resume(throwing: CancellationError())
+            let (withdrawn, resumed) = state.withLock { $0.withdrawCreditWaiter(waitID) }
+            withdrawn?.resume(throwing: CancellationError())
+            for sender in resumed { sender.resume() }
         }
-        try await channel.send(frame)
+        // Posted, not awaited, once its credit is taken: a cancellation cannot withdraw it
+        // now, so the credit always comes back with the reader's grant.
+        channel.post(frame)
     }
 
     /// Spawning side: the next message's bytes, nil once the connection ended.
     func nextMessage() async throws -> [UInt8]? {
+        let id = readerIDs.add(1, ordering: .relaxed).newValue
         let message = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8]?, any Error>) in
                 if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
-                switch state.withLock({ $0.nextMessage(continuation) }) {
+                switch state.withLock({ $0.nextMessage(id, continuation) }) {
                 case .message(let message, let grant):
                     self.grant(grant)
                     continuation.resume(returning: message)
@@ -422,14 +436,17 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
                 }
             }
         } onCancel: {
-            state.withLock { $0.withdrawMessageWaiter() }?.resume(throwing: CancellationError())
+            state.withLock { $0.withdrawMessageWaiter(id) }?.resume(throwing: CancellationError())
         }
         return message
     }
 
+    /// Numbers the reads of messages (so that a cancelled one withdraws only its own wait).
+    private let readerIDs = Atomic<UInt64>(0)
+
     private func grant(_ grant: State.Grant?) {
         guard let grant else { return }
-        post(Frame.control(.actorControl) { bytes in
+        channel.post(Frame.control(.actorControl) { bytes in
             bytes.append(ControlOperation.credit.rawValue)
             BinaryFormat.appendVarint(UInt64(grant.count), to: &bytes)
             BinaryFormat.appendVarint(UInt64(grant.bytes), to: &bytes)
@@ -490,11 +507,13 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
             }
             let grant = State.Grant(count: Int(clamping: count), bytes: Int(clamping: bytes))
             for sender in state.withLock({ $0.granted(grant) }) { sender.resume() }
+        case .creditWanted:
+            grant(state.withLock { $0.senderWantsCredit() })
         }
     }
 
-    /// Posts a frame nobody waits for; a peer that leaves more than `queuedLimit` unread is
-    /// not reading, and the connection is closed instead of growing.
+    /// Posts a refusal; a peer that leaves more than `queuedLimit` unread while it sends calls
+    /// is flooding, and the connection is closed instead of growing.
     private func post(_ frame: [UInt8]) {
         if !channel.post(frame, queuedLimit: Self.queuedLimit) {
             protocolViolation("nothing for so long that \(Self.queuedLimit >> 20) MiB waited (it does not read)")

@@ -5,7 +5,7 @@
 ///
 /// `ActorConnection` holds it under its lock and does what each transition returns (resuming
 /// waiters, posting frames, cancelling tasks) after letting go of the lock.
-struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
+struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter, Queued> {
     /// Where the connection is.
     enum Phase {
         case open
@@ -87,9 +87,10 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     /// Calls of the other side running here.
     var runningCount: Int { running.count }
 
-    /// The most calls of the other side that run here at once: at that many, the connection
-    /// stops reading (the peer's sends wait) until one finishes.
+    /// The most calls of the other side that run here at once; more wait their turn (up to
+    /// `queuedCallLimit`: a peer that sends more breaks the protocol).
     static var runningLimit: Int { 1024 }
+    static var queuedCallLimit: Int { 8192 }
 
     /// Forgets a call whose caller will not wait (its frame failed to send).
     mutating func forget(_ id: UInt64) {
@@ -101,11 +102,15 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     /// A call running here: its task once it has one (it is made outside the lock), and
     /// whether its caller gave up on it before that.
     private enum RunningCall {
+        /// Waiting for its turn (`runningLimit` run already), in `queue`.
+        case queued
         case starting(cancelled: Bool)
         case task(Running)
     }
 
+    /// The calls admitted: running, or queued for their turn.
     private var running: [UInt64: RunningCall] = [:]
+    private var queue: [(id: UInt64, call: Queued)] = []
     private var stopRequested = false
     private var drainWaiter: VoidWaiter?
 
@@ -115,22 +120,32 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         return !stopRequested
     }
 
-    /// A call arrived: false if it may not run (stopping, ended); else it counts as running
-    /// from now on, and its task is to be made and `attach`ed.
-    mutating func admit(_ id: UInt64) -> Admission {
+    /// A call arrived: whether it runs now (its task is to be made and `attach`ed), waits
+    /// for its turn (`later` is kept, and handed back by `finished`), or is refused.
+    mutating func admit(_ id: UInt64, later: @autoclosure () -> Queued) -> Admission {
         guard acceptsCalls else { return .refused }
         guard running[id] == nil else { return .duplicate }
-        running[id] = .starting(cancelled: false)
-        return .admitted
+        if running.count - queue.count < Self.runningLimit {
+            running[id] = .starting(cancelled: false)
+            return .admitted
+        }
+        guard queue.count < Self.queuedCallLimit else { return .overflow }
+        running[id] = .queued
+        queue.append((id, later()))
+        return .queued
     }
 
     /// Whether a call that arrived may run.
     enum Admission: Equatable {
         case admitted
+        /// Kept until a running call finishes.
+        case queued
         /// Stopping or ended.
         case refused
         /// Its ID is that of a call still running: the peer broke the protocol.
         case duplicate
+        /// More calls than may wait: the peer does not wait for its calls' replies.
+        case overflow
     }
 
     /// The call `id` runs as `task`: true if that task is to be cancelled at once (its caller
@@ -145,9 +160,14 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
 
     /// The call `id` finished: the waiter for the drain to resume, if it was the last one
     /// after a stop.
-    mutating func finished(_ id: UInt64) -> VoidWaiter? {
+    mutating func finished(_ id: UInt64) -> (drained: VoidWaiter?, next: (id: UInt64, call: Queued)?) {
         running[id] = nil
-        return takeDrainWaiterIfDrained()
+        if !queue.isEmpty {
+            let next = queue.removeFirst()
+            running[next.id] = .starting(cancelled: false)
+            return (nil, next)
+        }
+        return (takeDrainWaiterIfDrained(), nil)
     }
 
     /// The caller gave up on `id`: the task to cancel (or it is cancelled once attached).
@@ -155,6 +175,10 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         switch running[id] {
         case .task(let task)?: return task
         case .starting?: running[id] = .starting(cancelled: true)
+        case .queued?:
+            // Given up on before its turn: it never runs.
+            running[id] = nil
+            queue.removeAll { $0.id == id }
         case nil: break
         }
         return nil
@@ -195,7 +219,9 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
 
     private var messages: [[UInt8]] = []
     private var messageHead = 0
-    private var messageWaiter: MessageWaiter?
+    private var messageWaiter: (id: UInt64, waiter: MessageWaiter)?
+    /// Reading side: the sender said it waits for credit; grant what was read at once.
+    private var creditWanted = false
     /// Reading side: messages (and their bytes) that arrived and were not granted back yet.
     private var ungranted = (count: 0, bytes: 0)
     /// Reading side: of those, the ones read.
@@ -227,7 +253,7 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         if let waiter = messageWaiter {
             messageWaiter = nil
             read(message)
-            return (true, waiter)
+            return (true, waiter.waiter)
         }
         messages.append(message)
         return (true, nil)
@@ -251,7 +277,7 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     }
 
     /// Reading side: the next message, or the end, or keep `waiter` until one comes.
-    mutating func nextMessage(_ waiter: MessageWaiter) -> MessageTake {
+    mutating func nextMessage(_ id: UInt64, _ waiter: MessageWaiter) -> MessageTake {
         if messageHead < messages.count {
             let message = messages[messageHead]
             messages[messageHead] = []
@@ -270,7 +296,7 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         }
         if case .ended(let error) = phase { return .ended(error) }
         guard messageWaiter == nil else { return .busy }
-        messageWaiter = waiter
+        messageWaiter = (id, waiter)
         return .wait
     }
 
@@ -282,8 +308,11 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
 
     /// Reading side: credit to grant once half a window (of messages or of bytes) was read.
     mutating func takeGrant() -> Grant? {
-        guard readSinceGrant.count >= messageWindow / 2 || readSinceGrant.bytes >= messageByteWindow / 2 else { return nil }
+        guard readSinceGrant.count > 0,
+              creditWanted || readSinceGrant.count >= messageWindow / 2 || readSinceGrant.bytes >= messageByteWindow / 2
+        else { return nil }
         defer {
+            creditWanted = false
             ungranted.count -= readSinceGrant.count
             ungranted.bytes -= readSinceGrant.bytes
             readSinceGrant = (0, 0)
@@ -292,9 +321,17 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     }
 
     /// Reading side: the reader went away (its task was cancelled): the waiter to resume.
-    mutating func withdrawMessageWaiter() -> MessageWaiter? {
-        defer { messageWaiter = nil }
-        return messageWaiter
+    mutating func withdrawMessageWaiter(_ id: UInt64) -> MessageWaiter? {
+        guard let waiting = messageWaiter, waiting.id == id else { return nil }
+        messageWaiter = nil
+        return waiting.waiter
+    }
+
+    /// Reading side: the sender waits for credit (a message that does not fit what is
+    /// outstanding): what was read is granted now, or as soon as something is read.
+    mutating func senderWantsCredit() -> Grant? {
+        creditWanted = true
+        return takeGrant()
     }
 
     /// Sending side: take credit for a message of `bytes`, or wait (`waiter` kept under
@@ -308,6 +345,12 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         }
         creditWaiters.append((id, bytes, waiter))
         return .success(false)
+    }
+
+    /// Sending side: a message taken credit for was not sent after all (its task was
+    /// cancelled first): the credit comes back; the senders that may go now.
+    mutating func returnCredit(bytes: Int) -> [VoidWaiter] {
+        granted(Grant(count: 1, bytes: bytes))
     }
 
     /// Sending side: an ID for a credit wait (for its cancellation).
@@ -331,9 +374,11 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
     }
 
     /// Sending side: a sender gave up waiting: its waiter, if it still waited.
-    mutating func withdrawCreditWaiter(_ id: UInt64) -> VoidWaiter? {
-        guard let index = creditWaiters.firstIndex(where: { $0.id == id }) else { return nil }
-        return creditWaiters.remove(at: index).waiter
+    mutating func withdrawCreditWaiter(_ id: UInt64) -> (withdrawn: VoidWaiter?, resumed: [VoidWaiter]) {
+        guard let index = creditWaiters.firstIndex(where: { $0.id == id }) else { return (nil, []) }
+        let withdrawn = creditWaiters.remove(at: index).waiter
+        // The ones behind it may fit now.
+        return (withdrawn, granted(Grant(count: 0, bytes: 0)))
     }
 
     // MARK: The end
@@ -366,7 +411,7 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
         }
         ended.drainWaiter = drainWaiter
         drainWaiter = nil
-        ended.reader = messageWaiter
+        ended.reader = messageWaiter?.waiter
         messageWaiter = nil
         ended.senders = creditWaiters.map(\.waiter)
         creditWaiters = []
@@ -374,6 +419,8 @@ struct ActorConnectionState<Reply, Waiter, Running, MessageWaiter, VoidWaiter> {
             if case .task(let task) = call { return task }
             return nil
         }
+        for queued in queue { running[queued.id] = nil }
+        queue = []
         return ended
     }
 }

@@ -185,10 +185,15 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             core.kill()
             await record.ended()
             // Nothing of a failed spawn is kept.
-            registry.withLock { registry in
-                registry.hosts[hostToken] = nil
-                registry.hostOrder.removeAll { $0 == hostToken }
+            let released = registry.withLock { registry in
+                defer {
+                    registry.hosts[hostToken] = nil
+                    registry.connections[hostToken] = nil
+                    registry.hostOrder.removeAll { $0 == hostToken }
+                }
+                return registry.connections[hostToken]
             }
+            _ = released  // released here, outside the lock
             if Task.isCancelled { throw CancellationError() }
             throw error
         }
@@ -197,8 +202,9 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     /// What calls get once the connection to `core`'s child ended: its crash report, or that
     /// it stopped.
     private static func endError(of core: ProcessCore, name: String, _ end: ChannelEnd) async -> any Error {
-        // The socket ends when the child exits; its exit and report follow at once.
-        _ = try? await core.waitForEnd(timeout: .seconds(1))
+        // The socket ends when the child exits; its exit and report follow (later on a loaded
+        // machine, or after a stop's last steps: allow for that before giving up on it).
+        _ = try? await core.waitForEnd(timeout: .seconds(10))
         switch core.outcome {
         case .failure(let error)?:
             return error

@@ -183,7 +183,6 @@ public final class ProcessGroup: Sendable {
     private func perform(_ action: ProcessGroupState<any ProcessGroupMember>.Action) {
         switch action {
         case .stop:
-            resumeStopWaiters()
             let graceful = Task { [self] in
                 for member in state.withLock({ $0.members }).reversed() {
                     if state.withLock({ $0.isKilling }) { break }
@@ -192,8 +191,9 @@ public final class ProcessGroup: Sendable {
                 tasks.withLock { $0.body }?.cancel()
             }
             tasks.withLock { $0.graceful = graceful }
-        case .kill:
+            // After the task is stored: a body that returns at once finds the end under way.
             resumeStopWaiters()
+        case .kill:
             let (members, signal) = state.withLock { ($0.members, $0.signal) }
             let exits = exitsOnSignal
             let kill = Task {
@@ -212,6 +212,7 @@ public final class ProcessGroup: Sendable {
                 tasks.kill = kill
                 return tasks.body
             }
+            resumeStopWaiters()
             body?.cancel()
         case .none:
             break
@@ -226,6 +227,8 @@ public final class ProcessGroup: Sendable {
         await (kill ?? tasks.withLock { $0.kill })?.value
         // Members added while the group ended.
         while let late = tasks.withLock({ $0.late.popLast() }) { await late.value }
+        // And a kill that began meanwhile.
+        await tasks.withLock { $0.kill }?.value
     }
 }
 

@@ -141,9 +141,10 @@ final class ProcessCore: Sendable {
             state.withLock { $0.startNotSent(error) }
             return child.signal(SIGKILL)
         }
+        // The child exists: a joinIn that passed while it was spawned gives it its grace now.
+        state.withLock { $0.armJoinGraceIfAwaited(arm: arm) }
         do {
             try await child.channel.send(start, attaching: launched.attachments)
-            state.withLock { $0.armJoinGraceIfAwaited(arm: arm) }
             emitReady(child.pid)
             var pending = launched.pending
             repeat {

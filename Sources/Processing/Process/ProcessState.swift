@@ -291,7 +291,7 @@ struct ProcessState<Child, Waiter, Timer> {
     mutating func joinInPassed(arm: Arm) -> Child? {
         guard isActive else { return nil }
         // The grace is the child's time to stop: while it is still being spawned (a slow
-        // spawn on a loaded machine), it begins once the child has its start request.
+        // spawn on a loaded machine), it begins once the child exists.
         if isLaunching {
             joinGraceAwaitsChild = true
         } else {
@@ -300,11 +300,11 @@ struct ProcessState<Child, Waiter, Timer> {
         return requestStop()
     }
 
-    /// `joinIn` passed while the child was spawned: its grace, armed once the child has its
-    /// start request (which asks it to stop).
+    /// `joinIn` passed while the child was spawned: its grace, armed once the child exists
+    /// (its start request asks it to stop).
     private var joinGraceAwaitsChild = false
 
-    /// The child spawned after `joinIn` passed has its start request: its grace begins.
+    /// The child spawned after `joinIn` passed exists: its grace begins.
     mutating func armJoinGraceIfAwaited(arm: Arm) {
         guard joinGraceAwaitsChild, isActive else { return }
         joinGraceAwaitsChild = false

@@ -88,7 +88,9 @@ extension EventGroup {
     @discardableResult
     public func wait<A: DistributedActor>(_ index: Int, setBy actor: A, timeout: Duration? = nil) async throws -> Bool
     where A.ActorSystem == ProcessActorSystem {
-        try await wait(index, setBy: try Self.pid(of: actor, for: index), timeout: timeout)
+        // Set, then ended: that is a success, and the pid is gone by then.
+        if isSet(index) { return true }
+        return try await wait(index, setBy: try Self.pid(of: actor, for: index), timeout: timeout)
     }
 
     /// `withSyncIndex(setBy:timeout:_:)` for an event set by the process that hosts `actor`.
@@ -103,6 +105,7 @@ extension SyncIndex {
     /// `wait(setBy:timeout:)` for an event set by the process that hosts `actor`.
     public func wait<A: DistributedActor>(setBy actor: A, timeout: Duration? = nil) async throws
     where A.ActorSystem == ProcessActorSystem {
+        if group.isSet(index) { return release() }
         let pid: Int32
         do {
             pid = try EventGroup.pid(of: actor, for: index)
