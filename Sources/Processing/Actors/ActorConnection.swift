@@ -108,12 +108,17 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         let (id, alone) = try state.withLock { state in
             (try state.beginCall().get(), state.callsInFlight == 1)
         }
+        // A caller counts as alone after two lone calls in a row: with many callers, a
+        // moment with one call in flight is common, and polling then would only spin.
+        let streak = alone ? loneCalls.add(1, ordering: .relaxed).newValue : 0
+        if !alone { loneCalls.store(0, ordering: .relaxed) }
+        let polls = streak >= 2
         let frame: [UInt8]
         do {
             frame = try Frame.encode(.actorCall) { bytes in
                 BinaryFormat.appendVarint(id, to: &bytes)
                 BinaryFormat.appendVarint(number, to: &bytes)
-                bytes.append(alone ? Self.callerIsAlone : 0)
+                bytes.append(polls ? Self.callerIsAlone : 0)
                 Self.append(target.identifier, to: &bytes)
                 invocation.append(to: &bytes)
             }
@@ -135,7 +140,9 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         // sends (its time-out and cancellation end the wait). What waits for such a peer is
         // this program's own calls, one per caller.
         channel.post(frame)
-        if alone { pollForReply(id) }
+        let missed = polls ? pollForReply(id) : nil
+        // A reply that came after the poll gave up still teaches the budget how long replies take.
+        defer { if let missed { learn(waited: ContinuousClock.now - missed) } }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 if let result = state.withLock({ $0.wait(for: id, continuation) }) {
@@ -148,17 +155,38 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
     }
 
     /// A lone call reads the socket for its reply for a moment before it sleeps; with
-    /// others in flight the reactor reads (it takes many replies per wake-up).
-    private func pollForReply(_ id: UInt64) {
-        guard state.withLock({ $0.callsInFlight == 1 && !$0.isDecided(id) }) else { return }
-        poll { self.state.withLock { $0.isDecided(id) } }
+    /// others in flight the reactor reads (it takes many replies per wake-up). Returns when
+    /// the poll began if it gave up before the reply came.
+    private func pollForReply(_ id: UInt64) -> ContinuousClock.Instant? {
+        guard state.withLock({ $0.callsInFlight == 1 && !$0.isDecided(id) }) else { return nil }
+        return poll { self.state.withLock { $0.isDecided(id) } }
     }
 
-    /// Reads the channel on this thread until `done` or the budget passes, and learns from
-    /// how long that took.
-    private func poll(until done: () -> Bool) {
+    /// An instant as nanoseconds since the first one asked for (to keep it in an atomic).
+    private static func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 {
+        let (seconds, attoseconds) = (instant - epoch).components
+        return max(1, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    private static let epoch = ContinuousClock.now
+
+    private func learn(waited: Duration) {
+        pollBudget.withLock { $0.adapt(waited: waited) }
+    }
+
+    /// When the hosting side's last poll for a lone caller's next call gave up (nanoseconds
+    /// of the continuous clock; 0: none): that call's arrival says how long it took.
+    private let missedPollStart = Atomic<Int64>(0)
+
+    /// Calls made in a row with no other in flight.
+    private let loneCalls = Atomic<Int>(0)
+
+    /// Reads the channel on this thread until `done` or the budget passes. Learns from a
+    /// poll that found it; returns when the poll began if it gave up (the caller learns once
+    /// the awaited frame comes).
+    private func poll(until done: () -> Bool) -> ContinuousClock.Instant? {
         let budget = pollBudget.withLock { $0.duration }
-        guard budget > .zero else { return }
+        guard budget > .zero else { return nil }
         let start = ContinuousClock.now
         let deadline = start + budget
         channel.setPolling(true)
@@ -171,8 +199,9 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
                 break
             }
         } while ContinuousClock.now < deadline && !Task.isCancelled
-        let waited = found ? ContinuousClock.now - start : .seconds(1)
-        pollBudget.withLock { $0.adapt(waited: waited) }
+        guard found else { return start }
+        learn(waited: ContinuousClock.now - start)
+        return nil
     }
 
     /// Ends call `id` with `error` here, and cancels it at the other end.
@@ -276,6 +305,8 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
                 the call \(RemoteCallTarget(identifier)) did not run
                 """))
         }
+        let missed = missedPollStart.exchange(0, ordering: .relaxed)
+        if missed != 0 { learn(waited: .nanoseconds(Self.nanoseconds(ContinuousClock.now) - missed)) }
         let call = IncomingCall(id: id, identifier: identifier, actor: actor, system: system, payload: payload,
                                 offset: offset, callerIsAlone: flags & Self.callerIsAlone != 0)
         switch state.withLock({ $0.admit(id, later: call) }) {
@@ -317,8 +348,9 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         // thread reads for it a moment before it lets go. (With many callers, the reactor
         // reads their calls in batches, and a thread that polled would keep the others'
         // tasks from the cooperative pool.)
-        if callerIsAlone, state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }) {
-            poll { self.state.withLock { $0.runningCount > 1 } }
+        if callerIsAlone, state.withLock({ $0.runningCount == 1 && $0.acceptsCalls }),
+           let missed = poll(until: { self.state.withLock { $0.runningCount > 1 } }) {
+            missedPollStart.store(Self.nanoseconds(missed), ordering: .relaxed)
         }
         let (drained, next) = state.withLock { $0.finished(id) }
         if let next { start(next.call) }
