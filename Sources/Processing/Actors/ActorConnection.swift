@@ -289,15 +289,19 @@ final class ActorConnection: @unchecked Sendable {  // `channel`: set once in in
         post(frame)
     }
 
-    /// A call arrived (on the reactor thread): it runs as a task of its own.
+    /// A call arrived (on the reactor thread): it runs as a task of its own, or waits for its
+    /// turn behind `runningLimit` others.
     private func arrived(call frame: Frame) {
         let payload = frame.payload
         var offset = 0
         guard let id = BinaryFormat.readVarint(payload, at: &offset),
-              let number = BinaryFormat.readVarint(payload, at: &offset),
-              offset < payload.count, case let flags = payload[offset], (offset += 1) == (),
-              let identifier = Self.readString(payload, at: &offset) else {
+              let number = BinaryFormat.readVarint(payload, at: &offset), offset < payload.count else {
             return protocolViolation("a malformed call")
+        }
+        let flags = payload[offset]
+        offset += 1
+        guard let identifier = Self.readString(payload, at: &offset) else {
+            return protocolViolation("a call without its method's name")
         }
         guard let system = weakSystem, let actor = system.localActor(number) else {
             return refuse(id, ProcessActorError(.actorNotFound, """
