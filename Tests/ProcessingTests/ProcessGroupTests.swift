@@ -61,10 +61,10 @@ struct ProcessGroupTests {
         #expect(captured.withLock { $0 }?.isAlive == false)
     }
 
-    @Test("stop() ends the members, then cancels the body")
+    @Test("stop() ends the members, then cancels a body that does not return within the grace period")
     func stopCall() async throws {
         let log = SharedLog()
-        let sawStop = try await ProcessGroup.run(handlesSignals: false) { group in
+        let sawStop = try await ProcessGroup.run(gracePeriod: .milliseconds(200), handlesSignals: false) { group in
             group.add(RecordingMember(name: "only", log: log))
             Task { group.stop() }
             await group.waitUntilStopping()
@@ -95,6 +95,27 @@ struct ProcessGroupTests {
         running.cancel()
         _ = await running.result
         #expect(captured.withLock { $0 }?.isAlive == false)
+    }
+
+    @Test("a relay in a group is stopped gracefully: its stages drain and shut down")
+    func relayMember() async throws {
+        let path = NSTemporaryDirectory() + "group-relay-\(getpid())-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let progress = try await Share(RelayProgress())
+        try await ProcessGroup.run(handlesSignals: false) { group in
+            let relay = Relay(maxsize: 16)
+            try relay.connect(RelayEndless(progress: progress), RelayFileSum(path: path))
+            try await relay.start { control in
+                group.add(control)
+                // Once the stream flows (a stop before the stages run is another case).
+                while try await progress.read().sent < 100 { try await Task.sleep(for: .milliseconds(5)) }
+                group.stop()
+                await group.waitUntilStopping()
+            }
+        }
+        // Written by the sink's shutdown(), which runs only in a graceful end.
+        let report = try String(contentsOfFile: path, encoding: .utf8).split(separator: " ")
+        #expect(report.last == "1")
     }
 
     @Test("a program's first SIGINT stops its group gracefully, and it exits by SIGINT leaving nothing")

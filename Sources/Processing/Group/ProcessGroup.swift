@@ -22,8 +22,8 @@ import Glibc
 ///
 /// **Ctrl-C.** Children never see the terminal's SIGINT: each runs in a process group of its
 /// own. While `run` runs (with `handlesSignals`, the default), the program's first SIGINT or
-/// SIGTERM becomes a graceful stop of the group (members end as above, then the body is
-/// cancelled), and a second kills every member at once. Then the program ends by that signal,
+/// SIGTERM becomes a graceful stop of the group (members end as above, then the body has
+/// `gracePeriod` to return before it is cancelled), and a second kills every member at once. Then the program ends by that signal,
 /// as it would have without the group (`exitsOnSignal`; else `run` throws
 /// `ProcessGroupInterrupted`). Nothing is left behind either way.
 ///
@@ -124,7 +124,8 @@ public final class ProcessGroup: Sendable {
     public var signal: Int32? { state.withLock { $0.signal } }
 
     /// Ends the group gracefully, as a first SIGINT would (but the program does not exit):
-    /// members end in reverse order, then the body is cancelled. Returns at once.
+    /// members end in reverse order, then the body has `gracePeriod` to return before it is
+    /// cancelled. Returns at once.
     public func stop() {
         perform(state.withLock { $0.stop() })
     }
@@ -188,7 +189,14 @@ public final class ProcessGroup: Sendable {
                     if state.withLock({ $0.isKilling }) { break }
                     await member.endGracefully(within: gracePeriod)
                 }
-                tasks.withLock { $0.body }?.cancel()
+                // The body may finish by itself now that its members are done (a relay's
+                // `start` returning); it is cancelled if it has not within the grace period.
+                guard let body = tasks.withLock({ $0.body }) else { return }
+                let deadline = Task { [gracePeriod] in
+                    if (try? await Task.sleep(for: gracePeriod)) != nil { body.cancel() }
+                }
+                await body.value
+                deadline.cancel()
             }
             tasks.withLock { $0.graceful = graceful }
             // After the task is stored: a body that returns at once finds the end under way.

@@ -69,8 +69,17 @@ extension ProcessActorSystem: ProcessGroupMember {
 }
 
 extension RelayControl: ProcessGroupMember {
-    /// Asks the relay to stop (`stop()`); its `start` returns once the stages have drained.
-    public func endGracefully(within gracePeriod: Duration) async { await stop() }
+    /// Asks the relay to stop (`stop()`) and waits, at most `gracePeriod`, until its stages
+    /// have drained and ended (then the group cancels its body, which kills what is left).
+    public func endGracefully(within gracePeriod: Duration) async {
+        await stop()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.stagesEnded() }
+            group.addTask { try? await Task.sleep(for: gracePeriod) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
 
     /// Nothing here: a relay's stages are killed when the task running its `start` is
     /// cancelled, which the group does.

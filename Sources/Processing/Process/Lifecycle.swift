@@ -39,7 +39,11 @@ enum Lifecycle {
                     throw PreRunError(currentRun: run, underlying: RemoteError(capturing: error))
                 }
             }
-            while !context.stopRequested, runs.map({ run < $0 }) ?? true {
+            // A relay stage's run is its whole life, and a stop reaches it as `isStopping`:
+            // asked before its run began, it must still run (or its neighbours never hear
+            // its end of stream).
+            let runsOnce = P.self is any RunsWhenStoppedBeforeStart.Type
+            while !context.stopRequested || (runsOnce && run == request.firstRun), runs.map({ run < $0 }) ?? true {
                 context.setCurrentRun(run)
                 let started = ContinuousClock.now
                 try await recorder.section(PreRunError.self, run) { try await process.prerun() }
@@ -196,3 +200,7 @@ struct SectionRecorder {
         try? await context.channel.send(frame)
     }
 }
+
+/// A process whose `run()` is its whole life and handles a stop itself (`isStopping`): it
+/// runs even when the stop came before its first run (relay stages).
+protocol RunsWhenStoppedBeforeStart {}

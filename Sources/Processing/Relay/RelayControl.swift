@@ -3,6 +3,8 @@ import Synchronization
 /// The main process's hold on a running relay, given to `Relay.start`'s handler.
 public struct RelayControl: Sendable {
     let stopRelay: @Sendable () async -> Void
+    /// Returns once every stage's process has ended (restarts included).
+    let stagesEnded: @Sendable () async -> Void
 
     /// The stages' names, group by group ("Numbers", "Square#0", "Square#1", "Sum").
     public let stages: [[String]]

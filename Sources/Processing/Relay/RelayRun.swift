@@ -94,7 +94,35 @@ struct RelayRun: Sendable {
         /// The feed's and the handler's tasks, cancelled with the relay.
         let tasks = Mutex<[Task<Void, any Error>]>([])
 
-        init(_ stages: [Stage]) { self.stages = Mutex(stages) }
+        init(_ stages: [Stage]) {
+            self.stages = Mutex(stages)
+            starts = Mutex((stages.count, []))
+        }
+
+        /// Stages whose first start has not returned yet, and who waits for them all.
+        private let starts: Mutex<(left: Int, waiters: [CheckedContinuation<Void, Never>])>
+
+        /// A stage's first start returned (or failed).
+        func started() {
+            let waiters = starts.withLock { starts in
+                starts.left -= 1
+                guard starts.left <= 0 else { return [] as [CheckedContinuation<Void, Never>] }
+                defer { starts.waiters = [] }
+                return starts.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+
+        /// Returns once every stage's first start has returned.
+        func allStarted() async {
+            await withCheckedContinuation { continuation in
+                let now = starts.withLock { starts in
+                    if starts.left > 0 { starts.waiters.append(continuation) }
+                    return starts.left <= 0
+                }
+                if now { continuation.resume() }
+            }
+        }
         var isKilled: Bool { killed.load(ordering: .acquiring) }
         func killAll() {
             killed.store(true, ordering: .releasing)
@@ -117,6 +145,14 @@ struct RelayRun: Sendable {
         let control = RelayControl(stopRelay: {
             stopSignal.set()
             if feed == nil { for index in 0..<firstCount { current.stage(index).run.stop() } }
+        }, stagesEnded: {
+            // Until none runs: a stage restarted meanwhile is a new process to wait for.
+            await current.allStarted()
+            while true {
+                let runs = current.stages.withLock { $0.map(\.run) }
+                for run in runs { await run.ended() }
+                if current.stages.withLock({ $0.allSatisfy { !$0.run.isAlive } }) { return }
+            }
         }, stages: stages.map { $0.map(\.name) })
 
         var failures: [(stage: Int, error: any Error)] = []
@@ -133,8 +169,17 @@ struct RelayRun: Sendable {
                 func watch(_ index: Int, _ stage: RelayStageRun) {
                     group.addTask {
                         do {
-                            guard !current.isKilled else { throw CancellationError() }
-                            try await stage.start()
+                            guard !current.isKilled else {
+                                current.started()
+                                throw CancellationError()
+                            }
+                            do {
+                                try await stage.start()
+                                current.started()
+                            } catch {
+                                current.started()
+                                throw error
+                            }
                             // Killed while it was starting: the kill found nothing to kill.
                             if current.isKilled { stage.kill() }
                             try await stage.result()

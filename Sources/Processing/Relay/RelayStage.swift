@@ -122,3 +122,5 @@ struct RelayHookFailure: Error, Codable, CustomStringConvertible {
 
     var description: String { "\(hook) threw \(error.typeName): \(error.errorDescription)" }
 }
+
+extension RelayStage: RunsWhenStoppedBeforeStart {}
