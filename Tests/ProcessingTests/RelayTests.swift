@@ -443,6 +443,17 @@ struct RelayTests {
         #expect(error is HandlerFault, "\(error)")
     }
 
+    @Test("stop() at once, before the stages have begun to run: they still run, see isStopping, and end their streams")
+    func stopBeforeTheStagesRun() async throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let relay = Relay()
+        try relay.connect(RelayEndless(), RelayDouble(), RelayFileSum(path: path))
+        try await relay.start { control in await control.stop() }
+        // Written by the last stage's shutdown(), once every stream before it ended.
+        #expect(try String(contentsOfFile: path, encoding: .utf8).hasSuffix(" 1"))
+    }
+
     @Test("stop() ends a feed that waits for its next element, and the relay drains")
     func stopEndsAWaitingFeed() async throws {
         let path = Self.temporaryPath()

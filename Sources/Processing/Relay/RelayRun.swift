@@ -176,6 +176,9 @@ struct RelayRun: Sendable {
                             do {
                                 try await stage.start()
                                 current.started()
+                                // A stop asked before this stage was launched found nothing to
+                                // tell (a process not started keeps no stop): tell it now.
+                                if stopSignal.isSet, feed == nil, index < firstCount { stage.stop() }
                             } catch {
                                 current.started()
                                 throw error
