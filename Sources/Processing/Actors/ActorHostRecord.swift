@@ -17,8 +17,7 @@ final class ActorHostRecord: Sendable {
         var graceful = true
         if try await !core.waitForEnd(timeout: gracePeriod) {
             graceful = false
-            core.kill()
-            await ended()
+            await core.end()
         }
         if graceful, case .failure(let error)? = core.outcome { throw error }
         return graceful
@@ -31,8 +30,5 @@ final class ActorHostRecord: Sendable {
     }
 
     /// Waits for the child's end even in a cancelled task, so that nothing outlives its owner.
-    func ended() async {
-        let core = core
-        await Task { _ = try? await core.waitForEnd(timeout: nil) }.value
-    }
+    func ended() async { await core.ended() }
 }

@@ -182,18 +182,8 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
             }
             return try A.resolve(id: id, using: self)
         } catch {
-            core.kill()
-            await record.ended()
-            // Nothing of a failed spawn is kept.
-            let released = registry.withLock { registry in
-                defer {
-                    registry.hosts[hostToken] = nil
-                    registry.connections[hostToken] = nil
-                    registry.hostOrder.removeAll { $0 == hostToken }
-                }
-                return registry.connections[hostToken]
-            }
-            _ = released  // released here, outside the lock
+            await core.end()
+            forget(hostToken, leaving: nil)  // nothing of a failed spawn is kept
             if Task.isCancelled { throw CancellationError() }
             throw error
         }
@@ -240,6 +230,11 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
         let retired = Retired(failure: failure, error: failure ?? ProcessActorError(.processEnded, """
             \(name) was stopped: its process has ended; spawn it again to use it
             """))
+        forget(hostToken, leaving: retired)
+    }
+
+    /// Lets go of an actor process's record and connection, leaving `retired` in their place.
+    private func forget(_ hostToken: UInt64, leaving retired: Retired?) {
         let released = registry.withLock { registry in
             defer {
                 registry.hosts[hostToken] = nil
@@ -296,7 +291,7 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     /// Stops every actor process this system spawned (as `stop` does, all at once) and waits
     /// for their ends.
     public func shutdown(gracePeriod: Duration = .seconds(5)) async {
-        let records = registry.withLock { registry in registry.hostOrder.compactMap { registry.hosts[$0] } }
+        let records = spawnedHosts
         await withTaskGroup(of: Void.self) { group in
             for record in records { group.addTask { _ = try? await record.stop(gracePeriod: gracePeriod) } }
         }
@@ -306,8 +301,11 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     var heldRecords: Int { registry.withLock { $0.hosts.count + $0.connections.count } }
 
     /// The actor processes spawned so far that still run, in the order of their spawns.
-    var runningHosts: [ActorHostRecord] {
-        registry.withLock { registry in registry.hostOrder.compactMap { registry.hosts[$0] } }.filter { $0.core.isAlive }
+    var runningHosts: [ActorHostRecord] { spawnedHosts.filter { $0.core.isAlive } }
+
+    /// The actor processes spawned whose records are kept (not ended yet), in spawn order.
+    private var spawnedHosts: [ActorHostRecord] {
+        registry.withLock { registry in registry.hostOrder.compactMap { registry.hosts[$0] } }
     }
 
     // MARK: Messages out of an actor process

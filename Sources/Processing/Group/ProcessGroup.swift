@@ -23,9 +23,9 @@ import Glibc
 /// **Ctrl-C.** Children never see the terminal's SIGINT: each runs in a process group of its
 /// own. While `run` runs (with `handlesSignals`, the default), the program's first SIGINT or
 /// SIGTERM becomes a graceful stop of the group (members end as above, then the body has
-/// `gracePeriod` to return before it is cancelled), and a second kills every member at once. Then the program ends by that signal,
-/// as it would have without the group (`exitsOnSignal`; else `run` throws
-/// `ProcessGroupInterrupted`). Nothing is left behind either way.
+/// `gracePeriod` to return before it is cancelled), and a second kills every member at once.
+/// Then the program ends by that signal, as it would have without the group (`exitsOnSignal`;
+/// else `run` throws `ProcessGroupInterrupted`). Nothing is left behind either way.
 ///
 /// Cancelling the task that runs the group kills its members. Only the outermost of nested
 /// groups handles signals.
@@ -229,13 +229,10 @@ public final class ProcessGroup: Sendable {
 
     /// Waits until every member has ended.
     private func ended() async {
-        let (graceful, kill) = tasks.withLock { ($0.graceful, $0.kill) }
-        await graceful?.value
-        // The graceful end may have been cut short by a kill that began meanwhile.
-        await (kill ?? tasks.withLock { $0.kill })?.value
+        await tasks.withLock { $0.graceful }?.value
         // Members added while the group ended.
         while let late = tasks.withLock({ $0.late.popLast() }) { await late.value }
-        // And a kill that began meanwhile.
+        // A kill, which may have cut the graceful end short (read last: it may begin meanwhile).
         await tasks.withLock { $0.kill }?.value
     }
 }

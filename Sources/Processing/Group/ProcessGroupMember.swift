@@ -21,28 +21,14 @@ extension ProcessHandle: ProcessGroupMember {
     }
 
     /// Kills the process and waits until it is reaped.
-    public func endNow() async {
-        core.kill()
-        let core = core
-        await Task { _ = try? await core.waitForEnd(timeout: nil) }.value
-    }
+    public func endNow() async { await core.end() }
 }
 
 extension Pool: ProcessGroupMember {
     /// Closes the pool (maps running finish, then the workers end); terminates it if that
     /// takes longer than `gracePeriod`.
     public func endGracefully(within gracePeriod: Duration) async {
-        let closed = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await self.closeNow(); return true }
-            group.addTask {
-                try? await Task.sleep(for: gracePeriod)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-        if !closed { await endNow() }
+        if await !finishes(within: gracePeriod, { await self.closeNow() }) { await endNow() }
     }
 
     /// Terminates the pool: every worker is killed and reaped.
@@ -73,15 +59,28 @@ extension RelayControl: ProcessGroupMember {
     /// have drained and ended (then the group cancels its body, which kills what is left).
     public func endGracefully(within gracePeriod: Duration) async {
         await stop()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.stagesEnded() }
-            group.addTask { try? await Task.sleep(for: gracePeriod) }
-            await group.next()
-            group.cancelAll()
-        }
+        _ = await finishes(within: gracePeriod) { await self.stagesEnded() }
     }
 
     /// Nothing here: a relay's stages are killed when the task running its `start` is
     /// cancelled, which the group does.
     public func endNow() async {}
+}
+
+/// Runs `work` for at most `gracePeriod`: true if it finished, false if the grace passed first
+/// (then it is cancelled).
+private func finishes(within gracePeriod: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+    await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            await work()
+            return true
+        }
+        group.addTask {
+            try? await Task.sleep(for: gracePeriod)
+            return false
+        }
+        let first = await group.next() ?? false
+        group.cancelAll()
+        return first
+    }
 }

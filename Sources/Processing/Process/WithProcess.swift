@@ -30,6 +30,12 @@ extension ProcessCore {
     /// Kills the child if it still runs and waits until it is reaped, even in a cancelled task.
     func end() async {
         kill()
+        await ended()
+    }
+
+    /// Waits until the child is reaped, even in a cancelled task (so that nothing outlives
+    /// what owns it).
+    func ended() async {
         await Task { [self] in _ = try? await waitForEnd(timeout: nil) }.value
     }
 }

@@ -35,10 +35,7 @@ struct RelayStageRun: Sendable {
     func stop() { core.requestStop() }
 
     /// Waits for the child's end even in a cancelled task (so that nothing outlives the relay).
-    func ended() async {
-        let core = core
-        await Task { _ = try? await core.waitForEnd(timeout: nil) }.value
-    }
+    func ended() async { await core.ended() }
 }
 
 /// Makes a stage's process again, from its actor as it was connected (a restart).
