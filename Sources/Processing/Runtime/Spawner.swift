@@ -97,10 +97,28 @@ final class Spawner: Sendable {
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
-        let pid = try Syscall.spawnWorker(
-            stdout: job.stdout, stderr: job.stderrFD, control: job.controlFD,
-            arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
-            environment: environment.map { "\($0.key)=\($0.value)" })
+        // The pidfd's slot is taken before the child exists, so that a full descriptor table
+        // fails the start at once instead of leaving a child to kill and reap with the table
+        // full. (Dispatch's worker monitor crashes the whole program when it cannot open
+        // /proc/<tid>/stat, so every moment spent with a full table is a risk.)
+        let reservation: Int32
+        do {
+            reservation = try Syscall.duplicate(job.controlFD)
+        } catch {
+            throw SystemError(call: "pidfd_open (reserving its descriptor)", errno: error.errno)
+        }
+        let pid: pid_t
+        do {
+            pid = try Syscall.spawnWorker(
+                stdout: job.stdout, stderr: job.stderrFD, control: job.controlFD,
+                arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
+                environment: environment.map { "\($0.key)=\($0.value)" })
+        } catch {
+            Syscall.close(reservation)
+            throw error
+        }
+        // Another thread may take the freed slot first; then the start fails as below.
+        Syscall.close(reservation)
         do {
             return SpawnedChild(pid: pid, exitDescriptor: try Syscall.openExitDescriptor(pid))
         } catch {
