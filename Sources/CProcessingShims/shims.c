@@ -4,7 +4,11 @@
 #if defined(__linux__)  // the header stops other platforms with an #error
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <time.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -221,9 +225,186 @@ static void run_remaining_initializers(int argc, char **argv, char **envp) {
     }
 }
 
+// MARK: - The build id
+
+struct build_id_search { char *out; unsigned long capacity; int length; };
+
+static int build_id_of_main_program(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct build_id_search *search = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *header = &info->dlpi_phdr[i];
+        if (header->p_type != PT_NOTE) continue;
+        const unsigned char *note = (const unsigned char *)(info->dlpi_addr + header->p_vaddr);
+        const unsigned char *end = note + header->p_memsz;
+        while (note + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *entry = (const ElfW(Nhdr) *)note;
+            const unsigned char *name = note + sizeof(ElfW(Nhdr));
+            const unsigned char *desc = name + ((entry->n_namesz + 3) & ~3u);
+            if (entry->n_type == NT_GNU_BUILD_ID && entry->n_namesz == 4 && memcmp(name, "GNU", 4) == 0
+                && desc + entry->n_descsz <= end && 2 * (unsigned long)entry->n_descsz < search->capacity) {
+                for (unsigned i = 0; i < entry->n_descsz; i++) sprintf(search->out + 2 * i, "%02x", desc[i]);
+                search->length = (int)(2 * entry->n_descsz);
+                return 1;
+            }
+            note = desc + ((entry->n_descsz + 3) & ~3u);
+        }
+    }
+    return 1;  // the first object is the main program: stop there
+}
+
+int processing_build_id(char *out, unsigned long capacity) {
+    struct build_id_search search = { out, capacity, 0 };
+    if (capacity > 0) out[0] = 0;
+    dl_iterate_phdr(build_id_of_main_program, &search);
+    return search.length;
+}
+
+// MARK: - A remote worker's bridge: stdin and stdout to a socket the channel uses
+
+// The channel needs one socket (it sends with sendmsg); ssh and other launchers give a
+// remote worker two pipes. Two threads copy between them, blocking, off every Swift thread.
+static int bridge_socket = -1;      // the bridge's end of the pair; the worker's end is the channel
+static int bridge_input = -1;       // the original stdin
+static int bridge_output = -1;      // the original stdout
+static pthread_t bridge_out_thread;
+static int bridge_active = 0;
+
+static int write_all(int fd, const char *bytes, ssize_t count) {
+    while (count > 0) {
+        ssize_t written = write(fd, bytes, (size_t)count);
+        if (written < 0 && errno == EINTR) continue;
+        if (written <= 0) return 0;
+        bytes += written;
+        count -= written;
+    }
+    return 1;
+}
+
+static void *bridge_copy_in(void *unused) {
+    (void)unused;
+    static char buffer[64 * 1024];
+    for (;;) {
+        ssize_t count = read(bridge_input, buffer, sizeof buffer);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0 || !write_all(bridge_socket, buffer, count)) break;
+    }
+    // The session ended (the parent, its ssh or the host's sshd is gone): the channel sees
+    // the end and the worker exits, however busy its own code is.
+    shutdown(bridge_socket, SHUT_WR);
+    return NULL;
+}
+
+static void *bridge_copy_out(void *unused) {
+    (void)unused;
+    static char buffer[64 * 1024];
+    for (;;) {
+        ssize_t count = read(bridge_socket, buffer, sizeof buffer);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0) break;
+        // No one reads the worker any more: it has no one left to work for.
+        if (!write_all(bridge_output, buffer, count)) processing_end_process_group();
+    }
+    close(bridge_output);
+    return NULL;
+}
+
+/// Moves stdin and stdout off 0 and 1 (0 reads /dev/null, 1 writes to stderr, so that a
+/// print cannot corrupt the channel) and returns the worker's end of the bridge, or -1.
+static int start_bridge(void) {
+    bridge_input = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    bridge_output = fcntl(1, F_DUPFD_CLOEXEC, 3);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int pair[2];
+    if (bridge_input < 0 || bridge_output < 0 || null < 0
+        || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return -1;
+    dup2(null, 0);
+    close(null);
+    dup2(2, 1);
+    bridge_socket = pair[1];
+    pthread_t input_thread;
+    if (pthread_create(&input_thread, NULL, bridge_copy_in, NULL) != 0) return -1;
+    pthread_detach(input_thread);
+    if (pthread_create(&bridge_out_thread, NULL, bridge_copy_out, NULL) != 0) return -1;
+    bridge_active = 1;
+    return pair[0];
+}
+
+int processing_worker_is_remote(void) { return bridge_active; }
+
+void processing_worker_exit(int code) {
+    fflush(NULL);
+    if (bridge_active) {
+        // What the channel sent is in the socket; the bridge copies it out, then sees the end.
+        shutdown(worker_control_fd, SHUT_WR);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
+        pthread_timedjoin_np(bridge_out_thread, NULL, &deadline);
+    }
+    _exit(code);
+}
+
+/// A remote worker: checks that it is the parent's build, then bridges its stdio.
+static void start_remote_worker(const char *marker) {
+    // stdio:<limit>:<build id>:<host>
+    long long limit = 0;
+    char expected[129] = { 0 };
+    const char *host = "this host";
+    const char *field = marker + strlen("stdio:");
+    limit = atoll(field);
+    const char *id = strchr(field, ':');
+    if (id != NULL) {
+        id++;
+        const char *after = strchr(id, ':');
+        size_t length = after ? (size_t)(after - id) : strlen(id);
+        if (length < sizeof expected) memcpy(expected, id, length);
+        if (after != NULL) host = after + 1;
+    }
+    char own[129];
+    processing_build_id(own, sizeof own);
+    if (strcmp(own, expected) != 0) {
+        char path[4096];
+        ssize_t count = readlink("/proc/self/exe", path, sizeof path - 1);
+        path[count > 0 ? count : 0] = 0;
+        fprintf(stderr, "Processing: the binary on %s (%s) is build %s, and the parent runs build %s: "
+                        "copy the parent's build there, or let Processing copy it (RemoteBinary.automatic)\n",
+                host, path, own[0] ? own : "(none)", expected[0] ? expected : "(none)");
+        _exit(PROCESSING_EXIT_BUILD_MISMATCH);
+    }
+    int control = start_bridge();
+    if (control < 0) {
+        fprintf(stderr, "Processing: the remote worker on %s cannot bridge its stdio: %s\n", host, strerror(errno));
+        _exit(PROCESSING_EXIT_CHANNEL_UNUSABLE);
+    }
+    worker_control_fd = control;
+    if (limit > 0) worker_message_limit = limit;
+}
+
 __attribute__((constructor)) static void processing_worker_constructor(int argc, char **argv, char **envp) {
     const char *marker = getenv(PROCESSING_WORKER_ENV);
     if (marker == NULL) return;
+    if (strcmp(marker, "buildid") == 0) {
+        char own[129];
+        processing_build_id(own, sizeof own);
+        printf("%s\n", own);
+        fflush(stdout);
+        _exit(0);
+    }
+    if (strncmp(marker, "stdio:", 6) == 0) {
+        // Die with the session's process (sshd's): its children go with it.
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = processing_parent_died;
+        sigemptyset(&action.sa_mask);
+        sigaction(PROCESSING_PARENT_DEATH_SIGNAL, &action, NULL);
+        processing_set_parent_death_signal(PROCESSING_PARENT_DEATH_SIGNAL);
+        start_remote_worker(marker);
+        unsetenv(PROCESSING_WORKER_ENV);
+        run_remaining_initializers(argc, argv, envp);
+        processing_worker_main();
+        _exit(0);
+    }
     int control = -1;
     long parent = 0;
     long long limit = 0;

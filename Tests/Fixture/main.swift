@@ -5,6 +5,7 @@
 import Distributed
 import Foundation
 import Processing
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -414,6 +415,7 @@ let scenarios: [String: () async throws -> Void] = [
     "progress-bar": progressBar,
     "group-sigint": { try await processGroup(stubborn: false) },
     "group-sigint-twice": { try await processGroup(stubborn: true) },
+    "remote-map": remoteMap,
 ]
 
 let name = CommandLine.arguments.dropFirst().first ?? ""
@@ -426,4 +428,18 @@ do {
 } catch {
     say("error: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))")
     exit(1)
+}
+
+// MARK: - Remote hosts
+
+/// A long map on two test hosts (scripts/test-hosts; their ssh configuration in
+/// PROCESSING_TEST_SSH_CONFIG), for a test that kills this program while it runs.
+func remoteMap() async throws {
+    let config = ProcessInfo.processInfo.environment["PROCESSING_TEST_SSH_CONFIG"] ?? ""
+    let pool = try Pool(workers: [.ssh("host-1", count: 2, options: ["-F", config]),
+                                  .ssh("host-2", count: 2, options: ["-F", config])])
+    let reported = Synchronization.Atomic(false)
+    _ = try await pool.map.chunkSize(1).progress { progress in
+        if progress.completed >= 4, !reported.exchange(true, ordering: .relaxed) { say("mapping: yes") }
+    }(Array(1...10_000), SlowSquare())
 }

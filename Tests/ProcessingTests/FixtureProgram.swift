@@ -36,9 +36,12 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
     /// `stderr`: a descriptor of the test's for the program's stderr (a pseudo-terminal's
     /// side), instead of a pipe; `errors` is then unused.
     init(_ scenario: String, executable: String = FixtureProgram.path, readsStderr: Bool = true,
-         stderr: FileHandle? = nil) throws {
+         stderr: FileHandle? = nil, environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [scenario]
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardInput = input
         process.standardOutput = output
         process.standardError = stderr ?? errors

@@ -10,7 +10,9 @@
 #include <sys/types.h>
 
 /// The environment variable that marks a re-executed binary as a worker. Its value is
-/// "<control fd>:<parent pid>:<the parent's message size limit>" (the limit may be missing).
+/// "<control fd>:<parent pid>:<the parent's message size limit>" (the limit may be missing)
+/// for a local worker; "stdio:<limit>:<the parent's build id>:<host name>" for a remote one,
+/// whose channel is its stdin and stdout; "buildid" to print the build id and exit.
 #define PROCESSING_WORKER_ENV "__SWIFT_PROCESSING_WORKER"
 
 /// The fd numbers a worker finds its channels on (mapped by posix_spawn file actions).
@@ -36,7 +38,22 @@ enum processing_worker_exit {
     PROCESSING_EXIT_CHANNEL_UNUSABLE = 73,
     /// The worker loop started without a worker context.
     PROCESSING_EXIT_NO_CONTEXT = 74,
+    /// A remote worker's binary is not the build its parent runs (the marker says which).
+    PROCESSING_EXIT_BUILD_MISMATCH = 75,
 };
+
+/// This program's GNU build id (the linker's `.note.gnu.build-id`) in hex, written to `out`
+/// with a terminating NUL; returns its length, or 0 if the program has none (or `capacity`
+/// is too small).
+int processing_build_id(char *out, unsigned long capacity);
+
+/// Whether this worker talks to its parent through its stdin and stdout (a remote worker,
+/// launched over ssh or another command): 1, else 0.
+int processing_worker_is_remote(void);
+
+/// Ends a worker with `code`. A remote worker first lets what it sent reach its stdout
+/// (its bridge thread copies the channel there), for at most 10 seconds.
+_Noreturn void processing_worker_exit(int code);
 
 /// The control fd the constructor found in a worker, or -1 in an ordinary process.
 int processing_worker_control_fd(void);

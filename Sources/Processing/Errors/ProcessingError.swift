@@ -47,6 +47,15 @@ public struct ProcessingError: Error, Sendable, CustomStringConvertible, Equatab
         /// A worker answered with something other than what was asked of it (a pool batch's
         /// results that do not match its items, say): its items fail with this.
         case unexpectedReply
+        /// A value cannot go to a process on another host (a `Share`, a pipe point, an
+        /// `EventGroup`: they share memory or descriptors with this machine); nothing was sent.
+        case cannotCrossHosts
+        /// A remote host could not be reached, or could not run a worker (ssh failed, the
+        /// binary is missing there and may not be copied, the copy failed).
+        case hostUnavailable
+        /// A remote host's binary is another build than this program's; the message names the
+        /// host, the path and both build ids.
+        case buildMismatch
     }
 
     /// What kind of problem this is.

@@ -47,8 +47,10 @@ final class OutgoingDescriptors: Sendable {
         for fd in fds.withLock({ $0 }) { Syscall.close(fd) }
     }
 
-    /// Attaches a duplicate of `fd`; returns its index in the frame's attachments.
-    func attach(_ fd: Int32) throws -> Int {
+    /// Attaches a duplicate of `fd`, which belongs to `thing` (named in the error if the frame
+    /// goes to another host); returns its index in the frame's attachments.
+    func attach(_ fd: Int32, of thing: @autoclosure () -> String) throws -> Int {
+        try HostCrossing.refuseIfRemote(thing())
         let copy = try Syscall.duplicate(fd)
         return fds.withLock { fds in
             fds.append(copy)

@@ -209,7 +209,7 @@ final class PipeEndpoint: Sendable {
                 "this pipe \(name) was already used in this process, and what it read here would not reach the "
                     + "process it goes to; hand a point over before using it, or make a new pair")
         }
-        let index = try outgoing.attach(connection.channel.fd)
+        let index = try outgoing.attach(connection.channel.fd, of: "a ProcessPipe point")
         if outgoing.moves { end(as: .handedOver) }
         return index
     }

@@ -119,6 +119,52 @@ extension Syscall {
         return pid
     }
 
+    /// Spawns `arguments` (its first found on `PATH`, as a shell would) with `stdin`, `stdout`
+    /// and `stderr` on 0-2, every other descriptor closed, signals at their defaults and
+    /// unblocked, in a process group of its own: a launcher (ssh) of a remote worker.
+    static func spawnCommand(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32,
+                             environment: [String]) throws(SystemError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        processing_spawn_file_actions_addclosefrom(&actions, 3)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+
+        var pid: pid_t = 0
+        let status = withCStrings(arguments) { argv in
+            withCStrings(environment) { envp in
+                posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+            }
+        }
+        guard status == 0 else { throw SystemError(call: "posix_spawnp(\(arguments[0]))", errno: status) }
+        return pid
+    }
+
+    /// This program's GNU build id in hex ("" if it was linked without one).
+    static let ownBuildID: String = {
+        var buffer = [CChar](repeating: 0, count: 130)
+        let length = Int(processing_build_id(&buffer, UInt(buffer.count)))
+        return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+
+    /// Whether this process is a remote worker (its channel bridged to its stdin and stdout).
+    static var isRemoteWorker: Bool { processing_worker_is_remote() != 0 }
+
     /// Calls `body` with a NULL-terminated C array of copies of `strings`.
     private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
         let pointers = strings.map { strdup($0) } + [nil]

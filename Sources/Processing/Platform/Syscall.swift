@@ -98,6 +98,32 @@ enum Syscall {
 
     static func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
 
+    /// Opens `path` read-only (close-on-exec).
+    static func openForReading(_ path: String) throws(SystemError) -> Int32 {
+        try descriptor("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
+    }
+
+    /// Opens /dev/null for reading and writing (close-on-exec).
+    static func openNull() throws(SystemError) -> Int32 {
+        try descriptor("open(/dev/null)") { open("/dev/null", O_RDWR | O_CLOEXEC) }
+    }
+
+    /// At most `limit` bytes of the file behind `fd` from its start (a memfd a command wrote).
+    static func contents(of fd: Int32, limit: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var offset: off_t = 0
+        withUnsafeTemporaryAllocation(byteCount: 16 * 1024, alignment: 16) { buffer in
+            while bytes.count < limit {
+                let count = pread(fd, buffer.baseAddress, min(buffer.count, limit - bytes.count), offset)
+                if count < 0, Glibc.errno == EINTR { continue }
+                guard count > 0 else { return }
+                bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                offset += off_t(count)
+            }
+        }
+        return bytes
+    }
+
     /// Whether `fd` is readable now (poll with no wait).
     static func isReadable(_ fd: Int32) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -251,8 +277,9 @@ enum Syscall {
 
     /// Flushes stdio and leaves without running atexit handlers or destructors (a worker's exit).
     static func exitImmediately(_ code: WorkerExitCode) -> Never {
-        fflush(nil)
-        _exit(code.status)
+        // A remote worker's last frames are still on their way to its stdout: the C side
+        // lets its bridge finish first.
+        processing_worker_exit(code.status)
     }
 
     static func signalName(_ signal: Int32) -> String {

@@ -26,10 +26,40 @@ public final class Pool: Sendable {
         var workIDs: [[UInt8]: Int] = [:]
         /// The batch size each work's last map settled on, where the next map starts.
         var batchSizes: [Int: Int] = [:]
+        /// Where workers may run, and how many run or start on each now.
+        var places: [Place]
+
+        /// A place with room on a host that is up (one exists whenever the checkout grants a
+        /// spawn: its capacity counts only the places of hosts that are up).
+        mutating func takePlace() -> Int {
+            let index = places.indices.first { !places[$0].down && places[$0].live < places[$0].count }
+                ?? places.indices.first { places[$0].live < places[$0].count } ?? 0
+            places[index].live += 1
+            return index
+        }
+
+        var upCapacity: Int { places.filter { !$0.down }.reduce(0) { $0 + $1.count } }
     }
 
-    /// How many worker processes the pool runs at most.
+    /// One entry of the pool's placement, as it stands.
+    struct Place {
+        let host: WorkerHost
+        let count: Int
+        /// Workers alive or starting there (until checked in dead, or their start failed).
+        var live = 0
+        /// A remote host whose worker could not start: its places are withdrawn until `retry`.
+        var down = false
+        /// How long the next withdrawal lasts: 5 s, doubling to 5 minutes.
+        var backoff = Duration.seconds(5)
+    }
+
+    /// How many worker processes the pool runs at most (on every host).
     public let workers: Int
+    /// Where the workers run, and how many on each host.
+    public let placement: [HostWorkers]
+    /// A remote host the pool's work may go to: work and items are encoded as for it, so that
+    /// what cannot cross a network is refused before anything is sent (`.local` if none).
+    let crossingHost: WorkerHost
     private let state: Mutex<State>
     private let output: OutputSettings
     /// What the workers wrote to streams set to `.capture`.
@@ -40,9 +70,42 @@ public final class Pool: Sendable {
     /// Creates a pool of `workers` processes (nil: the active CPU count); none start until used.
     /// `stdout` and `stderr` say what happens to what the work prints: by default each line
     /// goes to this process's stream, prefixed `pool worker[pid]: ` (`ChildOutput.forward`).
-    public init(workers: Int? = nil, stdout: ChildOutput = .forward, stderr: ChildOutput = .forward) {
-        self.workers = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
-        state = Mutex(State(checkout: Checkout(capacity: self.workers)))
+    public convenience init(workers: Int? = nil, stdout: ChildOutput = .forward, stderr: ChildOutput = .forward) {
+        self.init(placement: [.local(max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount))],
+                  stdout: stdout, stderr: stderr)
+    }
+
+    /// Creates a pool whose workers run where `workers` says:
+    /// `Pool(workers: [.local(2), .ssh("host-a", count: 4)])`. None start until used; local
+    /// places are filled first. A remote host whose worker cannot start (unreachable, its
+    /// connection lost before it was ready) has its places withdrawn for a while (5 s,
+    /// doubling to 5 minutes) and the items go to the other hosts; a map fails with
+    /// `ProcessingError` (`.hostUnavailable`) only when no host is left. Items a lost worker
+    /// was running fail or are retried by the map's `retries`, like any crash. Work and items
+    /// that hold what cannot cross a network (a `Share`, a pipe point) are refused
+    /// (`.cannotCrossHosts`) when any host is remote.
+    ///
+    /// Throws `ProcessingError` (`.invalidConfiguration`) for an empty placement, a count
+    /// below 1, or a host that cannot work.
+    public convenience init(workers: [HostWorkers], stdout: ChildOutput = .forward, stderr: ChildOutput = .forward) throws {
+        guard !workers.isEmpty else {
+            throw ProcessingError(.invalidConfiguration, "Pool(workers: []) has no place for a worker: give at least one, such as .local(2)")
+        }
+        for entry in workers {
+            try entry.host.validate()
+            if entry.count < 1 {
+                throw ProcessingError(.invalidConfiguration, "Pool(workers:) gives \(entry.host.name) \(entry.count) workers: give at least 1, or leave the host out")
+            }
+        }
+        self.init(placement: workers, stdout: stdout, stderr: stderr)
+    }
+
+    private init(placement: [HostWorkers], stdout: ChildOutput, stderr: ChildOutput) {
+        self.placement = placement
+        workers = placement.reduce(0) { $0 + $1.count }
+        crossingHost = placement.first { !$0.host.isLocal }?.host ?? .local
+        state = Mutex(State(checkout: Checkout(capacity: workers),
+                            places: placement.map { Place(host: $0.host, count: $0.count) }))
         output = OutputSettings(stdout: stdout, stderr: stderr, name: "pool worker")
     }
 
@@ -110,14 +173,24 @@ public final class Pool: Sendable {
         case .worker(let worker): return worker
         case .closed: return nil
         case .spawn:
+            let place = state.withLock { $0.takePlace() }
+            let host = placement[place].host
             let worker: PoolWorker
             do {
-                worker = try await PoolWorker.launch(output: output, events: eventSource) { [weak self] output in
+                worker = try await PoolWorker.launch(output: output, on: host, place: place, events: eventSource) { [weak self] output in
                     self?.captured.withLock { $0.append(output) }
                 }
             } catch {
                 // The place is free again: a slot waiting for one must not wait forever.
-                perform(state.withLock { $0.checkout.spawnFailed() })
+                if !host.isLocal, Self.isHostFailure(error), !Task.isCancelled {
+                    // Another host may take the items: look again.
+                    try hostFailed(place, error)
+                    return try await checkOut()
+                }
+                perform(state.withLock { state in
+                    state.places[place].live -= 1
+                    return state.checkout.spawnFailed()
+                })
                 throw error
             }
             if state.withLock({ $0.checkout.spawned(worker) }) { worker.kill() }
@@ -125,11 +198,67 @@ public final class Pool: Sendable {
         }
     }
 
+    /// Whether a worker that could not start says its host is at fault (unreachable, its
+    /// connection lost, no binary to run), not the program (a build mismatch, a spawn that
+    /// ran out of descriptors here).
+    private static func isHostFailure(_ error: any Error) -> Bool {
+        if error is ProcessCrashError { return true }
+        if let error = error as? ProcessingError { return error.code == .hostUnavailable }
+        return false
+    }
+
+    /// A worker could not start on `place`'s host: its places are withdrawn for a while, and
+    /// a retry is planned. Throws (failing the slots that wait too) when no host is left.
+    private func hostFailed(_ place: Int, _ error: any Error) throws {
+        let (actions, backoff, exhausted) = state.withLock { state in
+            state.places[place].live -= 1
+            var actions = state.checkout.spawnFailed()
+            var backoff: Duration?
+            if !state.places[place].down {
+                backoff = state.places[place].backoff
+                state.places[place].down = true
+                state.places[place].backoff = min(state.places[place].backoff * 2, .seconds(300))
+                actions.resume += state.checkout.setCapacity(state.upCapacity).resume
+            }
+            return (actions, backoff, state.upCapacity == 0 ? state.checkout.takeWaiters() : [])
+        }
+        perform(actions)
+        let host = placement[place].host
+        if let backoff {
+            log("""
+                \(host.name) could not start a pool worker, so its places are withdrawn for \(backoff) \
+                and its items go to the other hosts: \(error)
+                """, level: .warning)
+            Task { [weak self] in
+                try? await Task.sleep(for: backoff)
+                self?.hostRetry(place)
+            }
+        }
+        guard state.withLock({ $0.upCapacity == 0 }) else { return }
+        let failure = ProcessingError(.hostUnavailable, """
+            no host of this pool can start a worker now (\(placement.map(\.host.name).joined(separator: ", "))); \
+            the last failure, on \(host.name): \(error)
+            """)
+        for waiter in exhausted { waiter.resume(throwing: failure) }
+        throw failure
+    }
+
+    /// A withdrawn host's places come back after its backoff; the next worker there tries it.
+    private func hostRetry(_ place: Int) {
+        perform(state.withLock { state in
+            state.places[place].down = false
+            return state.checkout.setCapacity(state.upCapacity)
+        })
+    }
+
     /// Gives a worker back: to a waiting slot, to the idle list, or (dead) frees its place and
     /// is forgotten once reaped.
     func checkIn(_ worker: PoolWorker) {
         let dead = worker.isDead
-        perform(state.withLock { $0.checkout.checkIn(worker, dead: dead) })
+        perform(state.withLock { state in
+            if dead { state.places[worker.place].live -= 1 }
+            return state.checkout.checkIn(worker, dead: dead)
+        })
         if dead {
             Task { [weak self] in
                 await worker.waitForExit()

@@ -41,7 +41,9 @@ struct PoolCheckout<Worker: AnyObject, Waiter> {
         var kill: [Worker] = []
     }
 
-    let capacity: Int
+    /// How many workers may be alive or starting at once: the pool's places on hosts that
+    /// are up (a remote host that failed withdraws its places for a while).
+    private(set) var capacity: Int
     private(set) var phase = Phase.open
     private var idle: [Worker] = []
     /// Places taken: workers alive or being started.
@@ -130,14 +132,29 @@ struct PoolCheckout<Worker: AnyObject, Waiter> {
         return actions
     }
 
-    /// A freed place: to the first waiting slot, to start a worker in.
+    /// A freed place: to the first waiting slot, to start a worker in (while there is room:
+    /// places withdrawn meanwhile are not handed out).
     private mutating func servePlace() -> Actions {
         var actions = Actions()
-        guard phase != .closed, !waiters.isEmpty else { return actions }
-        live += 1
-        starting += 1
-        actions.resume.append((waiters.removeFirst().waiter, .spawn))
+        while phase != .closed, !waiters.isEmpty, live < capacity {
+            live += 1
+            starting += 1
+            actions.resume.append((waiters.removeFirst().waiter, .spawn))
+        }
         return actions
+    }
+
+    /// Places are withdrawn (a host failed) or come back (`capacity` is the new total): the
+    /// places free now go to waiting slots.
+    mutating func setCapacity(_ newValue: Int) -> Actions {
+        capacity = max(0, newValue)
+        return servePlace()
+    }
+
+    /// No place is left anywhere (every host failed): the waiting slots, to fail.
+    mutating func takeWaiters() -> [Waiter] {
+        defer { waiters = [] }
+        return waiters.map(\.waiter)
     }
 
     /// A worker has been reaped.

@@ -24,15 +24,20 @@ struct PoolJobWork<Input: Sendable, Output: Sendable>: Sendable {
 
 extension PoolJobWork {
     init<W: PoolWork>(_ work: W, pool: Pool) throws where W.Input == Input, W.Output == Output {
-        let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
-            try TypeName.encodeForChild(work, as: "pool work", giving: W.Output.self, to: "the workers")
+        let host = pool.crossingHost
+        let ((typeName, state), attachments) = try HostCrossing.encoding(for: host) {
+            try DescriptorTransfer.collecting(moves: true) {
+                try TypeName.encodeForChild(work, as: "pool work", giving: W.Output.self, to: "the workers")
+            }
         }
         // Work with pipe points is installed afresh for every map: its descriptors are this map's.
         let id = attachments == nil ? pool.workID(for: Array(typeName.utf8) + state) : pool.uniqueWorkID()
         let install = PoolWorkInstall(id: id, typeName: typeName, state: state)
         runner = .workers(install: install, attachments: attachments, encode: { inputs in
             do {
-                return try BinaryEncoder().encode(inputs)
+                return try HostCrossing.encoding(for: host) { try BinaryEncoder().encode(inputs) }
+            } catch let error as ProcessingError where error.code == .cannotCrossHosts {
+                throw error
             } catch {
                 throw ProcessingError(.encodingFailed, "items of type \(String(reflecting: Input.self)) could not be encoded: \(error)")
             }

@@ -34,8 +34,12 @@ final class PoolWorker: Sendable {
     var pid: Int32 { pidValue.load(ordering: .relaxed) }
     var readyAt: ContinuousClock.Instant? { readyInstant.withLock { $0 } }
 
-    private init(eventSource: EventHub.Source) {
+    /// Which entry of its pool's placement it runs on.
+    let place: Int
+
+    private init(eventSource: EventHub.Source, place: Int) {
         self.eventSource = eventSource
+        self.place = place
     }
 
     private func emit(_ kind: @autoclosure () -> ProcessEvent.Kind) {
@@ -45,11 +49,11 @@ final class PoolWorker: Sendable {
 
     /// Spawns a worker and tells it to serve batches. `captured`: what it wrote to streams set
     /// to `.capture`, given at its exit.
-    static func launch(output: OutputSettings = OutputSettings(name: "pool worker"),
+    static func launch(output: OutputSettings = OutputSettings(name: "pool worker"), on host: WorkerHost = .local, place: Int = 0,
                        events: EventHub.Source = EventHub.Source(process: nil, pool: nil),
                        captured: @escaping @Sendable (CapturedOutput) -> Void = { _ in }) async throws -> PoolWorker {
-        let worker = PoolWorker(eventSource: events)
-        let child = try await ChildProcess.launch(output: output) { [worker] event in
+        let worker = PoolWorker(eventSource: events, place: place)
+        let child = try await ChildProcess.launch(output: output, on: host) { [worker] event in
             if case .exited(_, _, let output) = event, !output.captured.isEmpty { captured(output.captured) }
             worker.handle(event)
         }

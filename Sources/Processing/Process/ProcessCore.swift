@@ -18,6 +18,8 @@ final class ProcessCore: Sendable {
     static let terminationGrace = Duration.milliseconds(250)
 
     let processName: String
+    /// Where its children run.
+    let host: WorkerHost
     let mailbox = Mailbox()
     private let state: Mutex<Machine>
     private let output: OutputSettings
@@ -29,8 +31,10 @@ final class ProcessCore: Sendable {
     /// `processName` names the type fully (for errors); `displayName` is how its forwarded
     /// output lines begin (the type's own name).
     init(processName: String, displayName: String, typeName: String, initialState: [UInt8],
-         initialAttachments: AttachedDescriptors? = nil, config: ProcessConfig, runsErrorHandlerAfterCrash: Bool = true) {
+         initialAttachments: AttachedDescriptors? = nil, config: ProcessConfig, host: WorkerHost = .local,
+         runsErrorHandlerAfterCrash: Bool = true) {
         self.processName = processName
+        self.host = host
         let settings = Machine.Settings(
             processName: processName, typeName: typeName, lives: config.lives, joinIn: config.joinIn,
             joinGrace: config.joinGrace, timeouts: config.timeouts, terminationGrace: Self.terminationGrace,
@@ -116,7 +120,7 @@ final class ProcessCore: Sendable {
             // A state over the size limit (a checkpoint's can grow) fails here, not in a child
             // that would wait for its start frame forever.
             try Frame.checkSize(request.state.count + request.typeName.utf8.count + 64, of: .start)
-            child = try await ChildProcess.launch(output: output) { [self] event in handle(event) }
+            child = try await ChildProcess.launch(output: output, on: host) { [self] event in handle(event) }
         } catch {
             finish(with: .failure(error))
             throw error

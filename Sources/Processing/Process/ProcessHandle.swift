@@ -19,20 +19,32 @@ public final class ProcessHandle<P: Skprocess>: Sendable where P.Output: Codable
         try self.init(process, displayName: String(describing: P.self))
     }
 
+    /// Prepares `process` to run on `host` (``WorkerHost/local``, ``WorkerHost/ssh(_:options:binary:heartbeat:)``,
+    /// a command launcher); `start()` starts it there, and its retries run there too. Throws
+    /// `ProcessingError` (`.cannotCrossHosts`) if the process holds what cannot go to another
+    /// host (a `Share`, a pipe point), before anything is sent.
+    public convenience init(_ process: P, on host: WorkerHost) throws {
+        try self.init(process, displayName: String(describing: P.self), on: host)
+    }
+
     /// Prepares `process`, naming it `displayName` in its output lines, logs and events (a
     /// relay stage is named after its actor, not after the process type that hosts it);
     /// `runsErrorHandlerAfterCrash: false` ends it at a crash on its last life, without a
     /// child for `error(_:)`.
-    init(_ process: P, displayName: String, runsErrorHandlerAfterCrash: Bool = true) throws {
+    init(_ process: P, displayName: String, on host: WorkerHost = .local, runsErrorHandlerAfterCrash: Bool = true) throws {
         try process.processConfig.validate(for: String(reflecting: P.self))
-        let ((typeName, state), attachments) = try DescriptorTransfer.collecting(moves: true) {
-            try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self, to: "its child")
+        try host.validate()
+        let ((typeName, state), attachments) = try HostCrossing.encoding(for: host) {
+            try DescriptorTransfer.collecting(moves: true) {
+                try TypeName.encodeForChild(process, as: "a process", giving: P.Output.self,
+                                            to: host.isLocal ? "its child" : "its child on \(host.name)")
+            }
         }
         // The start request carries the state: refuse it now rather than after a spawn.
         try Frame.checkSize(state.count + typeName.utf8.count + 64, of: .start)
         core = ProcessCore(processName: String(reflecting: P.self), displayName: displayName,
                            typeName: typeName, initialState: state, initialAttachments: attachments,
-                           config: process.processConfig, runsErrorHandlerAfterCrash: runsErrorHandlerAfterCrash)
+                           config: process.processConfig, host: host, runsErrorHandlerAfterCrash: runsErrorHandlerAfterCrash)
     }
 
     deinit { core.abandon() }
@@ -112,6 +124,15 @@ extension Skprocess where Output: Codable & Sendable {
     /// Starts this process in a child and returns its handle.
     public func start() async throws -> ProcessHandle<Self> {
         let handle = try ProcessHandle(self)
+        try await handle.start()
+        return handle
+    }
+
+    /// Starts this process on `host` and returns its handle: `try await Counter().start(on:
+    /// .ssh("me@build-box"))`. The first start on a remote host finds (or copies) this build
+    /// there; see ``WorkerHost``.
+    public func start(on host: WorkerHost) async throws -> ProcessHandle<Self> {
+        let handle = try ProcessHandle(self, on: host)
         try await handle.start()
         return handle
     }

@@ -150,7 +150,7 @@ extension Modifiable where Base == TellOperation, Form == AsyncCall {
     /// Sends `value` to the process.
     public func callAsFunction<T: Codable & Sendable>(_ value: T) async throws {
         let base = base
-        let frame = try Message.frame(value, moves: true)
+        let frame = try Message.frame(value, moves: true, to: base.core.host)
         try await perform { try await base.core.send(frame, operation: "tell") }
     }
 }
@@ -160,7 +160,7 @@ extension Modifiable where Base == TellOperation, Form == BackgroundCall {
     @discardableResult
     public func callAsFunction<T: Codable & Sendable>(_ value: T) -> Future<Void> {
         let base = base
-        return performInBackground { try await base.core.send(Message.frame(value, moves: true), operation: "tell") }
+        return performInBackground { try await base.core.send(Message.frame(value, moves: true, to: base.core.host), operation: "tell") }
     }
 }
 
@@ -168,7 +168,7 @@ extension Modifiable where Base == TellOperation, Form == SyncCall {
     /// Sends `value` to the process, blocking until it is written.
     public func callAsFunction<T: Codable & Sendable>(_ value: T) throws {
         let base = base
-        let frame = try Message.frame(value, moves: true)
+        let frame = try Message.frame(value, moves: true, to: base.core.host)
         try performBlocking { try await base.core.send(frame, operation: "tell") }
     }
 }

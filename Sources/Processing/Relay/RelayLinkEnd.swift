@@ -60,7 +60,7 @@ final class RelayLinkEnd: Codable, Sendable {
         guard let fd = descriptor.withLock({ $0 }) else {
             throw ProcessingError(.invalidState, "a relay connection to \(peer) was already handed over")
         }
-        let index = try outgoing.attach(fd)
+        let index = try outgoing.attach(fd, of: "a relay link")
         if outgoing.moves, let fd = take() { Syscall.close(fd) }
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(peer, forKey: .peer)

@@ -61,7 +61,7 @@ final class RelayProgressSlot: Codable, Sendable {
             throw ProcessingError(.encodingFailed, "a relay progress slot crosses only in a relay stage's start state")
         }
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(try outgoing.attach(descriptor), forKey: .index)
+        try container.encode(try outgoing.attach(descriptor, of: "a relay's progress slot"), forKey: .index)
     }
 
     init(from decoder: any Decoder) throws {

@@ -35,7 +35,10 @@ struct OutputSettings: Sendable {
 /// order, under the channel's read lock); by `.exited` all of its fds are closed, the child is
 /// reaped, and its process group (its own children, unless they left it) is killed.
 final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor thread only
+    /// The child's pid: for a remote worker, its launcher's (ssh's) here.
     let pid: pid_t
+    /// Where the worker runs.
+    let host: WorkerHost
     let channel: Channel
     private let exitDescriptor: Int32
     private var exitWatch: ReactorWatch?
@@ -64,8 +67,10 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     /// Spawns a worker; `startWatching()` starts its events. `onEvent` runs on the reactor thread. Throws
     /// `ProcessingError` (`.spawnFailed`) naming the call that failed and, for a lack of
     /// descriptors or processes, what to raise; nothing opened here is left open then.
-    static func launch(output: OutputSettings, onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
+    static func launch(output: OutputSettings, on host: WorkerHost = .local,
+                       onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
         OutputForwarder.standardError.prepare()
+        if !host.isLocal { return try await launchRemote(output: output, on: host, onEvent: onEvent) }
         do {
             // Owned descriptors: whatever is not handed over below is closed on the way out,
             // whichever step fails.
@@ -108,6 +113,36 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         }
     }
 
+    /// Starts a worker on a remote host: its launcher (ssh) runs here as the child, with one
+    /// end of the channel's socket as its stdin and stdout (the worker bridges them to its
+    /// channel there) and the stderr pipe, through which the worker's stderr (and stdout)
+    /// arrives. Throws `ProcessingError` (`.hostUnavailable`, `.buildMismatch`) if the host
+    /// has no usable binary, before anything is spawned for the worker.
+    private static func launchRemote(output: OutputSettings, on host: WorkerHost,
+                                     onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
+        let binary = try await RemoteBinaries.shared.path(on: host)
+        do {
+            let channelEnds = try Syscall.socketPair()
+            let parentEnd = channelEnds.first
+            let launcherEnd = channelEnds.second
+            let stderrPipe = try Syscall.pipe()
+            let stderrRead = stderrPipe.read
+            let launcherStderr = stderrPipe.write
+            try Channel.prepare(parentEnd.rawValue)
+            try Syscall.setNonBlocking(stderrRead.rawValue)
+            let spawned = try await Spawner.shared.spawnCommand(
+                RemoteLauncher(host: host).workerArguments(binary: binary),
+                stdin: launcherEnd.rawValue, stdout: launcherEnd.rawValue, stderr: launcherStderr.rawValue)
+            launcherEnd.close()
+            launcherStderr.close()
+            return ChildProcess(spawned, channelFD: parentEnd.release(), stderrFD: stderrRead.release(),
+                                stdoutFD: nil, output: output, host: host, onEvent: onEvent)
+        } catch {
+            if error is ProcessingError || error is CancellationError { throw error }
+            throw ProcessingError(.spawnFailed, "a worker on \(host.name) could not be started: \(error)", causedBy: error)
+        }
+    }
+
     /// `fd`, or a duplicate of it above the child's target numbers (the original closed).
     private static func movedOffTargets(_ fd: consuming FileDescriptor) throws(SystemError) -> FileDescriptor {
         guard childTargets.contains(fd.rawValue) else { return fd }
@@ -115,12 +150,13 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     }
 
     private init(_ spawned: SpawnedChild, channelFD: Int32, stderrFD: Int32, stdoutFD: Int32?,
-                 output: OutputSettings, onEvent: @escaping @Sendable (ChildEvent) -> Void) {
+                 output: OutputSettings, host: WorkerHost = .local, onEvent: @escaping @Sendable (ChildEvent) -> Void) {
         pid = spawned.pid
+        self.host = host
         exitDescriptor = spawned.exitDescriptor
         stderr = OutputPipe(fd: stderrFD, mode: output.stderr, isStderr: true)
         stdout = stdoutFD.map { OutputPipe(fd: $0, mode: output.stdout, isStderr: false) }
-        prefix = Array("\(output.name)[\(spawned.pid)]: ".utf8)
+        prefix = Array((host.isLocal ? "\(output.name)[\(spawned.pid)]: " : "\(output.name)@\(host.name)[\(spawned.pid)]: ").utf8)
         self.onEvent = onEvent
         channel = Channel(fd: channelFD, onFrame: { onEvent(.frame($0)) }, onEnd: { end in
             if case .closed = end { return }  // a normal end: the exit follows
@@ -175,7 +211,21 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         } catch {
             status = .unavailable
         }
-        finish(status)
+        finish(host.isLocal ? status : remoteStatus(status))
+    }
+
+    /// A remote worker's end as the launcher tells it: the shell around the worker exits
+    /// with 128 + the signal that killed it, and ssh with 255 when the connection failed
+    /// (then the tail says so: ssh's own line may be all there is).
+    private func remoteStatus(_ status: ExitStatus) -> ExitStatus {
+        guard case .exited(let code) = status else { return status }
+        if case .ssh = host.launcher, code == 255 {
+            Array("Processing: the connection to \(host.name) ended (ssh exited with status 255)\n".utf8)
+                .withUnsafeBytes { stderrTail.append($0) }
+            return status
+        }
+        if code > 128, code < 128 + 65 { return .signaled(code - 128) }
+        return status
     }
 
     /// The child is reaped: take what it wrote before it died (still in the socket and the

@@ -28,11 +28,18 @@ enum ChildStdout: Sendable {
 final class Spawner: Sendable {
     static let shared = Spawner()
 
+    /// What a job spawns.
+    private enum Program {
+        /// This program's own image, as a local worker.
+        case worker(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout)
+        /// A command found on `PATH` (ssh, or a user's launcher), with these descriptors as
+        /// its stdin, stdout and stderr.
+        case command(arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32)
+    }
+
     private struct Job {
         let id: UInt64
-        let controlFD: Int32
-        let stderrFD: Int32
-        let stdout: ChildStdout
+        let program: Program
         let continuation: CheckedContinuation<SpawnedChild, any Error>
     }
 
@@ -57,6 +64,17 @@ final class Spawner: Sendable {
     /// A caller cancelled while its spawn waits behind others gets `CancellationError` at once;
     /// one whose spawn has begun waits the few milliseconds it takes.
     func spawn(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout) async throws -> SpawnedChild {
+        try await spawn(.worker(controlFD: controlFD, stderrFD: stderrFD, stdout: stdout))
+    }
+
+    /// Spawns `arguments` (the first found on `PATH`) with the given descriptors as its
+    /// stdin, stdout and stderr (none numbered 0-2; they are duplicates the caller keeps), in a
+    /// process group of its own, with this process's environment. Cancellation as above.
+    func spawnCommand(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32) async throws -> SpawnedChild {
+        try await spawn(.command(arguments: arguments, stdin: stdin, stdout: stdout, stderr: stderr))
+    }
+
+    private func spawn(_ program: Program) async throws -> SpawnedChild {
         let id = jobs.withLock { queue in
             defer { queue.nextID += 1 }
             return queue.nextID
@@ -65,7 +83,7 @@ final class Spawner: Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 let cancelled = jobs.withLock { queue in
                     if Task.isCancelled { return true }
-                    queue.jobs.append(Job(id: id, controlFD: controlFD, stderrFD: stderrFD, stdout: stdout, continuation: continuation))
+                    queue.jobs.append(Job(id: id, program: program, continuation: continuation))
                     return false
                 }
                 if cancelled { return continuation.resume(throwing: CancellationError()) }
@@ -85,12 +103,12 @@ final class Spawner: Sendable {
             wakeUp.wait()
             // One at a time, so that a cancelled caller's job can still be withdrawn.
             while let job = jobs.withLock({ $0.jobs.isEmpty ? nil : $0.jobs.removeFirst() }) {
-                job.continuation.resume(with: Result { try spawnWorker(job) })
+                job.continuation.resume(with: Result { try spawnProgram(job.program) })
             }
         }
     }
 
-    private func spawnWorker(_ job: Job) throws -> SpawnedChild {
+    private func spawnProgram(_ program: Program) throws -> SpawnedChild {
         var environment = ProcessInfo.processInfo.environment
         // The limit too, so that the child reads even its start frame under the parent's.
         environment[PROCESSING_WORKER_ENV] = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(ProcessingLimits.maximumMessageSize)"
@@ -103,16 +121,23 @@ final class Spawner: Sendable {
         // /proc/<tid>/stat, so every moment spent with a full table is a risk.)
         let reservation: Int32
         do {
-            reservation = try Syscall.duplicate(job.controlFD)
+            reservation = try Syscall.duplicate(STDERR_FILENO)
         } catch {
             throw SystemError(call: "pidfd_open (reserving its descriptor)", errno: error.errno)
         }
         let pid: pid_t
         do {
-            pid = try Syscall.spawnWorker(
-                stdout: job.stdout, stderr: job.stderrFD, control: job.controlFD,
-                arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
-                environment: environment.map { "\($0.key)=\($0.value)" })
+            switch program {
+            case .worker(let controlFD, let stderrFD, let stdout):
+                pid = try Syscall.spawnWorker(
+                    stdout: stdout, stderr: stderrFD, control: controlFD,
+                    arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
+                    environment: environment.map { "\($0.key)=\($0.value)" })
+            case .command(let arguments, let stdin, let stdout, let stderr):
+                environment.removeValue(forKey: "SWIFT_BACKTRACE")
+                pid = try Syscall.spawnCommand(arguments, stdin: stdin, stdout: stdout, stderr: stderr,
+                                               environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" })
+            }
         } catch {
             Syscall.close(reservation)
             throw error

@@ -13,6 +13,7 @@ enum WorkerExitCode {
     case noControlChannel
     case channelUnusable
     case noContext
+    case buildMismatch
 
     /// The exit status.
     var status: Int32 {
@@ -26,6 +27,7 @@ enum WorkerExitCode {
         case .noControlChannel: Int32(PROCESSING_EXIT_NO_CONTROL_CHANNEL.rawValue)
         case .channelUnusable: Int32(PROCESSING_EXIT_CHANNEL_UNUSABLE.rawValue)
         case .noContext: Int32(PROCESSING_EXIT_NO_CONTEXT.rawValue)
+        case .buildMismatch: Int32(PROCESSING_EXIT_BUILD_MISMATCH.rawValue)
         }
     }
 }

@@ -8,18 +8,18 @@ struct Message: Sendable {
 
     /// Encodes `value` as a `.message` frame, with the descriptors of the pipe points in it
     /// (`moves`: the points are handed over, and closed here).
-    static func frame<T: Encodable>(_ value: T, moves: Bool) throws -> OutgoingFrame {
+    static func frame<T: Encodable>(_ value: T, moves: Bool, to host: WorkerHost = .local) throws -> OutgoingFrame {
         let typeName = try TypeName.locatable(T.self, role: "a message")
         do {
             // Encoded straight into the frame (no copy of the value); the rare frame that carries
             // descriptors is rebuilt to announce them.
-            let (bytes, attachments) = try DescriptorTransfer.collecting(moves: moves) {
+            let (bytes, attachments) = try HostCrossing.encoding(for: host) { try DescriptorTransfer.collecting(moves: moves) {
                 try Frame.encode(.message) { bytes in
                     BinaryFormat.appendVarint(UInt64(typeName.utf8.count), to: &bytes)
                     bytes.append(contentsOf: typeName.utf8)
                     try BinaryEncoder().encode(value, appendingTo: &bytes)
                 }
-            }
+            } }
             return OutgoingFrame(bytes: Frame.announcing(attachments?.count ?? 0, in: bytes), attachments: attachments)
         } catch let error as ProcessingError {
             throw error

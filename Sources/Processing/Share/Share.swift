@@ -126,6 +126,7 @@ extension Share: Codable {
     /// Writes the share's identity and where to find its memory: this process's id and fd
     /// number for it, then those of the processes it came from. No state is written.
     public func encode(to encoder: any Encoder) throws {
+        try HostCrossing.refuseIfRemote("a \(Self.self)")
         var container = encoder.unkeyedContainer()
         try container.encode(storage.token)
         for source in storage.sources {

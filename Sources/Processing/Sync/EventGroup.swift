@@ -231,10 +231,10 @@ public final class EventGroup: Codable, Sendable {
         }
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(count, forKey: .count)
-        try container.encode(try outgoing.attach(memory), forKey: .memory)
+        try container.encode(try outgoing.attach(memory, of: "an EventGroup"), forKey: .memory)
         var first = -1
         for fd in events {
-            let index = try outgoing.attach(fd)
+            let index = try outgoing.attach(fd, of: "an EventGroup")
             if first < 0 { first = index }
         }
         try container.encode(first, forKey: .firstEvent)
