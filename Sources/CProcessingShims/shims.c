@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <time.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,60 @@ static int start_bridge(void) {
 
 int processing_worker_is_remote(void) { return bridge_active; }
 
+#include <sys/un.h>
+
+static socklen_t abstract_address(const char *name, struct sockaddr_un *address) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    size_t length = strlen(name);
+    if (length > sizeof address->sun_path - 2) length = sizeof address->sun_path - 2;
+    memcpy(address->sun_path + 1, name, length);  // sun_path[0] == 0: the abstract namespace
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + length);
+}
+
+int processing_listen_abstract(const char *name) {
+    struct sockaddr_un address;
+    socklen_t length = abstract_address(name, &address);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&address, length) != 0 || listen(fd, 1) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int processing_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
+
+/// Connect mode: joins stdin and stdout to the abstract socket `name` (retrying while the
+/// actor process there has not begun to listen), until either side ends.
+static _Noreturn void run_connector(const char *name) {
+    struct sockaddr_un address;
+    socklen_t length = abstract_address(name, &address);
+    int fd = -1;
+    for (int attempt = 0; attempt < 3000; attempt++) {  // 30 s
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&address, length) == 0) break;
+        if (fd >= 0) close(fd);
+        fd = -1;
+        usleep(10000);
+    }
+    if (fd < 0) {
+        fprintf(stderr, "Processing: no actor process listens on %s here\n", name);
+        _exit(PROCESSING_EXIT_CHANNEL_UNUSABLE);
+    }
+    bridge_socket = fd;
+    bridge_input = 0;
+    bridge_output = 1;
+    pthread_t input_thread;
+    if (pthread_create(&input_thread, NULL, bridge_copy_in, NULL) != 0) _exit(PROCESSING_EXIT_CHANNEL_UNUSABLE);
+    pthread_detach(input_thread);
+    bridge_copy_out(NULL);  // until the actor process closes its end
+    _exit(0);
+}
+
 void processing_worker_exit(int code) {
     fflush(NULL);
     if (bridge_active) {
@@ -390,6 +445,10 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
         printf("%s\n", own);
         fflush(stdout);
         _exit(0);
+    }
+    if (strncmp(marker, "connect:", 8) == 0) {
+        processing_set_parent_death_signal(SIGKILL);
+        run_connector(marker + 8);
     }
     if (strncmp(marker, "stdio:", 6) == 0) {
         // Die with the session's process (sshd's): its children go with it.

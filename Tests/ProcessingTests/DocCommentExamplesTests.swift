@@ -549,6 +549,23 @@ try await ProcessGroup.run { group in
 }
 }
 
+// MARK: Hosts/WorkerHost.swift
+
+extension DocExamples {
+enum Hosts {
+    distributed actor Detector: ProcessActor {
+        typealias ActorSystem = ProcessActorSystem
+        distributed func detect(_ pixels: [Int]) -> Int { pixels.filter { $0 > 128 }.count }
+    }
+    static func placement(system: ProcessActorSystem) async throws {
+let handle = try await Counter().start(on: .ssh("me@build-box"))
+let pool = try Pool(workers: [.local(2), .ssh("host-a", count: 4)])
+let detector = try await system.spawn(Detector.self, on: .ssh("host-b"))
+        _ = (handle, pool, detector)
+    }
+}
+}
+
 // MARK: -
 
 @Suite("Doc comment examples")

@@ -147,9 +147,14 @@ struct RemoteSquare: PoolWork {
     func callAsFunction(_ input: Int) async throws -> [String] { ["\(input * input)", networkNamespace()] }
 }
 
-/// Squares slowly (so that a map is still running when a test breaks a host).
+/// Squares slowly (so that a map is still running when a test breaks a host), leaving a
+/// file named after its namespace in `markers` (the hosts share this machine's files), so
+/// that the test knows where items ran.
 struct SlowRemoteSquare: PoolWork {
+    var markers: String
     func callAsFunction(_ input: Int) async throws -> Int {
+        let namespace = networkNamespace().filter { $0.isNumber }
+        _ = FileManager.default.createFile(atPath: "\(markers)/\(namespace)", contents: Data())
         try await Task.sleep(for: .milliseconds(30))
         return input * input
     }
@@ -161,7 +166,7 @@ struct ShareWork: PoolWork {
     func callAsFunction(_ input: Int) async throws -> Int { input }
 }
 
-@Suite("Remote hosts over ssh (network namespaces with their own sshd)",
+@Suite("Remote hosts over ssh (network namespaces with their own sshd)", .serialized,
        .enabled(if: TestHosts.whyNot == nil, "\(TestHosts.whyNot ?? "")"), .testHosts, .timeLimit(.minutes(3)))
 struct HostsTests {
     @Test("a process on a remote host: its runs, its tell and listen, a crash with its message")
@@ -209,11 +214,23 @@ struct HostsTests {
         defer { _ = try? TestHosts.run(["restart", TestHosts.directory, "3"]) }
         let pool = try Pool(workers: [.local(1), .on(TestHosts.host(3), count: 2)])
         let seen = Atomic(0)
-        let results = try await pool.map.chunkSize(1).retries(3).progress { _ in
-            if seen.add(1, ordering: .relaxed).newValue == 10 {
-                _ = try? TestHosts.run(["kill", TestHosts.directory, "3"])
+        let markers = "\(TestHosts.directory)/markers-\(UUID())"
+        try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+        let here = networkNamespace().filter { $0.isNumber }
+        // The kill comes once host-3's workers run items (not before they started).
+        let killer = Task {
+            while try FileManager.default.contentsOfDirectory(atPath: markers).filter({ $0 != here }).isEmpty {
+                try await Task.sleep(for: .milliseconds(10))
             }
-        }(Array(1...80), SlowRemoteSquare())
+            try TestHosts.run(["kill", TestHosts.directory, "3"])
+            return seen.load(ordering: .relaxed)
+        }
+        let results = try await pool.map.chunkSize(1).retries(3).progress { _ in
+            seen.add(1, ordering: .relaxed)
+        }(Array(1...80), SlowRemoteSquare(markers: markers))
+        killer.cancel()
+        let killedAt = try await killer.value
+        #expect(killedAt < 80, "the map ended before the kill")
         #expect(results == (1...80).map { $0 * $0 })
         await pool.close()
         #expect(try await TestHosts.waitUntilEmpty(3).isEmpty)
@@ -268,6 +285,36 @@ struct HostsTests {
             guard let error = error as? ProcessingError, error.code == .hostUnavailable else { return false }
             return error.message.contains("host-1") && error.message.contains("refused")
         }
+    }
+
+    @Test("an actor process on a remote host: calls, generic calls, a thrown error, its stop, nothing left")
+    func remoteActor() async throws {
+        let system = ProcessActorSystem()
+        let calculator = try await system.spawn(Calculator.self, on: TestHosts.host(2))
+        #expect(try await calculator.add(5) == 5)
+        #expect(try await calculator.add(7) == 12)
+        #expect(try await calculator.echo("over ssh") == "over ssh")
+        await #expect(throws: ActorParseFailure.self) { _ = try await calculator.fail(line: 3) }
+        let callers = (0..<8).map { index in Task { try await calculator.square(index) } }
+        for (index, caller) in callers.enumerated() { #expect(try await caller.value == index * index) }
+        try await system.stop(calculator)
+        await #expect(throws: (any Error).self) { _ = try await calculator.add(1) }
+        #expect(try await TestHosts.waitUntilEmpty(2).isEmpty)
+    }
+
+    @Test("a host cut off from the network is noticed by the heartbeat: its process crashes, nothing hangs")
+    func partitionedHost() async throws {
+        let handle = try await RemoteEcho().start(on: TestHosts.host(4, heartbeat: .seconds(1)))
+        try await handle.tell(21)
+        #expect(try await handle.listen(Int.self, timeout: .seconds(30)) == 42)
+        try TestHosts.run(["partition", TestHosts.directory, "4"])
+        defer { _ = try? TestHosts.run(["heal", TestHosts.directory, "4"]) }
+        #expect(try await handle.wait(timeout: .seconds(60)), "the partition went unnoticed")
+        let crash = try #require(handle.error as? ProcessCrashError)
+        #expect(crash.description.contains("connection to host-4 ended"), "\(crash)")
+        try TestHosts.run(["heal", TestHosts.directory, "4"])
+        // The host's sshd gives the session up too (ClientAliveInterval), and the worker goes.
+        #expect(try await TestHosts.waitUntilEmpty(4, within: .seconds(30)).isEmpty)
     }
 
     @Test("the parent SIGKILLed mid-map leaves no worker on any host")

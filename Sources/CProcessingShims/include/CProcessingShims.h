@@ -12,7 +12,9 @@
 /// The environment variable that marks a re-executed binary as a worker. Its value is
 /// "<control fd>:<parent pid>:<the parent's message size limit>" (the limit may be missing)
 /// for a local worker; "stdio:<limit>:<the parent's build id>:<host name>" for a remote one,
-/// whose channel is its stdin and stdout; "buildid" to print the build id and exit.
+/// whose channel is its stdin and stdout; "buildid" to print the build id and exit;
+/// "connect:<abstract socket name>" to join its stdin and stdout to a remote actor process's
+/// socket (the second connection an actor on another host needs).
 #define PROCESSING_WORKER_ENV "__SWIFT_PROCESSING_WORKER"
 
 /// The fd numbers a worker finds its channels on (mapped by posix_spawn file actions).
@@ -50,6 +52,12 @@ int processing_build_id(char *out, unsigned long capacity);
 /// Whether this worker talks to its parent through its stdin and stdout (a remote worker,
 /// launched over ssh or another command): 1, else 0.
 int processing_worker_is_remote(void);
+
+/// A nonblocking, close-on-exec Unix stream socket listening on the abstract name `name`
+/// (Linux's namespace of socket names: nothing on disk to clean up), or -1 with errno.
+int processing_listen_abstract(const char *name);
+/// Accepts one connection (close-on-exec), or -1 with errno.
+int processing_accept(int listener);
 
 /// Ends a worker with `code`. A remote worker first lets what it sent reach its stdout
 /// (its bridge thread copies the channel there), for at most 10 seconds.

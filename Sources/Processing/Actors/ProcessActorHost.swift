@@ -3,8 +3,8 @@ import Distributed
 /// An actor process: its start state names the actor's type, and `run()` is its whole life
 /// (make the actor, `startup()`, serve calls until stopped, `shutdown()`).
 struct ProcessActorHost<A: ProcessHostedActor>: Skprocess {
-    /// The socket to the parent's system.
-    var link: RelayLinkEnd
+    /// The socket to the parent's system, or (on another host) where to wait for it.
+    var link: ActorLink
     var hostToken: UInt64
     var parentToken: UInt64
     /// `A.Parameters`, for a `ProcessActorWithParameters`.
@@ -15,7 +15,7 @@ struct ProcessActorHost<A: ProcessHostedActor>: Skprocess {
 
     mutating func run() async throws {
         let system = ProcessActorSystem(hosting: hostToken, parentToken: parentToken)
-        let connection = try system.connectToParent(link)
+        let connection = try await system.connectToParent(link.connectedDescriptor())
         let actor: A
         do {
             let parameters = parameters
@@ -56,6 +56,39 @@ struct ProcessActorHost<A: ProcessHostedActor>: Skprocess {
             throw ProcessActorError(.callFailed, "the parameters of \(String(reflecting: P.self)) did not decode: \(error)")
         }
         return try await P(actorSystem: system, parameters: parameters) as! A
+    }
+}
+
+/// How an actor process reaches its parent's system: a socket that came with its start
+/// state, or, on another host (where no descriptor can come), an abstract Unix socket it
+/// listens on until the parent's second ssh session (a connector: this binary, bridging its
+/// stdio to that socket) connects.
+enum ActorLink: Codable, Sendable {
+    case socket(RelayLinkEnd)
+    case listen(name: String)
+
+    /// The connected socket, ready for a channel.
+    func connectedDescriptor() async throws -> Int32 {
+        switch self {
+        case .socket(let end):
+            return try end.takeForChannel("to the parent")
+        case .listen(let name):
+            let listener = FileDescriptor(owning: try Syscall.listenAbstract(name))
+            while true {
+                // No time limit of its own: a parent that never connects is gone, and this
+                // process with it (its session ends).
+                try await Reactor.shared.waitUntilReady(listener.rawValue, writable: false)
+                if let fd = try Syscall.accept(listener.rawValue) {
+                    do {
+                        try Channel.prepare(fd)
+                    } catch {
+                        Syscall.close(fd)
+                        throw error
+                    }
+                    return fd
+                }
+            }
+        }
     }
 }
 

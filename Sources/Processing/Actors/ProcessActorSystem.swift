@@ -128,18 +128,24 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     /// reference to it. Throws what the actor's `init` or `startup()` threw, or the child's
     /// crash. `name` names the process in logs, output lines and errors (the type's name by
     /// default).
-    public func spawn<A: ProcessActor>(_ type: A.Type, name: String? = nil) async throws -> A {
-        try await spawnHost(A.self, parameters: nil, name: name)
+    ///
+    /// `on`: where the process runs (``WorkerHost/local`` by default). On another host the
+    /// calls travel over a second ssh session beside the process's own; parameters that hold
+    /// what cannot cross a network (an `EventGroup`, a pipe point) are refused
+    /// (`ProcessingError.Code.cannotCrossHosts`).
+    public func spawn<A: ProcessActor>(_ type: A.Type, name: String? = nil, on host: WorkerHost = .local) async throws -> A {
+        try await spawnHost(A.self, parameters: nil, name: name, on: host)
     }
 
     /// Starts a child process that makes an `A` there from `parameters`, runs its
-    /// `startup()`, and returns the reference to it.
+    /// `startup()`, and returns the reference to it (on `host`, as above).
     public func spawn<A: ProcessActorWithParameters>(_ type: A.Type, parameters: A.Parameters,
-                                                    name: String? = nil) async throws -> A {
-        try await spawnHost(A.self, parameters: ActorSpawnParameters(parameters), name: name)
+                                                    name: String? = nil, on host: WorkerHost = .local) async throws -> A {
+        try await spawnHost(A.self, parameters: ActorSpawnParameters(parameters), name: name, on: host)
     }
 
-    private func spawnHost<A: ProcessHostedActor>(_ type: A.Type, parameters: ActorSpawnParameters?, name: String?) async throws -> A {
+    private func spawnHost<A: ProcessHostedActor>(_ type: A.Type, parameters: ActorSpawnParameters?, name: String?,
+                                                  on host: WorkerHost) async throws -> A {
         guard case .main = role else {
             throw ProcessActorError(.invalidUse, """
                 an actor process cannot spawn actor processes of its own yet; spawn \(String(reflecting: A.self)) \
@@ -149,9 +155,12 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
         let name = name ?? String(describing: A.self)
         let hostToken = UInt64.random(in: 1...UInt64.max)
         let ends = try RelayLinkEnd.pair(sender: name, receiver: "the parent")
+        // On another host the child listens, and a connector joins it to `ends.receiving` here.
+        let listenName = "processing-actor-\(hostToken)-\(UInt64.random(in: 1...UInt64.max))"
+        let link: ActorLink = host.isLocal ? .socket(ends.receiving) : .listen(name: listenName)
         let handle = try ProcessHandle(
-            ProcessActorHost<A>(link: ends.receiving, hostToken: hostToken, parentToken: token, parameters: parameters),
-            displayName: name, runsErrorHandlerAfterCrash: false)
+            ProcessActorHost<A>(link: link, hostToken: hostToken, parentToken: token, parameters: parameters),
+            displayName: name, on: host, runsErrorHandlerAfterCrash: false)
         let core = handle.core
         let connection = ActorConnection(
             fd: try ends.sending.takeForChannel("to \(name)"), system: self, peerToken: hostToken, peer: name,
@@ -165,6 +174,9 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
         connection.start()
         do {
             try await core.launch()
+            if !host.isLocal {
+                try await RemoteConnector.start(on: host, name: listenName, joining: ends.receiving, of: core)
+            }
             let id = try await withTaskCancellationHandler {
                 try await connection.waitUntilReady()
             } onCancel: {
@@ -446,10 +458,10 @@ public final class ProcessActorSystem: DistributedActorSystem, Sendable {
     // MARK: In an actor process
 
     /// Connects an actor process's system to its parent over `link`.
-    func connectToParent(_ link: RelayLinkEnd) throws -> ActorConnection {
+    func connectToParent(_ fd: Int32) throws -> ActorConnection {
         guard case .hosted(let parentToken) = role else { preconditionFailure("only an actor process connects to a parent") }
         let connection = ActorConnection(
-            fd: try link.takeForChannel("to the parent"), system: self, peerToken: parentToken, peer: "the main process",
+            fd: fd, system: self, peerToken: parentToken, peer: "the main process",
             endError: { end in ProcessActorError(.processEnded, "the main process is gone (\(end.description))") })
         registry.withLock { $0.connections[parentToken] = connection }
         connection.start()

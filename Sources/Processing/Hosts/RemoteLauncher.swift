@@ -161,6 +161,14 @@ struct RemoteLauncher: Sendable {
     }
 }
 
+extension RemoteLauncher {
+    /// The arguments that run a connector from `binary` on the host, joining its stdio to
+    /// the abstract socket `name` (`RemoteConnector`).
+    func connectorArguments(binary: String, name: String) -> [String] {
+        arguments(running: "\(WorkerMarker.variable)=\(Self.quoted("connect:\(name)")) exec \(Self.quoted(binary))")
+    }
+}
+
 /// The C header's worker marker, for scripts.
 enum WorkerMarker {
     static let variable = PROCESSING_WORKER_ENV

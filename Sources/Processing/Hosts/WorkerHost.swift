@@ -3,7 +3,7 @@
 ///
 /// ```swift
 /// let handle = try await Counter().start(on: .ssh("me@build-box"))
-/// let pool = Pool(workers: [.local(2), .ssh("host-a", count: 4)])
+/// let pool = try Pool(workers: [.local(2), .ssh("host-a", count: 4)])
 /// let detector = try await system.spawn(Detector.self, on: .ssh("host-b"))
 /// ```
 ///

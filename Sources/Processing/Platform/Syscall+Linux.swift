@@ -162,6 +162,20 @@ extension Syscall {
         return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 
+    /// A nonblocking Unix socket listening on the abstract name `name` (no file on disk).
+    static func listenAbstract(_ name: String) throws(SystemError) -> Int32 {
+        try descriptor("bind(@\(name))") { processing_listen_abstract(name) }
+    }
+
+    /// Accepts a connection on `listener`; nil if none is waiting.
+    static func accept(_ listener: Int32) throws(SystemError) -> Int32? {
+        do {
+            return try descriptor("accept4") { processing_accept(listener) }
+        } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+            return nil
+        }
+    }
+
     /// Whether this process is a remote worker (its channel bridged to its stdin and stdout).
     static var isRemoteWorker: Bool { processing_worker_is_remote() != 0 }
 
