@@ -345,3 +345,30 @@ try await ProcessGroup.run { group in                // MainContext: ends what i
     for try await message in pipe { print("   from the backend: \(message)") }
 }
 await ProcessLog.flush()
+
+// MARK: 17. Other hosts: one pool over this machine and two hosts, through ssh
+
+struct WhereItRan: PoolWork {                        // runs wherever its worker runs
+    func callAsFunction(_ x: Int) async throws -> String {
+        try await Task.sleep(for: .milliseconds(20))  // an item's work
+        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")) ?? "?"
+        return "\(ProcessInfo.processInfo.hostName) (\(namespace))"
+    }
+}
+
+print("17. Other hosts: one pool over this machine and two hosts, through ssh")
+let tourHosts = (ProcessInfo.processInfo.environment["PROCESSING_TOUR_HOSTS"] ?? "").split(separator: " ").map(String.init)
+if tourHosts.count < 2 {
+    print("   skipped: set PROCESSING_TOUR_HOSTS=\"me@host-a me@host-b\" (hosts that ssh reaches with a key;")
+    print("   PROCESSING_TOUR_SSH_OPTIONS for ssh's options, scripts/test-hosts makes such hosts here)")
+} else {
+    let sshOptions = (ProcessInfo.processInfo.environment["PROCESSING_TOUR_SSH_OPTIONS"] ?? "").split(separator: " ").map(String.init)
+    let remotePool = try Pool(workers: [.local(2)] + tourHosts.prefix(2).map { .ssh($0, count: 2, options: sshOptions) })
+    let placesClock = ContinuousClock.now
+    let places = try await remotePool.map(1...200, WhereItRan())   // the host's build is found or copied first
+    for (place, count) in Dictionary(grouping: places, by: { $0 }).mapValues(\.count).sorted(by: { $0.key < $1.key }) {
+        print("   \(count) items on \(place)")
+    }
+    print("   done in \(ContinuousClock.now - placesClock), ssh connections included")
+    await remotePool.close()
+}

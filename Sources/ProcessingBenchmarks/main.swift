@@ -734,6 +734,106 @@ func reportActorCalls(count: Int = 1000, callers: Int = 16, callsPerCaller: Int 
     try await system.stop(echo)
 }
 
+// MARK: Remote hosts
+
+/// The hosts of `remote`: `ProcessingBenchmarks remote SSH_CONFIG HOST HOST` (scripts/bench-hosts
+/// makes them in network namespaces and runs this).
+func benchHosts() -> (options: [String], names: [String]) {
+    let arguments = Array(CommandLine.arguments.dropFirst(2))
+    guard arguments.count >= 3 else {
+        FileHandle.standardError.write(Data("usage: ProcessingBenchmarks remote SSH_CONFIG HOST HOST\n".utf8))
+        exit(2)
+    }
+    return (["-F", arguments[0]], Array(arguments[1...2]))
+}
+
+/// remote_map_cpu: 16 × ~100 ms of CPU over 2 local workers, and over 1 worker on each of
+/// 2 hosts (the same 2 cores, so the figures compare overheads). The first remote map also
+/// gives the time to its first result from a cold pool: ssh connections, the build's look-up
+/// on each host, the workers' starts.
+func reportRemoteMapCPU(rounds: Int = 5) async throws {
+    let (options, names) = benchHosts()
+    let iterations = spinIterationsFor100Milliseconds()
+    let tasks = Array(repeating: iterations, count: 16)
+    let firstClock = clock.now
+    let remote = try Pool(workers: names.map { .ssh($0, count: 1, options: options) })
+    var first: Double?
+    _ = try await remote.unorderedMap.chunkSize(1)(tasks.prefix(2), Spin()).first { _ in
+        first = seconds(clock.now - firstClock) * 1e3
+        return true
+    }
+    report("remote_map_cpu", "cold_first_result", first ?? .nan, "ms")
+    let local = Pool(workers: 2)
+    _ = try await local.map([1, 1], Spin())
+    var localTimes: [Double] = []
+    var remoteTimes: [Double] = []
+    for _ in 0..<rounds {  // interleaved
+        localTimes.append(seconds(try await clock.measure { _ = try await local.map.chunkSize(1)(tasks, Spin()) }) * 1e3)
+        remoteTimes.append(seconds(try await clock.measure { _ = try await remote.map.chunkSize(1)(tasks, Spin()) }) * 1e3)
+    }
+    report("remote_map_cpu", "local_two_workers", median(localTimes), "ms")
+    report("remote_map_cpu", "two_hosts_one_worker_each", median(remoteTimes), "ms")
+    report("remote_map_cpu", "overhead_per_batch", median(remoteTimes) - median(localTimes), "ms")
+    report("remote_map_cpu", "ratio_to_local", median(remoteTimes) / median(localTimes), "x")
+    await local.close()
+    await remote.close()
+}
+
+/// remote_roundtrip: a tell/listen round trip with a process on a host over ssh (median of
+/// `count`), against ssh's own: one byte through `ssh HOST cat` and back, in the same run,
+/// interleaved; and the local tell/listen beside them.
+func reportRemoteRoundTrip(count: Int = 1000) async throws {
+    let (options, names) = benchHosts()
+    let echo = try await Echo().start(on: .ssh(names[0], options: options))
+    let raw = Foundation.Process()
+    raw.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
+    raw.arguments = options + ["-T", "-o", "BatchMode=yes", names[0], "cat"]
+    let toSSH = Pipe()
+    let fromSSH = Pipe()
+    (raw.standardInput, raw.standardOutput) = (toSSH, fromSSH)
+    try raw.run()
+    let writer = toSSH.fileHandleForWriting.fileDescriptor
+    let reader = fromSSH.fileHandleForReading.fileDescriptor
+    func rawRoundTrip() -> Double {
+        var byte: UInt8 = 7
+        let start = clock.now
+        _ = write(writer, &byte, 1)
+        _ = read(reader, &byte, 1)  // the benchmark's own thread: a blocking read is fine here
+        return seconds(clock.now - start) * 1e6
+    }
+    for value in 0..<100 {
+        try await echo.tell(value)
+        _ = try await echo.listen(Int.self)
+        _ = rawRoundTrip()
+    }
+    var viaProcessing: [Double] = []
+    var viaSSH: [Double] = []
+    for round in 0..<10 {
+        for value in 0..<(count / 10) {
+            let start = clock.now
+            try await echo.tell(round * count + value)
+            _ = try await echo.listen(Int.self)
+            viaProcessing.append(seconds(clock.now - start) * 1e6)
+            viaSSH.append(rawRoundTrip())
+        }
+    }
+    try await echo.tell(-1)
+    try await echo.wait()
+    try toSSH.fileHandleForWriting.close()
+    raw.waitUntilExit()
+    let local = median(try await messageRoundTrips(count))
+    report("remote_roundtrip", "tell_listen_over_ssh", median(viaProcessing), "us")
+    report("remote_roundtrip", "ssh_cat_byte", median(viaSSH), "us")
+    report("remote_roundtrip", "ratio_to_ssh", median(viaProcessing) / median(viaSSH), "x")
+    report("remote_roundtrip", "tell_listen_local", local, "us")
+}
+
+if CommandLine.arguments.dropFirst().first == "remote" {
+    try await reportRemoteRoundTrip()
+    try await reportRemoteMapCPU()
+    exit(0)
+}
+
 if CommandLine.arguments.dropFirst().first == "profile-actor" {
     // For `perf record`: actor_calls_in_flight only, longer.
     try await reportActorCalls(count: 5, callsPerCaller: 20_000)

@@ -549,6 +549,27 @@ try await ProcessGroup.run { group in
 }
 }
 
+// MARK: Processing.docc/RemoteHosts.md
+
+extension DocExamples {
+enum RemoteHostsArticle {
+    struct Square: PoolWork {
+        func callAsFunction(_ x: Int) async throws -> Int { x * x }
+    }
+    distributed actor Detector: ProcessActor {
+        typealias ActorSystem = ProcessActorSystem
+        distributed func detect(_ pixels: [Int]) -> Int { pixels.count }
+    }
+    static func overview(system: ProcessActorSystem) async throws {
+let pool = try Pool(workers: [.local(2), .ssh("me@host-a", count: 4), .ssh("me@host-b", count: 4)])
+let squares = try await pool.map(1...1000, Square())
+let handle = try await Counter().start(on: .ssh("me@host-a"))
+let detector = try await system.spawn(Detector.self, on: .ssh("me@host-b"))
+        _ = (squares, handle, detector)
+    }
+}
+}
+
 // MARK: Hosts/WorkerHost.swift
 
 extension DocExamples {

@@ -246,6 +246,20 @@ return bright
 }
 }
 
+// MARK: Other hosts
+
+extension Readme {
+/// Compiled, not run here (it needs hosts a README reader has): HostsTests runs the same calls
+/// against hosts in network namespaces.
+static func otherHosts(system: ProcessActorSystem) async throws {
+let pool = try Pool(workers: [.local(2), .ssh("me@host-a", count: 4), .ssh("me@host-b", count: 4)])
+let squares = try await pool.map(1...1000, Square())        // in order, from all three
+let handle = try await Counter().start(on: .ssh("me@host-a"))
+let remote = try await system.spawn(Detector.self, on: .ssh("me@host-b"))
+    _ = (squares, handle, remote)
+}
+}
+
 // MARK: Pipe pairs
 
 extension Readme {
