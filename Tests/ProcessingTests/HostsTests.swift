@@ -37,9 +37,18 @@ enum TestHosts {
         .ssh("host-\(index)", options: ["-F", sshConfig], binary: binary, heartbeat: heartbeat)
     }
 
-    /// Runs the script (`up`, `kill`, `restart`, `pids`, `down`); its stdout.
+    /// Runs the script (`up`, `kill`, `restart`, `pids`, `down`) on a thread of its own, so
+    /// that no cooperative-pool thread waits for it; its stdout.
     @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
+    static func run(_ arguments: [String]) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try runBlocking(arguments) }) }.start()
+        }
+    }
+
+    /// `run`, blocking the caller (for a `defer`, where nothing can be awaited).
+    @discardableResult
+    static func runBlocking(_ arguments: [String]) throws -> String {
         let process = Foundation.Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [script] + arguments
@@ -55,17 +64,17 @@ enum TestHosts {
     }
 
     /// The processes left in host `index`'s namespace, but its sshd.
-    static func leftovers(on index: Int) throws -> [String] {
-        try run(["pids", directory, "\(index)"]).split(separator: "\n").map(String.init)
+    static func leftovers(on index: Int) async throws -> [String] {
+        try await run(["pids", directory, "\(index)"]).split(separator: "\n").map(String.init)
     }
 
     /// Waits until host `index`'s namespace holds nothing but its sshd: what is left, if anything.
     static func waitUntilEmpty(_ index: Int, within limit: Duration = .seconds(20)) async throws -> [String] {
         let deadline = ContinuousClock.now + limit
-        var left = try leftovers(on: index)
+        var left = try await leftovers(on: index)
         while !left.isEmpty, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
-            left = try leftovers(on: index)
+            left = try await leftovers(on: index)
         }
         return left
     }
@@ -76,9 +85,9 @@ struct TestHostsScope: SuiteTrait, TestScoping {
     var isRecursive: Bool { false }
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        try TestHosts.run(["up", TestHosts.directory, "\(TestHosts.count)"])
+        try await TestHosts.run(["up", TestHosts.directory, "\(TestHosts.count)"])
         defer {
-            _ = try? TestHosts.run(["down", TestHosts.directory])
+            _ = try? TestHosts.runBlocking(["down", TestHosts.directory])
             try? FileManager.default.removeItem(atPath: TestHosts.directory)
         }
         try await function()
@@ -211,7 +220,7 @@ struct HostsTests {
 
     @Test("a host whose sshd is killed mid-map: its items are retried on the others, and the map ends")
     func hostKilledMidMap() async throws {
-        defer { _ = try? TestHosts.run(["restart", TestHosts.directory, "3"]) }
+        defer { _ = try? TestHosts.runBlocking(["restart", TestHosts.directory, "3"]) }
         let pool = try Pool(workers: [.local(1), .on(TestHosts.host(3), count: 2)])
         let seen = Atomic(0)
         let markers = "\(TestHosts.directory)/markers-\(UUID())"
@@ -222,7 +231,7 @@ struct HostsTests {
             while try FileManager.default.contentsOfDirectory(atPath: markers).filter({ $0 != here }).isEmpty {
                 try await Task.sleep(for: .milliseconds(10))
             }
-            try TestHosts.run(["kill", TestHosts.directory, "3"])
+            try await TestHosts.run(["kill", TestHosts.directory, "3"])
             return seen.load(ordering: .relaxed)
         }
         let results = try await pool.map.chunkSize(1).retries(3).progress { _ in
@@ -307,12 +316,12 @@ struct HostsTests {
         let handle = try await RemoteEcho().start(on: TestHosts.host(4, heartbeat: .seconds(1)))
         try await handle.tell(21)
         #expect(try await handle.listen(Int.self, timeout: .seconds(30)) == 42)
-        try TestHosts.run(["partition", TestHosts.directory, "4"])
-        defer { _ = try? TestHosts.run(["heal", TestHosts.directory, "4"]) }
+        try await TestHosts.run(["partition", TestHosts.directory, "4"])
+        defer { _ = try? TestHosts.runBlocking(["heal", TestHosts.directory, "4"]) }
         #expect(try await handle.wait(timeout: .seconds(60)), "the partition went unnoticed")
         let crash = try #require(handle.error as? ProcessCrashError)
         #expect(crash.description.contains("connection to host-4 ended"), "\(crash)")
-        try TestHosts.run(["heal", TestHosts.directory, "4"])
+        try await TestHosts.run(["heal", TestHosts.directory, "4"])
         // The host's sshd gives the session up too (ClientAliveInterval), and the worker goes.
         #expect(try await TestHosts.waitUntilEmpty(4, within: .seconds(30)).isEmpty)
     }
@@ -324,10 +333,10 @@ struct HostsTests {
         // Workers run on both hosts now.
         for index in [1, 2] {
             let deadline = ContinuousClock.now + .seconds(30)
-            while try TestHosts.leftovers(on: index).isEmpty, ContinuousClock.now < deadline {
+            while try await TestHosts.leftovers(on: index).isEmpty, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            #expect(try !TestHosts.leftovers(on: index).isEmpty, "no worker started on host-\(index)")
+            #expect(try await !TestHosts.leftovers(on: index).isEmpty, "no worker started on host-\(index)")
         }
         kill(program.pid, SIGKILL)
         for index in [1, 2] {

@@ -78,9 +78,12 @@ struct RemoteLauncher: Sendable {
 
     /// What the host has: each candidate that exists, with the build id it reports.
     private func survey() async throws -> [(path: String, buildID: String)] {
-        // Each present candidate prints "<path>\t<its build id>".
-        let script = "for b in \(candidates.joined(separator: " ")); do if [ -f \"$b\" ] && [ -x \"$b\" ]; then "
-            + "printf '%s\\t%s\\n' \"$b\" \"$(\(WorkerMarker.variable)=buildid \"$b\" </dev/null 2>/dev/null | head -n 1)\"; fi; done"
+        // Each present candidate prints "<path>\t<its build id>". A Processing program answers
+        // from its first instructions; another program at that path gets 10 s (where coreutils'
+        // timeout exists), so that it cannot hold the start.
+        let script = "t=; if command -v timeout >/dev/null 2>&1; then t='timeout 10'; fi; "
+            + "for b in \(candidates.joined(separator: " ")); do if [ -f \"$b\" ] && [ -x \"$b\" ]; then "
+            + "printf '%s\\t%s\\n' \"$b\" \"$(\(WorkerMarker.variable)=buildid $t \"$b\" </dev/null 2>/dev/null | head -n 1)\"; fi; done"
         let outcome = try await HostCommand(arguments: arguments(running: script)).run()
         guard outcome.succeeded else {
             throw ProcessingError(.hostUnavailable, """

@@ -34,6 +34,7 @@ public struct WorkerHost: Sendable, Hashable, CustomStringConvertible {
     /// `~/.ssh/config` (`destination` is what `ssh` takes: `host`, `user@host`, an alias).
     ///
     /// - Parameters:
+    ///   - destination: what `ssh` connects to: `host`, `user@host`, an alias of its config.
     ///   - options: more arguments for `ssh`, before the destination (`["-p", "2222"]`,
     ///     `["-F", "/path/to/config"]`). `ssh` runs with `-T` and `BatchMode=yes`: it never
     ///     asks for a password, so a key must let it in.
@@ -55,6 +56,7 @@ public struct WorkerHost: Sendable, Hashable, CustomStringConvertible {
     /// unchanged (no terminal) and end when the connection does.
     ///
     /// - Parameters:
+    ///   - launcher: the command and its arguments, before `sh -c script`.
     ///   - name: the host's name in errors, events and output.
     ///   - binary: where the host finds this build: by default at the same path. It can
     ///     also be copied through the launcher (`.copied()`, `.automatic`).

@@ -212,18 +212,21 @@ public final class Pool: Sendable {
     private func hostFailed(_ place: Int, _ error: any Error) throws {
         let (actions, backoff, exhausted) = state.withLock { state in
             state.places[place].live -= 1
-            var actions = state.checkout.spawnFailed()
             var backoff: Duration?
             if !state.places[place].down {
                 backoff = state.places[place].backoff
                 state.places[place].down = true
                 state.places[place].backoff = min(state.places[place].backoff * 2, .seconds(300))
-                actions.resume += state.checkout.setCapacity(state.upCapacity).resume
             }
+            // Withdrawn before the place is freed: the freed place must not go to this host.
+            var actions = state.checkout.setCapacity(state.upCapacity)
+            actions.resume += state.checkout.spawnFailed().resume
             return (actions, backoff, state.upCapacity == 0 ? state.checkout.takeWaiters() : [])
         }
         perform(actions)
         let host = placement[place].host
+        // Its binary is looked for again next time (it may have gone with the host).
+        RemoteBinaries.shared.forget(host)
         if let backoff {
             log("""
                 \(host.name) could not start a pool worker, so its places are withdrawn for \(backoff) \

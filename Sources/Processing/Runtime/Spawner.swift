@@ -134,7 +134,7 @@ final class Spawner: Sendable {
                     arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
                     environment: environment.map { "\($0.key)=\($0.value)" })
             case .command(let arguments, let stdin, let stdout, let stderr):
-                environment.removeValue(forKey: "SWIFT_BACKTRACE")
+                // The launcher gets this process's own environment (ssh needs its agent's).
                 pid = try Syscall.spawnCommand(arguments, stdin: stdin, stdout: stdout, stderr: stderr,
                                                environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" })
             }
