@@ -282,14 +282,20 @@ static int write_all(int fd, const char *bytes, ssize_t count) {
     return 1;
 }
 
+/// Copies `from` to `to` until `from` ends (0) or a write to `to` fails (-1).
+static int copy_stream(int from, int to, char *buffer, size_t size) {
+    for (;;) {
+        ssize_t count = read(from, buffer, size);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0) return 0;
+        if (!write_all(to, buffer, count)) return -1;
+    }
+}
+
 static void *bridge_copy_in(void *unused) {
     (void)unused;
     static char buffer[64 * 1024];
-    for (;;) {
-        ssize_t count = read(bridge_input, buffer, sizeof buffer);
-        if (count < 0 && errno == EINTR) continue;
-        if (count <= 0 || !write_all(bridge_socket, buffer, count)) break;
-    }
+    copy_stream(bridge_input, bridge_socket, buffer, sizeof buffer);
     // The session ended (the parent, its ssh or the host's sshd is gone): the channel sees
     // the end and the worker exits, however busy its own code is.
     shutdown(bridge_socket, SHUT_WR);
@@ -299,13 +305,8 @@ static void *bridge_copy_in(void *unused) {
 static void *bridge_copy_out(void *unused) {
     (void)unused;
     static char buffer[64 * 1024];
-    for (;;) {
-        ssize_t count = read(bridge_socket, buffer, sizeof buffer);
-        if (count < 0 && errno == EINTR) continue;
-        if (count <= 0) break;
-        // No one reads the worker any more: it has no one left to work for.
-        if (!write_all(bridge_output, buffer, count)) processing_end_process_group();
-    }
+    // A failed write: no one reads the worker any more, and it has no one left to work for.
+    if (copy_stream(bridge_socket, bridge_output, buffer, sizeof buffer) < 0) processing_end_process_group();
     close(bridge_output);
     return NULL;
 }

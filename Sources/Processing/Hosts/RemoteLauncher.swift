@@ -1,5 +1,4 @@
 import CProcessingShims
-import Synchronization
 
 /// How this process starts workers on a remote host: the launcher's arguments around a
 /// shell script, the binary the host runs (found once per host, copied if need be), and the

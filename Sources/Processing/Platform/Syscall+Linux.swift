@@ -96,19 +96,7 @@ extension Syscall {
         posix_spawn_file_actions_adddup2(&actions, control, PROCESSING_WORKER_CONTROL_FD)
         processing_spawn_file_actions_addclosefrom(&actions, PROCESSING_WORKER_CONTROL_FD + 1)
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        setChildDefaults(&attributes)
-
-        var pid: pid_t = 0
-        let status = withCStrings(arguments) { argv in
-            withCStrings(environment) { envp in
-                posix_spawn(&pid, ownImage, &actions, &attributes, argv, envp)
-            }
-        }
-        guard status == 0 else { throw SystemError(call: "posix_spawn(\(ownImage))", errno: status) }
-        return pid
+        return try spawn(ownImage, searchingPath: false, actions: &actions, arguments: arguments, environment: environment)
     }
 
     /// Spawns `arguments` (its first found on `PATH`, as a shell would) with `stdin`, `stdout`
@@ -124,19 +112,7 @@ extension Syscall {
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
         processing_spawn_file_actions_addclosefrom(&actions, 3)
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        setChildDefaults(&attributes)
-
-        var pid: pid_t = 0
-        let status = withCStrings(arguments) { argv in
-            withCStrings(environment) { envp in
-                posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
-            }
-        }
-        guard status == 0 else { throw SystemError(call: "posix_spawnp(\(arguments[0]))", errno: status) }
-        return pid
+        return try spawn(arguments[0], searchingPath: true, actions: &actions, arguments: arguments, environment: environment)
     }
 
     /// This program's GNU build id in hex ("" if it was linked without one).
@@ -163,9 +139,14 @@ extension Syscall {
     /// Whether this process is a remote worker (its channel bridged to its stdin and stdout).
     static var isRemoteWorker: Bool { processing_worker_is_remote() != 0 }
 
-    /// What every spawned child starts with: signals at their defaults and unblocked, in a
-    /// process group of its own (so that a kill takes its descendants too).
-    private static func setChildDefaults(_ attributes: inout posix_spawnattr_t) {
+    /// Spawns `path` (looked up on `PATH` when `searchingPath`: posix_spawnp) with `actions`,
+    /// and with what every spawned child starts with: signals at their defaults and
+    /// unblocked, in a process group of its own (so that a kill takes its descendants too).
+    private static func spawn(_ path: String, searchingPath: Bool, actions: inout posix_spawn_file_actions_t,
+                              arguments: [String], environment: [String]) throws(SystemError) -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
         var allSignals = sigset_t()
         sigfillset(&allSignals)
         var noSignals = sigset_t()
@@ -175,6 +156,16 @@ extension Syscall {
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(
             &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+
+        var pid: pid_t = 0
+        let status = withCStrings(arguments) { argv in
+            withCStrings(environment) { envp in
+                searchingPath ? posix_spawnp(&pid, path, &actions, &attributes, argv, envp)
+                    : posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+            }
+        }
+        guard status == 0 else { throw SystemError(call: "\(searchingPath ? "posix_spawnp" : "posix_spawn")(\(path))", errno: status) }
+        return pid
     }
 
     /// Calls `body` with a NULL-terminated C array of copies of `strings`.
