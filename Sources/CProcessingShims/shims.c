@@ -401,6 +401,16 @@ void processing_worker_exit(int code) {
     _exit(code);
 }
 
+/// A worker ends its process group when its parent dies (PR_SET_PDEATHSIG and a handler).
+static void die_with_parent(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = processing_parent_died;
+    sigemptyset(&action.sa_mask);
+    sigaction(PROCESSING_PARENT_DEATH_SIGNAL, &action, NULL);
+    processing_set_parent_death_signal(PROCESSING_PARENT_DEATH_SIGNAL);
+}
+
 /// A remote worker: checks that it is the parent's build, then bridges its stdio.
 static void start_remote_worker(const char *marker) {
     // stdio:<limit>:<build id>:<host>
@@ -453,12 +463,7 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     }
     if (strncmp(marker, "stdio:", 6) == 0) {
         // Die with the session's process (sshd's): its children go with it.
-        struct sigaction action;
-        memset(&action, 0, sizeof action);
-        action.sa_handler = processing_parent_died;
-        sigemptyset(&action.sa_mask);
-        sigaction(PROCESSING_PARENT_DEATH_SIGNAL, &action, NULL);
-        processing_set_parent_death_signal(PROCESSING_PARENT_DEATH_SIGNAL);
+        die_with_parent();
         start_remote_worker(marker);
         unsetenv(PROCESSING_WORKER_ENV);
         run_remaining_initializers(argc, argv, envp);
@@ -477,12 +482,7 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     // Die with the parent (the spawning thread is permanent, see Spawner), taking this
     // worker's own children with it, and catch the case where the parent died before this
     // line ran.
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = processing_parent_died;
-    sigemptyset(&action.sa_mask);
-    sigaction(PROCESSING_PARENT_DEATH_SIGNAL, &action, NULL);
-    processing_set_parent_death_signal(PROCESSING_PARENT_DEATH_SIGNAL);
+    die_with_parent();
     if (parent != 0 && (long)getppid() != parent) processing_end_process_group();
     if (fcntl(control, F_GETFD) == -1) {
         fprintf(stderr, "Processing: this process was started as a worker (%s is set) but has no control "
