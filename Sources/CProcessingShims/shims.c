@@ -31,8 +31,11 @@
 
 static int worker_control_fd = -1;
 static long long worker_message_limit = 0;
+static int worker_is_spare = 0;
 
 int processing_worker_control_fd(void) { return worker_control_fd; }
+
+int processing_worker_is_spare(void) { return worker_is_spare; }
 
 long long processing_worker_message_limit(void) { return worker_message_limit; }
 
@@ -473,7 +476,8 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     int control = -1;
     long parent = 0;
     long long limit = 0;
-    int fields = sscanf(marker, "%d:%ld:%lld", &control, &parent, &limit);
+    int spare = 0;
+    int fields = sscanf(marker, "%d:%ld:%lld:%d", &control, &parent, &limit, &spare);
     if (fields < 2) {
         fprintf(stderr, "Processing: %s is set to '%s', which is not a worker marker; unset it.\n",
                 PROCESSING_WORKER_ENV, marker);
@@ -493,7 +497,8 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
     // Nothing the user's code spawns later should become a worker by accident.
     unsetenv(PROCESSING_WORKER_ENV);
     worker_control_fd = control;
-    if (fields == 3) worker_message_limit = limit;
+    if (fields >= 3) worker_message_limit = limit;
+    if (fields == 4) worker_is_spare = spare;
     run_remaining_initializers(argc, argv, envp);
     processing_worker_main();
     _exit(0);

@@ -150,6 +150,76 @@ func spawnRoundTrips(_ count: Int) async throws -> [Double] {
     return times
 }
 
+/// spawn_roundtrip with a warm spare: before each timed start, one spare is made ready
+/// (untimed), as a program that keeps spares would have one between its starts (ms each).
+func spareRoundTrips(_ count: Int) async throws -> [Double] {
+    SpareWorkers.keep(1)
+    defer { SpareWorkers.keep(0) }
+    try await SpareWorkers.warm(1)
+    _ = try await Trivial().start().result()  // warm-up
+    var times: [Double] = []
+    for _ in 0..<count {
+        try await SpareWorkers.warm(1)
+        let elapsed = try await clock.measure { _ = try await Trivial().start().result() }
+        times.append(seconds(elapsed) * 1e3)
+    }
+    await SpareWorkers.release()
+    return times
+}
+
+/// map_tiny's cold figure: 100 items from a fresh 2-worker pool (ms, median of `count`),
+/// with 2 spares made ready (untimed) before each pool when `spares` is set.
+func coldMapTiny(_ count: Int, spares: Bool) async throws -> Double {
+    var cold: [Double] = []
+    for _ in 0..<count {
+        if spares { try await SpareWorkers.warm(2) }
+        let fresh = Pool(workers: 2)
+        cold.append(seconds(try await clock.measure { _ = try await fresh.map(0..<100, Twice()) }) * 1e3)
+        await fresh.close()
+    }
+    await SpareWorkers.release()
+    return median(cold)
+}
+
+/// spawn_burst: `count` trivial processes started at once, time until every result (ms,
+/// median of `rounds`), with `spares` spares made ready (untimed) before each burst.
+func spawnBurst(_ count: Int, spares: Int, rounds: Int = 3) async throws -> Double {
+    var times: [Double] = []
+    for _ in 0..<rounds {
+        if spares > 0 { try await SpareWorkers.warm(spares) }
+        SpareWorkers.keep(spares)
+        let elapsed = try await clock.measure {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<count { group.addTask { _ = try await Trivial().start().result() } }
+                try await group.waitForAll()
+            }
+        }
+        times.append(seconds(elapsed) * 1e3)
+        await SpareWorkers.release()
+    }
+    return median(times)
+}
+
+/// The spare-worker figures (`ProcessingBenchmarks spares`), cold and warm interleaved in
+/// rounds so that the machine's drift hits both alike.
+func reportSpares(rounds: Int = 5) async throws {
+    var cold: [Double] = [], warm: [Double] = [], mapCold: [Double] = [], mapWarm: [Double] = []
+    for _ in 0..<rounds {
+        cold.append(median(try await spawnRoundTrips(20)))
+        warm.append(median(try await spareRoundTrips(20)))
+        mapCold.append(try await coldMapTiny(5, spares: false))
+        mapWarm.append(try await coldMapTiny(5, spares: true))
+    }
+    report("spawn_roundtrip", "median_cold", median(cold), "ms")
+    report("spawn_roundtrip", "median_warm_spare", median(warm), "ms")
+    report("spawn_roundtrip", "cold_to_warm_ratio", median(cold) / median(warm), "x")
+    report("map_tiny", "cold_100_items", median(mapCold), "ms")
+    report("map_tiny", "cold_100_items_spares_warmed", median(mapWarm), "ms")
+    report("spawn_burst", "100_processes", try await spawnBurst(100, spares: 0), "ms")
+    report("spawn_burst", "100_processes_16_spares", try await spawnBurst(100, spares: 16), "ms")
+    report("spawn_burst", "100_processes_100_spares", try await spawnBurst(100, spares: 100), "ms")
+}
+
 /// message_roundtrip: tell/listen ping-pong (µs each).
 func messageRoundTrips(_ count: Int) async throws -> [Double] {
     let echo = try await Echo().start()
@@ -661,6 +731,10 @@ if CommandLine.arguments.dropFirst().first == "smoke" {
     try await checkClosures()
     report("smoke", "pipe_roundtrip", try await pipeFigures(count: 10, blobs: 2, size: 1 << 16).roundTrip, "us")
     report("smoke", "share_counter_final_count", Double(try await shareCounter(processes: 2, increments: 100, rounds: 1).finalCount), "count")
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "spares" {
+    try await reportSpares()
     exit(0)
 }
 if CommandLine.arguments.dropFirst().first == "profile-pipe" {

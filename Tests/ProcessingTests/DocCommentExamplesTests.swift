@@ -587,6 +587,18 @@ let detector = try await system.spawn(Detector.self, on: .ssh("host-b"))
 }
 }
 
+// MARK: Process/SpareWorkers.swift
+
+extension DocExamples {
+enum Spares {
+    static func warmUp() async throws {
+SpareWorkers.keep(2)          // two idle workers from now on, spawned in the background
+try await SpareWorkers.warm(8) // before a burst: wait until eight are ready
+await SpareWorkers.release()   // end them all (and keep none)
+    }
+}
+}
+
 // MARK: -
 
 @Suite("Doc comment examples")

@@ -67,6 +67,8 @@ _Noreturn void processing_worker_exit(int code);
 int processing_worker_control_fd(void);
 /// The parent's message size limit from the worker marker, or 0 when it gave none.
 long long processing_worker_message_limit(void);
+/// 1 in a spare worker (spawned ahead, before anyone asked for it), 0 otherwise.
+int processing_worker_is_spare(void);
 
 int processing_pidfd_open(pid_t pid);
 int processing_pidfd_send_signal(int pidfd, int signal);

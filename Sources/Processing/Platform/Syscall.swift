@@ -103,6 +103,20 @@ enum Syscall {
         try descriptor("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
     }
 
+    /// This process's working directory ("" if it cannot be read, e.g. it was removed).
+    static func currentDirectory() -> String {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(PATH_MAX) + 1) { buffer in
+            guard getcwd(buffer.baseAddress, buffer.count) != nil else { return "" }
+            return String(cString: buffer.baseAddress!)
+        }
+    }
+
+    /// Makes `fd` also descriptor `target` (dup2; `target` loses close-on-exec). The caller
+    /// still owns `fd`.
+    static func duplicate(_ fd: Int32, onto target: Int32) throws(SystemError) {
+        _ = try check("dup2") { dup2(fd, target) }
+    }
+
     /// Opens /dev/null for reading and writing (close-on-exec).
     static func openNull() throws(SystemError) -> Int32 {
         try descriptor("open(/dev/null)") { open("/dev/null", O_RDWR | O_CLOEXEC) }

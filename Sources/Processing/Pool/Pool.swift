@@ -64,6 +64,9 @@ public final class Pool: Sendable {
     private let output: OutputSettings
     /// What the workers wrote to streams set to `.capture`.
     private let captured = Mutex(CapturedOutput())
+    /// The pids of the workers this pool has launched, in order (for tests).
+    private let launchedPIDs = Mutex<[Int32]>([])
+    var workerPIDs: [Int32] { launchedPIDs.withLock { $0 } }
     /// Its workers' events' source (`events`).
     private let eventSource = EventHub.Source(process: nil, pool: EventHub.shared.makeSourceID())
 
@@ -193,6 +196,7 @@ public final class Pool: Sendable {
                 })
                 throw error
             }
+            launchedPIDs.withLock { $0.append(worker.pid) }
             if state.withLock({ $0.checkout.spawned(worker) }) { worker.kill() }
             return worker
         }

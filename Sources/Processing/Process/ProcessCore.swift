@@ -283,7 +283,7 @@ final class ProcessCore: Sendable {
         case .log:
             guard let entry = decode(LogEntry.self, from: frame, "a log entry") else { return }
             LogDelivery.shared.deliver(entry)
-        case .start, .stop, .work, .batch:
+        case .start, .stop, .work, .batch, .spare:
             protocolViolation("a \(frame.kind) frame, which only a parent sends")
         case .batchReply:
             protocolViolation("a batch reply, which only a pool worker sends")

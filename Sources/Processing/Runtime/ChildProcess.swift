@@ -71,6 +71,15 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
                        onEvent: @escaping @Sendable (ChildEvent) -> Void) async throws -> ChildProcess {
         OutputForwarder.standardError.prepare()
         if !host.isLocal { return try await launchRemote(output: output, on: host, onEvent: onEvent) }
+        if let spare = SparePool.shared.take() {
+            do {
+                return try adopt(spare, output: output, onEvent: onEvent)
+            } catch {
+                // It could not be handed its output (it died, or descriptors ran out): a fresh
+                // worker is spawned instead, and fails as such if it must.
+                SparePool.shared.discard(spare)
+            }
+        }
         do {
             // Owned descriptors: whatever is not handed over below is closed on the way out,
             // whichever step fails.
@@ -113,6 +122,48 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         }
     }
 
+    /// Makes a spare worker this child: it gets its stdout and stderr (as `output` says, as a
+    /// fresh worker would have had them) in its first frame, which it applies before it reads
+    /// any other, so that nothing it writes for its process goes elsewhere.
+    private static func adopt(_ spare: SpareWorker, output: OutputSettings,
+                              onEvent: @escaping @Sendable (ChildEvent) -> Void) throws -> ChildProcess {
+        let stderrPipe = try Syscall.pipe()
+        let stderrRead = stderrPipe.read
+        let childStderr = stderrPipe.write
+        try Syscall.setNonBlocking(stderrRead.rawValue)
+        // Raw numbers from here: closed on every way out but the one that hands them over.
+        var stdoutRead: Int32?
+        var childStdout: Int32?
+        defer {
+            if let stdoutRead { Syscall.close(stdoutRead) }
+            if let childStdout { Syscall.close(childStdout) }
+        }
+        switch output.stdout {
+        case .inherit:
+            break
+        case .discard:
+            childStdout = try Syscall.openNull()
+        case .forward, .capture:
+            let stdoutPipe = try Syscall.pipe()
+            let (read, write) = stdoutPipe.release()
+            (stdoutRead, childStdout) = (read, write)
+            try Syscall.setNonBlocking(read)
+        }
+        let descriptors = [childStderr.rawValue, childStdout ?? STDOUT_FILENO]
+        let frame = try Frame.encode(.spare, attachmentCount: descriptors.count) { _ in }
+        let sent = try frame.withUnsafeBytes { bytes throws(SystemError) in
+            try Syscall.send(spare.channelFD, bytes, attaching: descriptors)
+        }
+        // An idle spare's socket is empty: a frame this small goes whole, or the spare is gone.
+        guard case .transferred(frame.count) = sent else {
+            throw SystemError(call: "sendmsg (a spare worker's output)", errno: EPIPE)
+        }
+        let stdoutFD = stdoutRead
+        stdoutRead = nil
+        return ChildProcess(spare.child, channelFD: spare.channelFD, stderrFD: stderrRead.release(),
+                            stdoutFD: stdoutFD, output: output, onEvent: onEvent)
+    }
+
     /// Starts a worker on a remote host: its launcher (ssh) runs here as the child, with one
     /// end of the channel's socket as its stdin and stdout (the worker bridges them to its
     /// channel there) and the stderr pipe, through which the worker's stderr (and stdout)
@@ -144,7 +195,7 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     }
 
     /// `fd`, or a duplicate of it above the child's target numbers (the original closed).
-    private static func movedOffTargets(_ fd: consuming FileDescriptor) throws(SystemError) -> FileDescriptor {
+    static func movedOffTargets(_ fd: consuming FileDescriptor) throws(SystemError) -> FileDescriptor {
         guard childTargets.contains(fd.rawValue) else { return fd }
         return FileDescriptor(owning: try Syscall.duplicate(fd.rawValue, atLeast: childTargets.max()! + 1))
     }

@@ -42,6 +42,9 @@ enum FrameKind: UInt8, Sendable {
     case actorControl = 17
     /// Actor process → parent: a message it sent out (`sendOut`), encoded.
     case actorMessage = 18
+    /// Parent → spare worker, before anything else: it is taken; the two descriptors that
+    /// come with it become its stderr and stdout.
+    case spare = 19
 }
 
 /// One length-prefixed frame: `[UInt32 LE length of kind + payload][kind][payload]`.
@@ -144,7 +147,7 @@ extension FrameKind {
         case .actorCall: "a distributed call (its arguments)"
         case .actorReply: "a distributed call's result"
         case .actorMessage: "a message sent out by an actor process"
-        case .stop, .actorControl, .section, .relayCredit, .relayEnd: "a control frame"
+        case .stop, .actorControl, .section, .relayCredit, .relayEnd, .spare: "a control frame"
         }
     }
 }

@@ -9,6 +9,8 @@ import Synchronization
 struct SpawnedChild: Sendable {
     let pid: pid_t
     let exitDescriptor: Int32
+    /// What a local worker inherited (nil for a command).
+    var setting: WorkerSetting?
 }
 
 /// Where a worker's stdout goes.
@@ -31,7 +33,7 @@ final class Spawner: Sendable {
     /// What a job spawns.
     private enum Program {
         /// This program's own image, as a local worker.
-        case worker(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout)
+        case worker(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout, spare: Bool)
         /// A command found on `PATH` (ssh, or a user's launcher), with these descriptors as
         /// its stdin, stdout and stderr.
         case command(arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32)
@@ -63,8 +65,9 @@ final class Spawner: Sendable {
     ///
     /// A caller cancelled while its spawn waits behind others gets `CancellationError` at once;
     /// one whose spawn has begun waits the few milliseconds it takes.
-    func spawn(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout) async throws -> SpawnedChild {
-        try await spawn(.worker(controlFD: controlFD, stderrFD: stderrFD, stdout: stdout))
+    /// `spare`: the worker is spawned ahead of its use, and warms up while it waits (`SparePool`).
+    func spawn(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout, spare: Bool = false) async throws -> SpawnedChild {
+        try await spawn(.worker(controlFD: controlFD, stderrFD: stderrFD, stdout: stdout, spare: spare))
     }
 
     /// Spawns `arguments` (the first found on `PATH`) with the given descriptors as its
@@ -109,9 +112,12 @@ final class Spawner: Sendable {
     }
 
     private func spawnProgram(_ program: Program) throws -> SpawnedChild {
-        var environment = ProcessInfo.processInfo.environment
+        let setting = WorkerSetting.current()
+        var environment = setting.environment
         // The limit too, so that the child reads even its start frame under the parent's.
-        environment[PROCESSING_WORKER_ENV] = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(ProcessingLimits.maximumMessageSize)"
+        var marker = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(setting.messageLimit)"
+        if case .worker(_, _, _, spare: true) = program { marker += ":1" }
+        environment[PROCESSING_WORKER_ENV] = marker
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
@@ -128,7 +134,7 @@ final class Spawner: Sendable {
         let pid: pid_t
         do {
             switch program {
-            case .worker(let controlFD, let stderrFD, let stdout):
+            case .worker(let controlFD, let stderrFD, let stdout, _):
                 pid = try Syscall.spawnWorker(
                     stdout: stdout, stderr: stderrFD, control: controlFD,
                     arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
@@ -145,7 +151,8 @@ final class Spawner: Sendable {
         // Another thread may take the freed slot first; then the start fails as below.
         Syscall.close(reservation)
         do {
-            return SpawnedChild(pid: pid, exitDescriptor: try Syscall.openExitDescriptor(pid))
+            let isWorker = if case .worker = program { true } else { false }
+            return SpawnedChild(pid: pid, exitDescriptor: try Syscall.openExitDescriptor(pid), setting: isWorker ? setting : nil)
         } catch {
             // This thread exists only to spawn: waiting here for a SIGKILLed child is brief.
             Syscall.signalGroup(pid, SIGKILL)

@@ -190,6 +190,8 @@ final class WorkerContext: Sendable {
                 Syscall.exitImmediately(.poolBroken)
             }
             service.run(frame.payload)
+        case .spare:
+            SpareStandby.adopt(frame.attachments)
         case .checkpoint, .result, .failure, .section, .batchReply, .log, .relayBatch, .relayCredit, .relayEnd,
              .actorCall, .actorReply, .actorControl, .actorMessage:
             FileHandle.standardError.write(Data("Processing worker: ignored a \(frame.kind) frame meant for a parent\n".utf8))

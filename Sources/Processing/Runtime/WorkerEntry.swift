@@ -32,6 +32,7 @@ func processingWorkerMain() {
 enum WorkerLoop {
     static func serve() async -> Never {
         guard let context = WorkerContext.active else { Syscall.exitImmediately(.noContext) }
+        if processing_worker_is_spare() != 0 { SpareStandby.warmUp() }
         let request = await context.nextStartRequest()
         if request.poolWorker {
             // The pool service answers frames from the reactor thread; this task only waits.

@@ -1,0 +1,234 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// One idle local worker, spawned ahead: its pid and exit descriptor, the parent's end of its
+/// control channel (nothing has been written or read on it yet), and the read end of its
+/// stdout pipe, on which it says it is warm (one byte) or that it died (end of file).
+struct SpareWorker: Sendable {
+    let child: SpawnedChild
+    let channelFD: Int32
+    let readinessFD: Int32
+}
+
+/// The spare workers (`SpareWorkers`): the storage around `SparePoolState`, which spawns,
+/// watches and ends them. It locks, decides, and acts outside the lock.
+///
+/// A spare is spawned with stdout a pipe to here and stderr `/dev/null`. Once its runtime is up
+/// it warms what a worker's first process needs and writes one byte. `ChildProcess.launch`
+/// takes it and sends it its real stdout and stderr (`FrameKind.spare`); from then on it is
+/// an ordinary worker. A spare that dies while idle closes its pipe, which the reactor sees.
+final class SparePool: Sendable {
+    static let shared = SparePool()
+
+    private typealias State = SparePoolState<SpareWorker, CheckedContinuation<Void, any Error>>
+
+    private struct Storage {
+        var machine = State()
+        var nextID: UInt64 = 0
+        /// The watch on each spare's readiness pipe, by spare id, until the pipe ends.
+        var watches: [UInt64: ReactorWatch] = [:]
+        /// Spares being ended (`end`), which `release` waits for, with the open pipes.
+        var ending = 0
+        var isSettled: Bool { ending == 0 && watches.isEmpty }
+
+        /// `release`'s waiters, once nothing is being ended.
+        mutating func takeSettledWaiters() -> [CheckedContinuation<Void, Never>] {
+            guard isSettled else { return [] }
+            defer { endWaiters = [] }
+            return endWaiters
+        }
+        var endWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let storage = Mutex(Storage())
+    /// Whether any spare may be idle: the cheap test every start makes first.
+    private let mayHaveIdle = Atomic<Bool>(false)
+
+    private init() {}
+
+    var target: Int { storage.withLock { $0.machine.target } }
+    var idleCount: Int { storage.withLock { $0.machine.idleCount } }
+    var warmCount: Int { storage.withLock { $0.machine.warmCount } }
+    var offReason: String? { storage.withLock { $0.machine.offReason } }
+    /// The idle spares' pids (for tests).
+    var idlePIDs: [Int32] { storage.withLock { $0.machine.idleSpares.map(\.child.pid) } }
+
+    /// Keeps `count` idle spares from now on (0: none, and the idle ones end).
+    func keep(_ count: Int) {
+        let actions = storage.withLock { $0.machine.keep(count) }
+        perform(actions)
+    }
+
+    /// Waits until `count` spares are warm (raising the target to it). Throws the error of a
+    /// spawn that failed meanwhile, `ProcessingError` if spares were turned off, and
+    /// `CancellationError` if the waiting task is cancelled.
+    func waitUntilWarm(_ count: Int) async throws {
+        let id = storage.withLock { storage in
+            defer { storage.nextID += 1 }
+            return storage.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
+                let (result, actions) = storage.withLock { $0.machine.waitUntilWarm(count, id: id, continuation) }
+                perform(actions)
+                if case .warm = result { continuation.resume() }
+            }
+        } onCancel: {
+            storage.withLock { $0.machine.cancelWait(id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Ends every idle spare, keeps none from now on, and waits until those ended are reaped.
+    func release() async {
+        keep(0)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = storage.withLock { storage in
+                if storage.isSettled { return true }
+                storage.endWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// An idle spare that stands in for a fresh local worker now, or nil. Never waits.
+    ///
+    /// Its readiness pipe stays open and watched: a spare taken before it was warm may still
+    /// write its byte, and must not die of SIGPIPE for it. The pipe ends when the spare puts
+    /// on its process's stdout (or dies), and is closed then (`readinessChanged`).
+    func take() -> SpareWorker? {
+        guard mayHaveIdle.load(ordering: .relaxed) else { return nil }
+        let setting = WorkerSetting.current()
+        let (spare, actions) = storage.withLock { storage in
+            let (spare, actions) = storage.machine.take { $0.child.setting == setting }
+            mayHaveIdle.store(storage.machine.hasIdle, ordering: .relaxed)
+            return (spare, actions)
+        }
+        perform(actions)
+        return spare
+    }
+
+    /// Ends a spare that was taken but could not be used.
+    func discard(_ spare: SpareWorker) {
+        storage.withLock { $0.ending += 1 }
+        Task.detached { await self.reap(spare) }
+    }
+
+    // MARK: Acting
+
+    private func perform(_ actions: State.Actions, spawnError: (any Error)? = nil) {
+        for spare in actions.end { end(spare) }
+        for waiter in actions.resume { waiter.resume() }
+        if !actions.fail.isEmpty {
+            let error: any Error = actions.failReason.map { ProcessingError(.spawnFailed, $0) }
+                ?? spawnError ?? ProcessingError(.spawnFailed, "a spare worker could not be spawned")
+            for waiter in actions.fail { waiter.resume(throwing: error) }
+        }
+        if actions.spawn { Task.detached(priority: .utility) { await self.spawnOne() } }
+    }
+
+    private func spawnOne() async {
+        let id = storage.withLock { storage in
+            defer { storage.nextID += 1 }
+            return storage.nextID
+        }
+        let spare: SpareWorker
+        do {
+            spare = try await Self.spawn()
+        } catch {
+            let actions = storage.withLock { $0.machine.spawned(nil, id: id) }
+            return perform(actions, spawnError: error)
+        }
+        let watch = Reactor.shared.watch(spare.readinessFD, onReadable: { [self] in readinessChanged(id, spare.readinessFD) })
+        do {
+            try watch.want(reading: true, writing: false)
+        } catch {
+            // Unwatched, its readiness and death would go unseen: it is not kept.
+            watch.cancel()
+            Reactor.shared.execute { Syscall.close(spare.readinessFD) }
+            let actions = storage.withLock { $0.machine.spawned(nil, id: id) }
+            storage.withLock { $0.ending += 1 }
+            Task.detached { await self.reap(spare) }
+            return perform(actions, spawnError: error)
+        }
+        let actions = storage.withLock { storage in
+            storage.watches[id] = watch
+            let actions = storage.machine.spawned(spare, id: id)
+            mayHaveIdle.store(storage.machine.hasIdle, ordering: .relaxed)
+            return actions
+        }
+        perform(actions)
+    }
+
+    /// The readiness pipe of spare `id` is readable (on the reactor thread): its byte, or its death.
+    private func readinessChanged(_ id: UInt64, _ fd: Int32) {
+        var byte: UInt8 = 0
+        let result = withUnsafeMutableBytes(of: &byte) { try? Syscall.read(fd, into: $0) }
+        switch result {
+        case .transferred?:
+            let actions = storage.withLock { $0.machine.warmed(id) }
+            perform(actions)
+        case .wouldBlock?:
+            return
+        case .endOfFile?, nil:
+            // The spare died, or (taken) put on its process's stdout: the pipe is done.
+            let (actions, watch, waiters) = storage.withLock { storage in
+                let actions = storage.machine.died(id)
+                mayHaveIdle.store(storage.machine.hasIdle, ordering: .relaxed)
+                let watch = storage.watches.removeValue(forKey: id)
+                return (actions, watch, storage.takeSettledWaiters())
+            }
+            watch?.cancel()  // on the reactor thread: final, so the descriptor may be closed
+            Syscall.close(fd)
+            perform(actions)
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// Ends an idle spare the machine gave up: the process, reaped (its readiness pipe ends
+    /// with it).
+    private func end(_ spare: SpareWorker) {
+        storage.withLock { $0.ending += 1 }
+        Task.detached { await self.reap(spare) }
+    }
+
+    /// Kills a spare (and its process group), waits for its exit without holding a thread,
+    /// reaps it and closes what the parent held of it.
+    private func reap(_ spare: SpareWorker) async {
+        Syscall.signal(exitDescriptor: spare.child.exitDescriptor, SIGKILL)
+        Syscall.signalGroup(spare.child.pid, SIGKILL)
+        while !Syscall.hasExited(spare.child.exitDescriptor) {
+            // Not cancellable from outside (nobody holds this task): the exit comes at once.
+            try? await Reactor.shared.waitUntilReady(spare.child.exitDescriptor, writable: false)
+        }
+        _ = try? Syscall.reap(spare.child.exitDescriptor)
+        Syscall.close(spare.child.exitDescriptor)
+        Syscall.close(spare.channelFD)
+        let waiters = storage.withLock { storage in
+            storage.ending -= 1
+            return storage.takeSettledWaiters()
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Spawns one spare: its channel, its readiness pipe as stdout, `/dev/null` as stderr.
+    private static func spawn() async throws -> SpareWorker {
+        let channelEnds = try Syscall.socketPair()
+        let parentEnd = channelEnds.first
+        let control = try ChildProcess.movedOffTargets(channelEnds.second)
+        let readiness = try Syscall.pipe()
+        let readinessRead = readiness.read
+        let readinessWrite = try ChildProcess.movedOffTargets(readiness.write)
+        let null = try ChildProcess.movedOffTargets(FileDescriptor(owning: try Syscall.openNull()))
+        try Channel.prepare(parentEnd.rawValue)
+        try Syscall.setNonBlocking(readinessRead.rawValue)
+        let spawned = try await Spawner.shared.spawn(controlFD: control.rawValue, stderrFD: null.rawValue,
+                                                     stdout: .pipe(readinessWrite.rawValue), spare: true)
+        // The child has its own copies of `control`, `readinessWrite` and `null`, closed here
+        // on the way out; the parent keeps only its ends.
+        return SpareWorker(child: spawned, channelFD: parentEnd.release(), readinessFD: readinessRead.release())
+    }
+}
