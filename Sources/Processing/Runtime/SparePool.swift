@@ -107,9 +107,14 @@ final class SparePool: Sendable {
             mayHaveIdle.store(storage.machine.hasIdle, ordering: .relaxed)
             return (spare, actions)
         }
-        perform(actions)
+        perform(actions, spawnAfter: Self.replacementDelay)
         return spare
     }
+
+    /// How long a taken spare's replacement waits before it is spawned: a new worker's start-up
+    /// takes a few milliseconds of CPU, which a burst of starts (a pool's workers, a batch of
+    /// processes) would otherwise share with the very processes that took the spares.
+    static let replacementDelay = Duration.milliseconds(20)
 
     /// Ends a spare that was taken but could not be used.
     func discard(_ spare: SpareWorker) {
@@ -119,7 +124,7 @@ final class SparePool: Sendable {
 
     // MARK: Acting
 
-    private func perform(_ actions: State.Actions, spawnError: (any Error)? = nil) {
+    private func perform(_ actions: State.Actions, spawnError: (any Error)? = nil, spawnAfter delay: Duration? = nil) {
         for spare in actions.end { end(spare) }
         for waiter in actions.resume { waiter.resume() }
         if !actions.fail.isEmpty {
@@ -127,7 +132,12 @@ final class SparePool: Sendable {
                 ?? spawnError ?? ProcessingError(.spawnFailed, "a spare worker could not be spawned")
             for waiter in actions.fail { waiter.resume(throwing: error) }
         }
-        if actions.spawn { Task.detached(priority: .utility) { await self.spawnOne() } }
+        if actions.spawn {
+            Task.detached(priority: .utility) {
+                if let delay { try? await Task.sleep(for: delay) }
+                await self.spawnOne()
+            }
+        }
     }
 
     private func spawnOne() async {
