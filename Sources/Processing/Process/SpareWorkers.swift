@@ -21,9 +21,8 @@
 /// directory of the moment it was spawned: when either has changed since, idle spares are
 /// ended and replaced instead of used. Spares die with this program like every worker.
 ///
-/// What a spare costs: one idle process, about 2 MiB of memory of its own when this program is
-/// linked statically (more of its pages are shared with this program's), and nothing while it
-/// waits.
+/// What a spare costs: one idle process (its own memory is not yet measured; most of its pages
+/// are this program's image, shared), and no CPU while it waits.
 ///
 /// If spares keep dying before they are ready (three in a row), they are turned off, and
 /// ``offReason`` says why; starts spawn fresh workers as they would without spares.
