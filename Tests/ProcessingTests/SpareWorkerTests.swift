@@ -35,19 +35,6 @@ struct SpareCrasher: Skprocess {
     }
 }
 
-/// Dies on its first life (a marker file says it did), succeeds on its second.
-struct SpareCrashOnce: Skprocess {
-    var marker: String
-    var processConfig = ProcessConfig(runs: 1, lives: 2)
-    mutating func run() async throws {
-        if !FileManager.default.fileExists(atPath: marker) {
-            _ = FileManager.default.createFile(atPath: marker, contents: nil)
-            kill(getpid(), SIGKILL)
-        }
-    }
-    func result() async throws -> String { "second life" }
-}
-
 /// Runs past its run time-out.
 struct SpareOverrunner: Skprocess {
     var processConfig = ProcessConfig(runs: 1, timeouts: .init(run: .milliseconds(200)))
@@ -136,9 +123,9 @@ struct SpareProbe: Skprocess {
         case .lives:
             let marker = NSTemporaryDirectory() + "spare-lives-\(getpid())-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: marker) }
-            let handle = try await SpareCrashOnce(marker: marker).start()
+            let handle = try await CrashesOnce(marker: marker).start()  // (EventTests)
             let pid = handle.pid ?? 0
-            return (try await handle.result(), [pid])
+            return ("second life: \(try await handle.result())", [pid])
         case .timeout:
             let handle = try await SpareOverrunner().start()
             let pid = handle.pid ?? 0
@@ -274,7 +261,7 @@ struct SpareWorkerTests {
         case .output: #expect(report.spare == "printed stdout=to stdout\n stderr=to stderr\n")
         case .discard: #expect(report.spare == "discarded stdout= stderr=kept\n")
         case .crash: #expect(report.spare == "killed by SIGSEGV (signal 11) tail has the line: true")
-        case .lives: #expect(report.spare == "second life")
+        case .lives: #expect(report.spare == "second life: 7")
         case .timeout: #expect(report.spare.hasPrefix("timed out in run after"))
         case .kill: #expect(report.spare == "ended by kill(); a killed process has no result")
         case .joinIn: #expect(report.spare == "ran and stopped: true")

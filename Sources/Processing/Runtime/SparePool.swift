@@ -65,10 +65,7 @@ final class SparePool: Sendable {
     /// spawn that failed meanwhile, `ProcessingError` if spares were turned off, and
     /// `CancellationError` if the waiting task is cancelled.
     func waitUntilWarm(_ count: Int) async throws {
-        let id = storage.withLock { storage in
-            defer { storage.nextID += 1 }
-            return storage.nextID
-        }
+        let id = nextID()
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
@@ -117,12 +114,17 @@ final class SparePool: Sendable {
     static let replacementDelay = Duration.milliseconds(20)
 
     /// Ends a spare that was taken but could not be used.
-    func discard(_ spare: SpareWorker) {
-        storage.withLock { $0.ending += 1 }
-        Task.detached { await self.reap(spare) }
-    }
+    func discard(_ spare: SpareWorker) { end(spare) }
 
     // MARK: Acting
+
+    /// A fresh id for a spare or a warm wait.
+    private func nextID() -> UInt64 {
+        storage.withLock { storage in
+            defer { storage.nextID += 1 }
+            return storage.nextID
+        }
+    }
 
     private func perform(_ actions: State.Actions, spawnError: (any Error)? = nil, spawnAfter delay: Duration? = nil) {
         for spare in actions.end { end(spare) }
@@ -141,10 +143,7 @@ final class SparePool: Sendable {
     }
 
     private func spawnOne() async {
-        let id = storage.withLock { storage in
-            defer { storage.nextID += 1 }
-            return storage.nextID
-        }
+        let id = nextID()
         let spare: SpareWorker
         do {
             spare = try await Self.spawn()
@@ -160,8 +159,7 @@ final class SparePool: Sendable {
             watch.cancel()
             Reactor.shared.execute { Syscall.close(spare.readinessFD) }
             let actions = storage.withLock { $0.machine.spawned(nil, id: id) }
-            storage.withLock { $0.ending += 1 }
-            Task.detached { await self.reap(spare) }
+            end(spare)
             return perform(actions, spawnError: error)
         }
         let actions = storage.withLock { storage in
@@ -198,8 +196,8 @@ final class SparePool: Sendable {
         }
     }
 
-    /// Ends an idle spare the machine gave up: the process, reaped (its readiness pipe ends
-    /// with it).
+    /// Ends a spare (given up by the machine, or never used): the process, reaped (its
+    /// readiness pipe ends with it).
     private func end(_ spare: SpareWorker) {
         storage.withLock { $0.ending += 1 }
         Task.detached { await self.reap(spare) }

@@ -142,7 +142,7 @@ final class Spawner: Sendable {
             case .command(let arguments, let stdin, let stdout, let stderr):
                 // The launcher gets this process's own environment (ssh needs its agent's).
                 pid = try Syscall.spawnCommand(arguments, stdin: stdin, stdout: stdout, stderr: stderr,
-                                               environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" })
+                                               environment: setting.environment.map { "\($0.key)=\($0.value)" })
             }
         } catch {
             Syscall.close(reservation)
