@@ -291,10 +291,56 @@ struct SpareWorkerTests {
         #expect(answers[4] == "true", "the replacement spare was not used")
     }
 
+    @Test("a spare that warms up (or dies) just as it is recorded is counted as such")
+    func readinessBeforeWatching() async throws {
+        let outcome = try await SpareLateWatchProbe().start().result()
+        #expect(outcome == ["2 warm", "replaced", "0 idle"])
+    }
+
     @Test("warming waits for ready spares and can be cancelled; keep(0) ends them")
     func warmAndCancel() async throws {
         let outcome = try await SpareWarmProbe().start().result()
         #expect(outcome == ["2 ready", "cancelled", "0 idle"])
+    }
+}
+
+/// Spares that warm up between the moment their readiness pipe is watched and the moment they
+/// are recorded: their byte must count (warm hung for ever when its handler ran before the
+/// spare was recorded), and so must the death of one killed then.
+struct SpareLateWatchProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+
+    func result() async throws -> [String] {
+        SparePool.pauseAfterWatching.withLock { $0 = 300_000 }
+        defer { SparePool.pauseAfterWatching.withLock { $0 = 0 } }
+        let warmed = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await SpareWorkers.warm(2); return true }
+            group.addTask { try await Task.sleep(for: .seconds(20)); return false }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+        var outcome = [warmed ? "\(SparePool.shared.warmCount) warm" : "warm hung"]
+        // One more spare, killed before it is watched: it is seen dead and replaced.
+        SparePool.pauseAfterWatching.withLock { $0 = 500_000 }
+        let before = Set(childProcessIDs())
+        SpareWorkers.keep(3)
+        var victim: pid_t?
+        for _ in 0..<400 where victim == nil {
+            try await Task.sleep(for: .milliseconds(5))
+            victim = Set(childProcessIDs()).subtracting(before).first
+        }
+        if let victim { kill(victim, SIGKILL) }
+        var replaced = false
+        for _ in 0..<500 where !replaced {
+            try await Task.sleep(for: .milliseconds(10))
+            let idle = SparePool.shared.idlePIDs
+            replaced = idle.count == 3 && victim.map { !idle.contains($0) } == true && SparePool.shared.warmCount == 3
+        }
+        outcome.append(replaced ? "replaced" : "not replaced: \(SparePool.shared.idlePIDs), victim \(victim.map(String.init) ?? "none")")
+        await SpareWorkers.release()
+        outcome.append("\(SparePool.shared.idleCount) idle")
+        return outcome
     }
 }
 

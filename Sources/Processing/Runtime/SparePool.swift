@@ -152,24 +152,35 @@ final class SparePool: Sendable {
             return perform(actions, spawnError: error)
         }
         let watch = Reactor.shared.watch(spare.readinessFD, onReadable: { [self] in readinessChanged(id, spare.readinessFD) })
-        do {
-            try watch.want(reading: true, writing: false)
-        } catch {
-            // Unwatched, its readiness and death would go unseen: it is not kept.
-            watch.cancel()
-            Reactor.shared.execute { Syscall.close(spare.readinessFD) }
-            let actions = storage.withLock { $0.machine.spawned(nil, id: id) }
-            end(spare)
-            return perform(actions, spawnError: error)
-        }
-        let actions = storage.withLock { storage in
+        // Armed under the lock, with the spare recorded in the same step: its first event (its
+        // byte, or its death, which may both have happened already) waits for its entry, and
+        // is not lost for want of one. (The reactor runs the handler with no watch locked.)
+        let (actions, failure) = storage.withLock { storage -> (State.Actions, SystemError?) in
+            do throws(SystemError) {
+                try watch.want(reading: true, writing: false)
+            } catch {
+                return (storage.machine.spawned(nil, id: id), error)
+            }
+            if case let pause = Self.pauseAfterWatching.withLock({ $0 }), pause > 0 { usleep(pause) }
             storage.watches[id] = watch
             let actions = storage.machine.spawned(spare, id: id)
             mayHaveIdle.store(storage.machine.hasIdle, ordering: .relaxed)
-            return actions
+            return (actions, nil)
+        }
+        if let failure {
+            // Unwatched, its readiness and death would go unseen: it is not kept.
+            watch.cancel()
+            Reactor.shared.execute { Syscall.close(spare.readinessFD) }
+            end(spare)
+            return perform(actions, spawnError: failure)
         }
         perform(actions)
     }
+
+    /// For a test: how long (µs) the spawning thread pauses between watching a new spare's
+    /// readiness pipe and recording the spare, a blocking pause, so that the spare can warm up
+    /// or die in between (0, no pause, everywhere else).
+    static let pauseAfterWatching = Mutex<UInt32>(0)
 
     /// The readiness pipe of spare `id` is readable (on the reactor thread): its byte, or its death.
     private func readinessChanged(_ id: UInt64, _ fd: Int32) {
