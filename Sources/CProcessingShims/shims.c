@@ -391,6 +391,16 @@ static _Noreturn void run_connector(const char *name) {
     _exit(0);
 }
 
+int processing_worker_release_output(void) {
+    if (bridge_active) return 0;  // a remote worker's output travels with its channel
+    fflush(NULL);
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) return 0;
+    int released = dup2(null_fd, STDOUT_FILENO) >= 0 && dup2(null_fd, STDERR_FILENO) >= 0;
+    close(null_fd);
+    return released;
+}
+
 void processing_worker_exit(int code) {
     fflush(NULL);
     if (bridge_active) {

@@ -737,6 +737,11 @@ if CommandLine.arguments.dropFirst().first == "spares" {
     try await reportSpares()
     exit(0)
 }
+if CommandLine.arguments.dropFirst().first == "profile-spare" {
+    // For `perf record` and traces: starts on a warm spare only.
+    report("profile", "spawn_roundtrip_warm_spare", median(try await spareRoundTrips(200)), "ms")
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "profile-pipe" {
     // For `perf record`: pipe round trips only.
     report("profile", "pipe_roundtrip", try await pipeFigures(count: 200_000, blobs: 1, size: 1).roundTrip, "us")

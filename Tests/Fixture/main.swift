@@ -109,6 +109,14 @@ func openDescriptorCount() -> Int {
     ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count - 1
 }
 
+/// "fd -> what it is" for each open descriptor (for a report of leaked ones).
+func descriptorTargets() -> Set<String> {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return Set(names.compactMap { name in
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)")).map { "\(name) -> \($0)" }
+    })
+}
+
 /// This process's children that have exited and not been reaped.
 func zombieChildren() -> Int {
     let me = getpid()
@@ -118,6 +126,23 @@ func zombieChildren() -> Int {
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         return fields.count > 1 && fields[0] == "Z" && Int(fields[1]) == Int(me)
     }.count
+}
+
+/// Waits (up to 2 s) until this process has no child: a process ends on its result, and its
+/// child is reaped a moment later.
+func awaitChildrenReaped() async throws {
+    let me = getpid()
+    func children() -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
+            guard let pid = Int(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int(fields[1]) == Int(me)
+        }.count
+    }
+    for _ in 0..<200 where children() > 0 {
+        try await Task.sleep(for: .milliseconds(10))
+    }
 }
 
 func processState(_ pid: Int) -> Character? {
@@ -210,7 +235,11 @@ func closedStdout() async throws {
 
 func tooManyDescriptors() async throws {
     _ = try await Counter().start().result()  // the library's own long-lived descriptors exist now
+    try await awaitChildrenReaped()
+    // Dispatch opens a clock's timerfd at its first sleep: that one happens now, not later.
+    try await Task.sleep(for: .milliseconds(1))
     let baseline = openDescriptorCount()
+    let baselineTargets = descriptorTargets()
     var original = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
     for extra in 0..<10 {
@@ -225,7 +254,14 @@ func tooManyDescriptors() async throws {
             if let error = error as? ProcessingError { outcome += " errno=\(error.errno.map(String.init) ?? "none")" }
         }
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
-        say("limit +\(extra): \(outcome) | zombies: \(zombieChildren()) | leaked fds: \(openDescriptorCount() - baseline)")
+        try await awaitChildrenReaped()
+        // The reactor closes a reaped child's descriptors just after the reap: a moment later.
+        for _ in 0..<200 where openDescriptorCount() > baseline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let leaked = openDescriptorCount() - baseline
+        let what = leaked == 0 ? "" : " (\(descriptorTargets().subtracting(baselineTargets).sorted().joined(separator: ", ")))"
+        say("limit +\(extra): \(outcome) | zombies: \(zombieChildren()) | leaked fds: \(leaked)\(what)")
     }
     say("stage: done")
 }

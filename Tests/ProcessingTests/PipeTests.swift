@@ -262,6 +262,7 @@ struct PipeLeakProbe: Skprocess {
             results += 1
         }
         // Closing happens on the reactor thread, just after the last reference goes.
+        try await awaitChildrenReaped()
         var fdsAfter = Self.channelDescriptors().count
         for _ in 0..<1_000 where fdsAfter != fdsBefore {
             try await Task.sleep(for: .milliseconds(10))

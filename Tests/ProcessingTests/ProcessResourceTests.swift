@@ -17,6 +17,7 @@ struct SpawnLeakProbe: Skprocess {
     mutating func run() async throws {}
     func result() async throws -> LeakReport {
         _ = try await Counter().start().result()  // warm up: the reactor's own fds exist from here on
+        try await awaitChildrenReaped()
         let fdsBefore = openFileDescriptorCount()
         var results = 0
         for _ in 0..<(spawns / 8) {
@@ -30,6 +31,7 @@ struct SpawnLeakProbe: Skprocess {
         await killed.kill()
         try await killed.wait()
         _ = try? await FatalProcess().start().result()
+        try await awaitChildrenReaped()
         return LeakReport(fdsBefore: fdsBefore, fdsAfter: openFileDescriptorCount(),
                           childrenAfter: childProcessIDs().count, results: results)
     }

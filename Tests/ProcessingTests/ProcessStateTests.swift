@@ -95,10 +95,55 @@ struct ProcessStateTests {
         }
         #expect(handler.handleFailure?.crash?.cause == .signal(11))
         _ = machine.launched("c3")
-        machine.result(run: 4, bytes: [7])
+        let endsOnResult = machine.result(run: 4, bytes: [7])
+        #expect(!endsOnResult, "ended on a result before the child's output ended")
         guard case .finish(let finished) = machine.exited(cause: .exit(0), stderr: StderrTail()),
               case .output(let run, let bytes) = finished.outcome else { Issue.record("error(_:)'s result lost"); return }
         #expect(run == 4 && bytes == [7])
+    }
+
+    @Test("a result ends the process once the child's output has ended too, in either order, and its exit changes nothing")
+    func endOnResult() throws {
+        for outputFirst in [false, true] {
+            var machine = Self.machine(runTimeout: .seconds(5))
+            let timers = Timers()
+            try Self.start(&machine, timers)
+            #expect(machine.sectionChanged((.run, 1), arm: timers.arm) == nil)
+            let wait = try #require(try machine.beginWait())
+            #expect(machine.registerWait("w", id: wait, timeout: nil, cancelled: false, arm: timers.arm) == nil)
+            let early = machine.endOnResult()
+            #expect(early == nil, "ended with neither the result nor the output's end")
+            let (first, second) = outputFirst
+                ? (machine.outputEnded(), machine.result(run: 2, bytes: [5]))
+                : (machine.result(run: 2, bytes: [5]), machine.outputEnded())
+            #expect(!first && second, "not ready to end on the second of the result and the output's end")
+            let ending = machine.endOnResult()
+            let (finished, child) = try #require(ending)
+            #expect(child == "c1" && finished.waiters == ["w"] && finished.timers.contains("section(token: 1)"))
+            guard case .output(2, [5])? = machine.outcome else { Issue.record("not ended with the result"); return }
+            let again = machine.endOnResult()
+            let killed = machine.kill()
+            #expect(!machine.isActive && machine.child == nil && again == nil)
+            #expect(killed == nil, "a kill after the end reached the exiting child")
+            guard case .ended = machine.exited(cause: .signal(9), stderr: StderrTail()) else {
+                Issue.record("the exit after the end was handled again"); return
+            }
+            guard case .output(2, [5])? = machine.outcome else { Issue.record("the exit changed the outcome"); return }
+        }
+    }
+
+    @Test("an output that ended without a result ends nothing; the next child starts with its output open")
+    func outputEndedWithoutResult() throws {
+        var machine = Self.machine(lives: 2)
+        try Self.start(&machine, Timers())
+        let endsWithoutResult = machine.outputEnded()
+        #expect(!endsWithoutResult)
+        guard case .launch = machine.exited(cause: .signal(11), stderr: StderrTail()) else { Issue.record("no retry"); return }
+        _ = machine.launched("c2")
+        let endsOnResult = machine.result(run: 1, bytes: [])
+        let ended = machine.endOnResult()
+        #expect(!endsOnResult && ended == nil, "the first child's ended output counted for the second")
+        guard case .finish = machine.exited(cause: .exit(0), stderr: StderrTail()) else { Issue.record("not finished"); return }
     }
 
     @Test("the child that runs error(_:) dying too leaves the original failure")
@@ -227,7 +272,8 @@ struct ProcessStateTests {
         #expect(machine.registerWait("gone", id: gone, timeout: nil, cancelled: false, arm: timers.arm) == nil)
         #expect(machine.withdrawWait(gone)?.waiter == "gone")
         #expect(machine.waitingCount == 2)
-        machine.result(run: 1, bytes: [])
+        let endsOnResult = machine.result(run: 1, bytes: [])
+        #expect(!endsOnResult)
         guard case .finish(let finished) = machine.exited(cause: .exit(0), stderr: StderrTail()) else {
             Issue.record("not finished"); return
         }

@@ -160,6 +160,7 @@ struct ShareLeakProbe: Skprocess {
     mutating func run() async throws {}
     func result() async throws -> LeakReport {
         _ = try await Counter().start().result()  // the reactor's own fds exist from here on
+        try await awaitChildrenReaped()
         let fdsBefore = openFileDescriptorCount()
         var results = 0
         for _ in 0..<5 {
@@ -172,6 +173,7 @@ struct ShareLeakProbe: Skprocess {
             results += try await share.counter
             try await share.stop()
         }
+        try await awaitChildrenReaped()
         return LeakReport(fdsBefore: fdsBefore, fdsAfter: openFileDescriptorCount(),
                           childrenAfter: childProcessIDs().count, results: results)
     }

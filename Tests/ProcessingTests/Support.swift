@@ -51,6 +51,21 @@ func childProcessIDs() -> [pid_t] {
     }
 }
 
+/// Waits (up to 2 s) until this process has no child left, and what the reactor held of them
+/// is closed. A process ends on its result once its child has closed its output, and the child
+/// is reaped a moment later: counts of children and descriptors taken right after a result can
+/// still include it.
+func awaitChildrenReaped() async throws {
+    for _ in 0..<200 where !childProcessIDs().isEmpty {
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    // The reactor closes a child's descriptors in the same job that reaps it: a job queued
+    // after the reap runs after those closes.
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        Reactor.shared.execute { done.resume() }
+    }
+}
+
 /// How many fds this process has open.
 func openFileDescriptorCount() -> Int {
     ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count

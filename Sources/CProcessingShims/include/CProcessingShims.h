@@ -63,6 +63,11 @@ int processing_accept(int listener);
 /// (its bridge thread copies the channel there), for at most 10 seconds.
 _Noreturn void processing_worker_exit(int code);
 
+/// Flushes stdio and points stdout and stderr at /dev/null, so that the parent sees their
+/// pipes end before the worker exits (it answers on the result frame then). 1 if done; 0 in a
+/// remote worker (its output travels with its channel) or if /dev/null cannot be opened.
+int processing_worker_release_output(void);
+
 /// The control fd the constructor found in a worker, or -1 in an ordinary process.
 int processing_worker_control_fd(void);
 /// The parent's message size limit from the worker marker, or 0 when it gave none.

@@ -289,6 +289,13 @@ enum Syscall {
         while waitpid(pid, &status, 0) == -1 && Glibc.errno == EINTR {}
     }
 
+    /// In a worker about to send its result: flushes stdio and points stdout and stderr at
+    /// /dev/null, so that their pipes end in the parent before the worker's exit does. False
+    /// when it could not (or, in a remote worker, need not).
+    static func releaseWorkerOutput() -> Bool {
+        processing_worker_release_output() == 1
+    }
+
     /// Flushes stdio and leaves without running atexit handlers or destructors (a worker's exit).
     static func exitImmediately(_ code: WorkerExitCode) -> Never {
         // A remote worker's last frames are still on their way to its stdout: the C side

@@ -48,13 +48,18 @@ final class PoolWorker: Sendable {
     }
 
     /// Spawns a worker and tells it to serve batches. `captured`: what it wrote to streams set
-    /// to `.capture`, given at its exit.
+    /// to `.capture`, given once its output has ended (at its exit at the latest).
     static func launch(output: OutputSettings = OutputSettings(name: "pool worker"), on host: WorkerHost = .local, place: Int = 0,
                        events: EventHub.Source = EventHub.Source(process: nil, pool: nil),
                        captured: @escaping @Sendable (CapturedOutput) -> Void = { _ in }) async throws -> PoolWorker {
         let worker = PoolWorker(eventSource: events, place: place)
         let child = try await ChildProcess.launch(output: output, on: host) { [worker] event in
-            if case .exited(_, _, let output) = event, !output.captured.isEmpty { captured(output.captured) }
+            switch event {
+            case .exited(_, _, let output) where !output.captured.isEmpty, .outputEnded(let output) where !output.captured.isEmpty:
+                captured(output.captured)
+            default:
+                break
+            }
             worker.handle(event)
         }
         worker.pidValue.store(child.pid, ordering: .relaxed)
@@ -216,6 +221,8 @@ final class PoolWorker: Sendable {
             brokeProtocol("a \(frame.kind) frame, which pool workers do not send")
         case .channelEnded(let end):
             brokeProtocol(end.description)
+        case .outputEnded:
+            break  // a pool worker's output ends with it
         case .exited(let status, let stderr, _):
             let crash = ProcessCrashError(cause: .init(status), stderr: stderr, processName: "a pool worker", currentRun: 0)
             let exit = state.withLock { $0.exited(crash) }

@@ -104,7 +104,7 @@ enum Lifecycle {
                 BinaryFormat.appendVarint(UInt64(run), to: &bytes)
                 try BinaryEncoder().encode(encodable, appendingTo: &bytes)
             }
-            await recorder.context.finish(frame)
+            await recorder.context.finish(frame, releasingOutput: true)
         } catch let error as ProcessingError where error.code == .messageTooLarge {
             await recorder.context.finish(failure: error)
         } catch {

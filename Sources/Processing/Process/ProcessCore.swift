@@ -25,6 +25,9 @@ final class ProcessCore: Sendable {
     private let output: OutputSettings
     /// What the children wrote to streams set to `.capture`, across retries.
     private let captured = Mutex(CapturedOutput())
+    /// A child's output ended with lines forwarded to stdout (`StdoutWriter` may still be
+    /// writing them when the process ends on its result).
+    private let forwardedStdout = Atomic(false)
     /// Its events' source (`events`).
     private let eventSource = EventHub.Source(process: EventHub.shared.makeSourceID(), pool: nil)
 
@@ -214,12 +217,31 @@ final class ProcessCore: Sendable {
         case .channelEnded(let end):
             let error = ProcessingError(.malformedFrame, "\(processName)'s channel broke: \(end.description); the process was killed")
             state.withLock { $0.channelEnded(error) }?.signal(SIGKILL)
+        case .outputEnded(let output):
+            if !output.captured.isEmpty { captured.withLock { $0.append(output.captured) } }
+            if output.forwardedStdout { forwardedStdout.store(true, ordering: .releasing) }
+            if state.withLock({ $0.outputEnded() }) { endOnResult() }
         case .exited(let status, let stderr, let output) where output.forwardedStdout:
             // Its last lines out before its end is seen (by a wait, a retry, `isAlive`), so
             // that what the program prints after waiting comes after them.
             StdoutWriter.shared.whenWritten { [self] in exited(status, stderr: stderr, output: output) }
         case .exited(let status, let stderr, let output):
             exited(status, stderr: stderr, output: output)
+        }
+    }
+
+    /// Ends the process on its child's result, once the child's output has ended too, instead
+    /// of at its exit (`ProcessState.endOnResult`). Forwarded lines go out first, as at an exit.
+    private func endOnResult() {
+        let end: @Sendable () -> Void = { [self] in
+            guard let (finished, child) = state.withLock({ $0.endOnResult() }) else { return }
+            emitReady(child.pid)
+            perform(finished)
+        }
+        if forwardedStdout.load(ordering: .acquiring) {
+            StdoutWriter.shared.whenWritten(end)
+        } else {
+            end()
         }
     }
 
@@ -245,6 +267,8 @@ final class ProcessCore: Sendable {
             emit(.restarted(life: life, of: lives), pid: nil)
         }
         switch after {
+        case .ended:
+            break
         case .finish(let finished):
             perform(finished)
         case .launch(let request, let timers):
@@ -276,7 +300,9 @@ final class ProcessCore: Sendable {
             guard let run = BinaryFormat.readVarint(frame.payload, at: &offset) else {
                 return protocolViolation("a result frame without its run count")
             }
-            state.withLock { $0.result(run: Int(run), bytes: Array(frame.payload[offset...])) }
+            if state.withLock({ $0.result(run: Int(run), bytes: Array(frame.payload[offset...])) }) {
+                endOnResult()
+            }
         case .failure:
             guard let report = decode(FailureReport.self, from: frame, "a failure report") else { return }
             state.withLock { $0.failureReported(report) }

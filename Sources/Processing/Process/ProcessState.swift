@@ -63,6 +63,8 @@ struct ProcessState<Child, Waiter, Timer> {
         case finish(Finished)
         /// Spawn another child with this request (a retry, or the one for `error(_:)`).
         case launch(StartRequest, cancel: [Timer])
+        /// It ended already, on the child's result (`endOnResult`): nothing more to do.
+        case ended
     }
 
     /// What to do with a child that was just spawned.
@@ -132,6 +134,8 @@ struct ProcessState<Child, Waiter, Timer> {
     private var joinExpired = false
     /// How the child that exited last ended: what it reported, or the crash (for events).
     private(set) var lastEnding: ProcessOutcome?
+    /// The running child's stdout and stderr have ended (it released them with its result).
+    private var childOutputEnded = false
 
     /// What the running child reported so far (a time-out's failure, once it overran).
     var pendingReport: ProcessOutcome? { reported }
@@ -187,6 +191,7 @@ struct ProcessState<Child, Waiter, Timer> {
     mutating func launched(_ child: Child) -> Launched {
         precondition(isLaunching, "a child was spawned for a process that is not launching one")
         phase = .starting(child)
+        childOutputEnded = false
         let attachments = resumeAttachments
         // Only a retry needs them again; holding pipe points here would hide their peer's end.
         if settings.lives <= 1 { resumeAttachments = nil }
@@ -377,9 +382,35 @@ struct ProcessState<Child, Waiter, Timer> {
         }
     }
 
-    mutating func result(run: Int, bytes: [UInt8]) {
+    /// The child's result. True when the process can end on it now (`endOnResult`): its
+    /// output has ended too.
+    mutating func result(run: Int, bytes: [UInt8]) -> Bool {
         currentRun = run
         reported = .output(run: run, bytes: bytes)
+        return childOutputEnded
+    }
+
+    /// The running child's stdout and stderr ended before its exit. True when the process can
+    /// end now (`endOnResult`): the child's result is in.
+    mutating func outputEnded() -> Bool {
+        guard child != nil else { return false }
+        childOutputEnded = true
+        if case .output? = reported { return true }
+        return false
+    }
+
+    /// The child sent its result and its output has ended: the process ends with the result
+    /// now, as its exit would end it (a result decides whatever the exit status says), without
+    /// waiting for the kernel to tear the child down. Its exit, when it comes, changes nothing.
+    /// Nil unless that is still so.
+    mutating func endOnResult() -> (finished: Finished, child: Child)? {
+        guard childOutputEnded, case .output? = reported, let child else { return nil }
+        let cancel = [sectionTimer, killTimer].compactMap { $0 }
+        (timedSection, sectionTimer, killTimer) = (nil, nil, nil)
+        lastEnding = reported
+        let outcome = reported!
+        reported = nil
+        return (finish(alsoCancelling: cancel, outcome), child)
     }
 
     mutating func failureReported(_ report: FailureReport) {
@@ -394,6 +425,7 @@ struct ProcessState<Child, Waiter, Timer> {
     /// crash or time-out (which left no child to run `error(_:)`) starts one that runs only
     /// `error(_:)`. Anything else ends the process.
     mutating func exited(cause statusCause: ProcessCrashError.Cause, stderr: StderrTail) -> AfterExit {
+        if case .ended = phase { return .ended }
         let cancel = [sectionTimer, killTimer].compactMap { $0 }
         (timedSection, sectionTimer, killTimer) = (nil, nil, nil)
         let crashed = reported == nil

@@ -8,6 +8,10 @@ enum ChildEvent: Sendable {
     case frame(Frame)
     /// The control channel ended before the child exited (a malformed frame, for instance).
     case channelEnded(ChannelEnd)
+    /// Its stdout and stderr pipes ended while it still ran (a worker releases them just
+    /// before it sends its result): what they left. The exit's record holds nothing of what
+    /// was captured then, only whether lines were forwarded.
+    case outputEnded(ChildOutputRecord)
     /// The child was reaped; `stderr` holds the end of what it wrote there (and the line that
     /// says why it died, if one did), `output` what it wrote to streams set to `.capture` and
     /// whether it forwarded stdout lines. Always the last event.
@@ -50,6 +54,8 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     /// `Name[pid]: `, before each forwarded line.
     private let prefix: [UInt8]
     private var reaped = false
+    /// `.outputEnded` was reported.
+    private var outputEndReported = false
 
     /// The descriptor numbers a worker finds its channels on (posix_spawn maps them there).
     private static let childTargets: [Int32] = [STDOUT_FILENO, STDERR_FILENO, PROCESSING_WORKER_CONTROL_FD]
@@ -221,8 +227,14 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
     func startWatching() {
         channel.start()
         Reactor.shared.execute { [self] in
-            let stderrWatch = Reactor.shared.watch(stderr.fd, onReadable: { [self] in readOutput(&stderr) })
-            let stdoutWatch = stdout.map { Reactor.shared.watch($0.fd, onReadable: { [self] in readOutput(&stdout!) }) }
+            let stderrWatch = Reactor.shared.watch(stderr.fd, onReadable: { [self] in
+                readOutput(&stderr)
+                reportOutputEndIfEnded()
+            })
+            let stdoutWatch = stdout.map { Reactor.shared.watch($0.fd, onReadable: { [self] in
+                readOutput(&stdout!)
+                reportOutputEndIfEnded()
+            }) }
             // An exit descriptor is readable once its process has exited.
             let exitWatch = Reactor.shared.watch(exitDescriptor, onReadable: { [self] in childMayHaveExited() })
             (stderr.watch, self.exitWatch) = (stderrWatch, exitWatch)
@@ -293,6 +305,16 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         close(&stderr)
         if stdout != nil { close(&stdout!) }
         onEvent(.exited(status, stderr: stderrTail, output: record))
+    }
+
+    /// Both streams ended before the exit: what they left goes out now, so that the owner can
+    /// answer with the result the child sent without waiting for its exit.
+    private func reportOutputEndIfEnded() {
+        guard !reaped, !outputEndReported, !stderr.isOpen, stdout?.isOpen != true else { return }
+        outputEndReported = true
+        let output = record
+        record.captured = CapturedOutput()
+        onEvent(.outputEnded(output))
     }
 
     /// Ends a stream: its last line (without a newline) goes where the others went.

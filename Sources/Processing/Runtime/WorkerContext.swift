@@ -128,7 +128,11 @@ final class WorkerContext: Sendable {
     }
 
     /// Sends the last frame and leaves. Nothing runs after this in the worker.
-    func finish(_ frame: [UInt8]) async -> Never {
+    /// `releasingOutput`: the frame is the result, which the parent may answer with as soon as
+    /// it has it and this worker's stdout and stderr have ended, without waiting for the exit
+    /// (the kernel's teardown of a process takes about half a millisecond), so they end first.
+    func finish(_ frame: [UInt8], releasingOutput: Bool = false) async -> Never {
+        if releasingOutput { _ = Syscall.releaseWorkerOutput() }
         do {
             try await channel.send(frame)
         } catch {
