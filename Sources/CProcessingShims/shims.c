@@ -397,7 +397,8 @@ int processing_worker_release_output(void) {
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0) return 0;
     int released = dup2(null_fd, STDOUT_FILENO) >= 0 && dup2(null_fd, STDERR_FILENO) >= 0;
-    close(null_fd);
+    // With 1 or 2 closed by the process, /dev/null took that number: it stays.
+    if (null_fd > STDERR_FILENO) close(null_fd);
     return released;
 }
 

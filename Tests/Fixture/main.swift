@@ -54,15 +54,17 @@ struct Echo: Skprocess {
 }
 
 /// Starts `/bin/sleep 60` as its own child, tells its pid, then returns, crashes or waits.
+/// `quiet`: the sleep's output goes to /dev/null, not to this child's own pipes.
 struct SpawnsSleep: Skprocess {
     var then: String
+    var quiet = false
     var processConfig = ProcessConfig(runs: 1)
     mutating func run() async throws {
         var pid: pid_t = 0
-        let words: [String] = ["/bin/sleep", "60"]
+        let words: [String] = quiet ? ["/bin/sh", "-c", "exec /bin/sleep 60 >/dev/null 2>&1"] : ["/bin/sleep", "60"]
         let arguments: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
         defer { arguments.forEach { free($0) } }
-        guard posix_spawn(&pid, "/bin/sleep", nil, nil, arguments, environ) == 0 else { fatalError("posix_spawn failed") }
+        guard posix_spawn(&pid, words[0], nil, nil, arguments, environ) == 0 else { fatalError("posix_spawn failed") }
         try await tell(Int(pid))
         switch then {
         case "crash": fatalError("the child crashes, leaving its own child behind")
@@ -210,6 +212,16 @@ func orphans() async throws {
     say("wait: \(try await waiting.listen(Int.self, timeout: .seconds(30)) ?? -1)")
     say("stage: ready")
     try await Task.sleep(for: .seconds(3600))  // the test kills this process now
+}
+
+/// A child's own child that does not hold the child's output: the process ends on its result
+/// (before the child's exit), and this program exits at once. The grandchild must not outlive it.
+func orphanAtExit() async throws {
+    let handle = try await SpawnsSleep(then: "return", quiet: true).start()
+    let pid = try await handle.listen(Int.self, timeout: .seconds(30)) ?? -1
+    _ = try? await handle.result()
+    say("quiet: \(pid)")
+    exit(0)
 }
 
 func closedStdout() async throws {
@@ -442,6 +454,7 @@ let scenarios: [String: () async throws -> Void] = [
     "main-global": mainGlobal,
     "replaced-binary": replacedBinary,
     "orphans": orphans,
+    "orphan-at-exit": orphanAtExit,
     "closed-stdout": closedStdout,
     "emfile": tooManyDescriptors,
     "sigchld-ignored": sigchldIgnored,

@@ -57,6 +57,27 @@ struct ChildOutputTests {
     }
 }
 
+extension ChildOutputTests {
+    @Test("a process ends on its result, before its child's exit: its output whole, its events once, its own children killed")
+    func endsOnResult() async throws {
+        let handle = try ProcessHandle(CapturePrinter(crashes: false))
+        let events = handle.events
+        try await handle.start()
+        let childPID = try #require(handle.pid)
+        try await handle.wait()
+        #expect(handle.core.endedOnResult, "the process ended at its child's exit, not on its result")
+        #expect(handle.capturedOutput.stdout == "out 0\nout 1\nlast")
+        #expect(handle.capturedOutput.stderr == "err\n")
+        #expect(!handle.isAlive && handle.pid == nil)
+        #expect(await EventTests.kinds(events) == ["spawned", "ready", "exited"])
+        // The child itself is reaped a moment later.
+        for _ in 0..<200 where childProcessIDs().contains(childPID) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(!childProcessIDs().contains(childPID), "the child that sent its result was never reaped")
+    }
+}
+
 /// Prints to both streams with both captured; crashes on each of its two lives if told to.
 struct CapturePrinter: Skprocess {
     var crashes: Bool

@@ -92,6 +92,18 @@ struct HostProgramTests {
         #expect(try await isGone(waiting), "the grandchild outlived the program's death")
     }
 
+    @Test("a child's own children end by the time its result is in, even if the program exits at once")
+    func descendantsEndOnResult() async throws {
+        for _ in 0..<3 {
+            let program = try FixtureProgram("orphan-at-exit")
+            let pid = try #require(try await program.value("quiet").flatMap { Int($0) })
+            #expect(pid > 0)
+            #expect(try await program.exit()?.status == 0)
+            #expect(try await isGone(pid, within: .seconds(2)), "the grandchild outlived the program that exited on its parent's result")
+            if isRunning(pid) { kill(pid_t(pid), SIGKILL) }
+        }
+    }
+
     @Test("with stdout closed (a daemon), no descriptor of the library's takes fds 0-2")
     func closedStdout() async throws {
         let program = try FixtureProgram("closed-stdout")

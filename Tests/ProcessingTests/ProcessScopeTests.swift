@@ -36,6 +36,21 @@ struct ProcessScopeTests {
         #expect(report == ScopeReport(threw: true, childrenInScope: 1, childrenAfter: 0))
     }
 
+    @Test("withProcess returns only once its child is reaped, also when the process ended on its result")
+    func scopeWaitsForReap() async throws {
+        for _ in 0..<5 {
+            var childPID: pid_t?
+            let total = try await withProcess(Counter()) { handle in
+                childPID = handle.pid
+                return try await handle.result()
+            }
+            let pid = try #require(childPID)
+            #expect(total == 10)
+            // A zombie is still this process's child: reaped, it is gone.
+            #expect(processParent(pid) != getpid(), "withProcess returned before its child \(pid) was reaped")
+        }
+    }
+
     @Test("withProcess returns the scope's value, and the process's result can be awaited inside")
     func scopeReturnsValue() async throws {
         let total = try await withProcess(Counter()) { try await $0.result() }

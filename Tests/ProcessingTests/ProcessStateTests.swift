@@ -121,6 +121,7 @@ struct ProcessStateTests {
             let (finished, child) = try #require(ending)
             #expect(child == "c1" && finished.waiters == ["w"] && finished.timers.contains("section(token: 1)"))
             guard case .output(2, [5])? = machine.outcome else { Issue.record("not ended with the result"); return }
+            #expect(machine.endedOnResult)
             let again = machine.endOnResult()
             let killed = machine.kill()
             #expect(!machine.isActive && machine.child == nil && again == nil)
@@ -144,6 +145,7 @@ struct ProcessStateTests {
         let ended = machine.endOnResult()
         #expect(!endsOnResult && ended == nil, "the first child's ended output counted for the second")
         guard case .finish = machine.exited(cause: .exit(0), stderr: StderrTail()) else { Issue.record("not finished"); return }
+        #expect(!machine.endedOnResult)
     }
 
     @Test("the child that runs error(_:) dying too leaves the original failure")

@@ -105,7 +105,7 @@ struct SpareProbe: Skprocess {
             let handle = try await SparePrinter().start()
             let pid = handle.pid ?? 0  // (nil once the process has ended)
             let result = try await handle.result()
-            return ("\(result) stdout=\(handle.capturedOutput.stdout) stderr=\(handle.capturedOutput.stderr)", [pid])
+            return ("\(result) stdout=\(handle.capturedOutput.stdout) stderr=\(handle.capturedOutput.stderr) on result: \(handle.core.endedOnResult)", [pid])
         case .discard:
             let handle = try await SpareDiscarder().start()
             let pid = handle.pid ?? 0
@@ -258,7 +258,7 @@ struct SpareWorkerTests {
         #expect(report.ranOnSpare, "the second run did not take a spare")
         #expect(report.fresh == report.spare)
         switch scenario {
-        case .output: #expect(report.spare == "printed stdout=to stdout\n stderr=to stderr\n")
+        case .output: #expect(report.spare == "printed stdout=to stdout\n stderr=to stderr\n on result: true")
         case .discard: #expect(report.spare == "discarded stdout= stderr=kept\n")
         case .crash: #expect(report.spare == "killed by SIGSEGV (signal 11) tail has the line: true")
         case .lives: #expect(report.spare == "second life: 7")

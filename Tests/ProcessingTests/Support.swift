@@ -51,6 +51,14 @@ func childProcessIDs() -> [pid_t] {
     }
 }
 
+/// The parent of process `pid` as /proc says (a zombie's too), or nil if there is no such process.
+func processParent(_ pid: pid_t) -> pid_t? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    return fields.count > 1 ? pid_t(fields[1]) : nil
+}
+
 /// Waits (up to 2 s) until this process has no child left, and what the reactor held of them
 /// is closed. A process ends on its result once its child has closed its output, and the child
 /// is reaped a moment later: counts of children and descriptors taken right after a result can

@@ -28,6 +28,13 @@ final class ProcessCore: Sendable {
     /// A child's output ended with lines forwarded to stdout (`StdoutWriter` may still be
     /// writing them when the process ends on its result).
     private let forwardedStdout = Atomic(false)
+    /// Whether a child was spawned and not yet reaped, and who waits for its reap
+    /// (`untilReaped`): a process ends on its child's result, a moment before the reap.
+    private let reap = Mutex(ReapWaits())
+    private struct ReapWaits {
+        var childUnreaped = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
     /// Its events' source (`events`).
     private let eventSource = EventHub.Source(process: EventHub.shared.makeSourceID(), pool: nil)
 
@@ -82,6 +89,9 @@ final class ProcessCore: Sendable {
 
     var outcome: Outcome? { state.withLock { $0.outcome } }
 
+    /// Whether the process ended on its child's result, before the child's exit (for tests).
+    var endedOnResult: Bool { state.withLock { $0.endedOnResult } }
+
     /// Arms a timer that routes `purpose` back to the machine when it fires.
     private func arm(_ purpose: Machine.TimerPurpose, after limit: Duration) -> OneShotTimer {
         OneShotTimer(after: limit) { [weak self] in self?.timerFired(purpose) }
@@ -128,6 +138,7 @@ final class ProcessCore: Sendable {
             finish(with: .failure(error))
             throw error
         }
+        reap.withLock { $0.childUnreaped = true }
         mailbox.attach(child.channel)
         emit(.spawned, pid: child.pid)
         let launched = state.withLock { $0.launched(child) }
@@ -186,6 +197,18 @@ final class ProcessCore: Sendable {
 
     // MARK: Waiting
 
+    /// Waits until the last child spawned is reaped (at once if it is, or none was), even in a
+    /// cancelled task: the reap follows its end at once (it was killed, or sent its result).
+    func untilReaped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let reaped = reap.withLock { reap in
+                if reap.childUnreaped { reap.waiters.append(continuation) }
+                return !reap.childUnreaped
+            }
+            if reaped { continuation.resume() }
+        }
+    }
+
     /// Waits for the process to end, across retries; false if `timeout` passes first.
     func waitForEnd(timeout: Duration?) async throws -> Bool {
         guard let id = try state.withLock({ state throws(ProcessingError) in try state.beginWait() }) else { return true }
@@ -236,7 +259,9 @@ final class ProcessCore: Sendable {
         let end: @Sendable () -> Void = { [self] in
             guard let (finished, child) = state.withLock({ $0.endOnResult() }) else { return }
             emitReady(child.pid)
-            perform(finished)
+            // Its own children (in its process group) end before anyone hears of the end, as
+            // they do when a child exits; the child is reaped a moment later (`ended()`).
+            child.endGroup { [self] in perform(finished) }
         }
         if forwardedStdout.load(ordering: .acquiring) {
             StdoutWriter.shared.whenWritten(end)
@@ -246,6 +271,12 @@ final class ProcessCore: Sendable {
     }
 
     private func exited(_ status: ExitStatus, stderr: StderrTail, output: ChildOutputRecord) {
+        let reapWaiters = reap.withLock { reap in
+            reap.childUnreaped = false
+            defer { reap.waiters = [] }
+            return reap.waiters
+        }
+        for waiter in reapWaiters { waiter.resume() }
         if !output.captured.isEmpty { captured.withLock { $0.append(output.captured) } }
         let cause = ProcessCrashError.Cause(status)
         let (after, ending, life, lives, exitedPID) = state.withLock { state in

@@ -136,6 +136,8 @@ struct ProcessState<Child, Waiter, Timer> {
     private(set) var lastEnding: ProcessOutcome?
     /// The running child's stdout and stderr have ended (it released them with its result).
     private var childOutputEnded = false
+    /// The process ended on its child's result, before the child's exit (`endOnResult`).
+    private(set) var endedOnResult = false
 
     /// What the running child reported so far (a time-out's failure, once it overran).
     var pendingReport: ProcessOutcome? { reported }
@@ -410,6 +412,7 @@ struct ProcessState<Child, Waiter, Timer> {
         lastEnding = reported
         let outcome = reported!
         reported = nil
+        endedOnResult = true
         return (finish(alsoCancelling: cancel, outcome), child)
     }
 

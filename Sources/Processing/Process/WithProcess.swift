@@ -33,9 +33,10 @@ extension ProcessCore {
         await ended()
     }
 
-    /// Waits until the child is reaped, even in a cancelled task (so that nothing outlives
-    /// what owns it).
+    /// Waits until the process has ended and its last child is reaped, even in a cancelled task
+    /// (so that nothing outlives what owns it).
     func ended() async {
         await Task { [self] in _ = try? await waitForEnd(timeout: nil) }.value
+        await untilReaped()
     }
 }

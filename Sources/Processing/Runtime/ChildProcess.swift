@@ -262,6 +262,18 @@ final class ChildProcess: @unchecked Sendable {  // mutable state: the reactor t
         }
     }
 
+    /// The child sent its result and let go of its output: what it started in its process
+    /// group is killed now (with it, which has nothing left to send), as its reap would, unless
+    /// it was reaped already; then `then` runs. On the reactor thread, where the reap happens,
+    /// so that the group's number cannot have been reused.
+    func endGroup(then: @escaping @Sendable () -> Void) {
+        let job: @Sendable () -> Void = { [self] in
+            if !reaped { Syscall.signalGroup(pid, SIGKILL) }
+            then()
+        }
+        if Reactor.shared.isCurrent { job() } else { Reactor.shared.execute(job) }
+    }
+
     private func childMayHaveExited() {
         guard Syscall.hasExited(exitDescriptor) else { return }
         // Its own children share its process group: they end with it, before the reap lets
