@@ -32,10 +32,13 @@
 static int worker_control_fd = -1;
 static long long worker_message_limit = 0;
 static int worker_is_spare = 0;
+static char worker_spare_hints[2048];
 
 int processing_worker_control_fd(void) { return worker_control_fd; }
 
 int processing_worker_is_spare(void) { return worker_is_spare; }
+
+const char *processing_worker_spare_hints(void) { return worker_spare_hints; }
 
 long long processing_worker_message_limit(void) { return worker_message_limit; }
 
@@ -505,11 +508,20 @@ __attribute__((constructor)) static void processing_worker_constructor(int argc,
                 PROCESSING_WORKER_ENV);
         _exit(PROCESSING_EXIT_NO_CONTROL_CHANNEL);
     }
+    if (fields == 4) {
+        worker_is_spare = spare;
+        // A spare's marker may end with the type names it is to warm up for: after a fourth ':'.
+        const char *hints = marker;
+        for (int colons = 0; hints != NULL && colons < 4; colons++) {
+            hints = strchr(hints, ':');
+            if (hints != NULL) hints++;
+        }
+        if (hints != NULL) snprintf(worker_spare_hints, sizeof worker_spare_hints, "%s", hints);
+    }
     // Nothing the user's code spawns later should become a worker by accident.
     unsetenv(PROCESSING_WORKER_ENV);
     worker_control_fd = control;
     if (fields >= 3) worker_message_limit = limit;
-    if (fields == 4) worker_is_spare = spare;
     run_remaining_initializers(argc, argv, envp);
     processing_worker_main();
     _exit(0);

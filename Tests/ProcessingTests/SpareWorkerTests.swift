@@ -1,3 +1,4 @@
+import CProcessingShims
 import Foundation
 @testable import Processing
 import Testing
@@ -297,6 +298,12 @@ struct SpareWorkerTests {
         #expect(outcome == ["2 warm", "replaced", "0 idle"])
     }
 
+    @Test("a spare is told the process types started last, to look them up while it waits")
+    func typeHints() async throws {
+        let outcome = try await SpareHintProbe().start().result()
+        #expect(outcome == ["fresh: []", "on spare: true", "hinted: true"])
+    }
+
     @Test("warming waits for ready spares and can be cancelled; keep(0) ends them")
     func warmAndCancel() async throws {
         let outcome = try await SpareWarmProbe().start().result()
@@ -341,6 +348,34 @@ struct SpareLateWatchProbe: Skprocess {
         await SpareWorkers.release()
         outcome.append("\(SparePool.shared.idleCount) idle")
         return outcome
+    }
+}
+
+/// Says which process types its worker was told to warm up for, if it was a spare.
+struct SpareHintReader: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> [String] {
+        String(cString: processing_worker_spare_hints()).split(separator: ",").map(String.init)
+    }
+}
+
+/// A spare spawned after a start is told that start's type (it looks it up while it waits).
+struct SpareHintProbe: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+
+    func result() async throws -> [String] {
+        let fresh = try await SpareHintReader().start().result()
+        SpareWorkers.keep(1)
+        try await SpareWorkers.warm(1)
+        let spares = SparePool.shared.idlePIDs
+        let handle = try await SpareHintReader().start()
+        let onSpare = spares.contains(handle.pid ?? 0)
+        let hints = try await handle.result()
+        await SpareWorkers.release()
+        let own = TypeName.mangled(SpareHintReader.self) ?? "?"
+        return ["fresh: \(fresh)", "on spare: \(onSpare)", "hinted: \(hints.first == own)"]
     }
 }
 

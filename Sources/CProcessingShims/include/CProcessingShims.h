@@ -74,6 +74,9 @@ int processing_worker_control_fd(void);
 long long processing_worker_message_limit(void);
 /// 1 in a spare worker (spawned ahead, before anyone asked for it), 0 otherwise.
 int processing_worker_is_spare(void);
+/// In a spare: the mangled names of the process types the parent started last, comma-separated
+/// (from its marker), for it to look up while it waits; "" when none were given.
+const char *processing_worker_spare_hints(void);
 
 int processing_pidfd_open(pid_t pid);
 int processing_pidfd_send_signal(int pidfd, int signal);

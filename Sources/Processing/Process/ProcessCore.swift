@@ -133,6 +133,7 @@ final class ProcessCore: Sendable {
             // A state over the size limit (a checkpoint's can grow) fails here, not in a child
             // that would wait for its start frame forever.
             try Frame.checkSize(request.state.count + request.typeName.utf8.count + 64, of: .start)
+            if host.isLocal { SparePool.shared.noteStart(of: request.typeName) }
             child = try await ChildProcess.launch(output: output, on: host) { [self] event in handle(event) }
         } catch {
             finish(with: .failure(error))

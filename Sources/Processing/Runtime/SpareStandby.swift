@@ -21,6 +21,11 @@ enum SpareStandby {
         // fresh worker pays for with its first process's type and its Codable containers.
         if let name = TypeName.mangled(StartRequest.self) { _ = TypeName.lookUp(name) }
         _ = (StartRequest.self as Any.Type) is any SpareWarmUpProbe.Type
+        // The process types the parent started last: a start of one of them again finds its
+        // type and conformance cached.
+        for name in String(cString: processing_worker_spare_hints()).split(separator: ",") {
+            if let type = TypeName.lookUp(String(name)) { _ = type is any Skprocess.Type }
+        }
         // The coders and the generic containers every process's state and reports go through
         // (a process holds a ProcessConfig; its end sends timings in a checkpoint).
         roundTrip(StartRequest(typeName: "", state: []))

@@ -33,7 +33,8 @@ final class Spawner: Sendable {
     /// What a job spawns.
     private enum Program {
         /// This program's own image, as a local worker.
-        case worker(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout, spare: Bool)
+        /// `spareHints`: nil unless it is a spare; then the type names it warms up for.
+        case worker(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout, spareHints: [String]?)
         /// A command found on `PATH` (ssh, or a user's launcher), with these descriptors as
         /// its stdin, stdout and stderr.
         case command(arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32)
@@ -65,9 +66,10 @@ final class Spawner: Sendable {
     ///
     /// A caller cancelled while its spawn waits behind others gets `CancellationError` at once;
     /// one whose spawn has begun waits the few milliseconds it takes.
-    /// `spare`: the worker is spawned ahead of its use, and warms up while it waits (`SparePool`).
-    func spawn(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout, spare: Bool = false) async throws -> SpawnedChild {
-        try await spawn(.worker(controlFD: controlFD, stderrFD: stderrFD, stdout: stdout, spare: spare))
+    /// `spareHints`: the worker is a spare, spawned ahead of its use (`SparePool`), that warms up
+    /// while it waits, for these process types (mangled names) among others.
+    func spawn(controlFD: Int32, stderrFD: Int32, stdout: ChildStdout, spareHints: [String]? = nil) async throws -> SpawnedChild {
+        try await spawn(.worker(controlFD: controlFD, stderrFD: stderrFD, stdout: stdout, spareHints: spareHints))
     }
 
     /// Spawns `arguments` (the first found on `PATH`) with the given descriptors as its
@@ -116,7 +118,7 @@ final class Spawner: Sendable {
         var environment = setting.environment
         // The limit too, so that the child reads even its start frame under the parent's.
         var marker = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(setting.messageLimit)"
-        if case .worker(_, _, _, spare: true) = program { marker += ":1" }
+        if case .worker(_, _, _, let hints?) = program { marker += ":1:" + hints.joined(separator: ",") }
         environment[PROCESSING_WORKER_ENV] = marker
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
