@@ -200,13 +200,44 @@ func spawnBurst(_ count: Int, spares: Int, rounds: Int = 3) async throws -> Doub
     return median(times)
 }
 
+/// What an idle, warm spare costs in memory (KiB, the median over `count` spares): its resident
+/// set (RSS), its proportional share (PSS: each shared page divided among the processes that
+/// map it, this program among them) and what is its own (USS: its private pages).
+func spareMemory(count: Int = 4) async throws -> (rss: Double, pss: Double, uss: Double) {
+    SpareWorkers.keep(count)
+    try await SpareWorkers.warm(count)
+    // Every child of this process now is an idle spare (nothing else runs here meanwhile).
+    let me = getpid()
+    let children = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
+        guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == me ? pid : nil
+    }
+    var rss: [Double] = [], pss: [Double] = [], uss: [Double] = []
+    for pid in children {
+        guard let rollup = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { continue }
+        var fields: [String: Double] = [:]
+        for line in rollup.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let value = Double(parts[1]) { fields[String(parts[0].dropLast())] = value }
+        }
+        rss.append(fields["Rss"] ?? .nan)
+        pss.append(fields["Pss"] ?? .nan)
+        uss.append((fields["Private_Clean"] ?? .nan) + (fields["Private_Dirty"] ?? .nan))
+    }
+    await SpareWorkers.release()
+    guard !rss.isEmpty else { return (.nan, .nan, .nan) }
+    return (median(rss), median(pss), median(uss))
+}
+
 /// The spare-worker figures (`ProcessingBenchmarks spares`), cold and warm interleaved in
 /// rounds so that the machine's drift hits both alike.
 func reportSpares(rounds: Int = 5) async throws {
     var cold: [Double] = [], warm: [Double] = [], mapCold: [Double] = [], mapWarm: [Double] = []
     for _ in 0..<rounds {
         cold.append(median(try await spawnRoundTrips(20)))
-        warm.append(median(try await spareRoundTrips(20)))
+        warm.append(median(try await spareRoundTrips(40)))
         mapCold.append(try await coldMapTiny(5, spares: false))
         mapWarm.append(try await coldMapTiny(5, spares: true))
     }
@@ -218,6 +249,10 @@ func reportSpares(rounds: Int = 5) async throws {
     report("spawn_burst", "100_processes", try await spawnBurst(100, spares: 0), "ms")
     report("spawn_burst", "100_processes_16_spares", try await spawnBurst(100, spares: 16), "ms")
     report("spawn_burst", "100_processes_100_spares", try await spawnBurst(100, spares: 100), "ms")
+    let memory = try await spareMemory()
+    report("spare_memory", "rss", memory.rss, "KiB")
+    report("spare_memory", "pss", memory.pss, "KiB")
+    report("spare_memory", "uss", memory.uss, "KiB")
 }
 
 /// message_roundtrip: tell/listen ping-pong (µs each).

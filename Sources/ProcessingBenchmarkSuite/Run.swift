@@ -22,6 +22,10 @@ public enum BenchmarkSuite {
                    Double(try await shareCounter(processes: 2, increments: 100, rounds: 1).finalCount), "count")
         case "spares":
             try await reportSpares()
+        case "startup":
+            // The cold start figures alone, to compare two builds run by turns (scripts/bench-startup).
+            report("spawn_roundtrip", "median", median(try await spawnRoundTrips(40)), "ms")
+            report("map_tiny", "cold_100_items", try await coldMapTiny(10, spares: false), "ms")
         case "throughput":
             // The 1 MiB one-way figures alone, three times over.
             for _ in 0..<3 {
@@ -109,5 +113,6 @@ public enum BenchmarkSuite {
         try await reportShareCounter()
         try await reportRelays()
         try await reportActorCalls()
+        try await reportSpares()
     }
 }
