@@ -111,6 +111,23 @@ enum Syscall {
         }
     }
 
+    /// This process's environment as `environ` holds it now: each `NAME=value` entry followed
+    /// by a 0 byte.
+    static func environmentBlock() -> [UInt8] {
+        var block: [UInt8] = []
+        block.reserveCapacity(4096)
+        guard var entry = Optional(environ) ?? nil else { return block }
+        while let string = entry.pointee {
+            let length = strlen(string)
+            string.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+                block.append(contentsOf: UnsafeBufferPointer(start: bytes, count: length))
+            }
+            block.append(0)
+            entry += 1
+        }
+        return block
+    }
+
     /// Makes `fd` also descriptor `target` (dup2; `target` loses close-on-exec). The caller
     /// still owns `fd`.
     static func duplicate(_ fd: Int32, onto target: Int32) throws(SystemError) {

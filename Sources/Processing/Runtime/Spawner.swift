@@ -115,14 +115,15 @@ final class Spawner: Sendable {
 
     private func spawnProgram(_ program: Program) throws -> SpawnedChild {
         let setting = WorkerSetting.current()
-        var environment = setting.environment
+        let inherited = setting.environment
         // The limit too, so that the child reads even its start frame under the parent's.
         var marker = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(setting.messageLimit)"
         if case .worker(_, _, _, let hints?) = program { marker += ":1:" + hints.joined(separator: ",") }
-        environment[PROCESSING_WORKER_ENV] = marker
+        var environment = inherited.filter { !$0.hasPrefix(PROCESSING_WORKER_ENV + "=") }
+        environment.append(PROCESSING_WORKER_ENV + "=" + marker)
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
-        if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
+        if !environment.contains(where: { $0.hasPrefix("SWIFT_BACKTRACE=") }) { environment.append("SWIFT_BACKTRACE=enable=no") }
         // The pidfd's slot is taken before the child exists, so that a full descriptor table
         // fails the start at once instead of leaving a child to kill and reap with the table
         // full. (Dispatch's worker monitor crashes the whole program when it cannot open
@@ -140,11 +141,11 @@ final class Spawner: Sendable {
                 pid = try Syscall.spawnWorker(
                     stdout: stdout, stderr: stderrFD, control: controlFD,
                     arguments: [CommandLine.arguments.first ?? Syscall.ownImage],
-                    environment: environment.map { "\($0.key)=\($0.value)" })
+                    environment: environment)
             case .command(let arguments, let stdin, let stdout, let stderr):
                 // The launcher gets this process's own environment (ssh needs its agent's).
                 pid = try Syscall.spawnCommand(arguments, stdin: stdin, stdout: stdout, stderr: stderr,
-                                               environment: setting.environment.map { "\($0.key)=\($0.value)" })
+                                               environment: inherited)
             }
         } catch {
             Syscall.close(reservation)

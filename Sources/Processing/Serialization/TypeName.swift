@@ -29,7 +29,7 @@ enum TypeName {
     }
 
     /// The mangled name of `type`, after checking that a child can find it by that name.
-    static func locatable(_ type: Any.Type, role: String) throws(ProcessingError) -> String {
+    static func locatable(_ type: Any.Type, role: @autoclosure () -> String) throws(ProcessingError) -> String {
         let key = ObjectIdentifier(type)
         let cached = locatableNames.withLock { $0[key] }
         let name: String?
@@ -42,7 +42,7 @@ enum TypeName {
         }
         guard let name else {
             throw ProcessingError(.typeNotLocatable, """
-                \(String(reflecting: type)) cannot be used as \(role): a child process finds types by name, and \
+                \(String(reflecting: type)) cannot be used as \(role()): a child process finds types by name, and \
                 private, fileprivate and function-local types have none it can look up. Declare it internal \
                 or public, at file scope or nested in such a type.
                 """)
