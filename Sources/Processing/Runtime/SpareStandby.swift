@@ -12,19 +12,28 @@ enum SpareStandby {
     /// Whether the spare was taken (its output is the process's now).
     private static let taken = Mutex(false)
 
-    /// Does, while nobody waits, what a worker's first process would pay for: the runtime's
-    /// type lookup by name and the binary coders' first use. Then writes its byte, unless it
-    /// was taken meanwhile.
+    /// Does, while nobody waits, what a worker's first process would pay for (`warmCaches`).
+    /// Then writes its byte, unless it was taken meanwhile.
     static func warmUp() {
+        warmCaches()
+        taken.withLock { taken in
+            guard !taken else { return }
+            var byte: UInt8 = 1
+            _ = write(STDOUT_FILENO, &byte, 1)
+        }
+    }
+
+    /// What a worker's first process pays for on first use, done ahead: the runtime's type
+    /// lookup by name and the binary coders' first use, and for each process type the parent
+    /// named in the spare's marker (the ones it started last), the lookups its start makes.
+    private static func warmCaches() {
         // A lookup by name scans the image's type records, and a conformance that is not there
         // scans all its conformance records: each first scan faults those pages in, which a
         // fresh worker pays for with its first process's type and its Codable containers.
         if let name = TypeName.mangled(StartRequest.self) { _ = TypeName.lookUp(name) }
         _ = (StartRequest.self as Any.Type) is any SpareWarmUpProbe.Type
-        // The process types the parent started last: a start of one of them again finds its
-        // type and conformance cached.
         for name in String(cString: processing_worker_spare_hints()).split(separator: ",") {
-            if let type = TypeName.lookUp(String(name)) { _ = type is any Skprocess.Type }
+            if let type = TypeName.lookUp(String(name)) as? any Skprocess.Type { warmLookups(of: type) }
         }
         // The coders and the generic containers every process's state and reports go through
         // (a process holds a ProcessConfig; its end sends timings in a checkpoint).
@@ -33,11 +42,14 @@ enum SpareStandby {
         var timings = ProcessTimers()
         timings.fullRun.add(.milliseconds(1))
         roundTrip(Checkpoint(currentRun: 1, state: [], timings: timings))
-        taken.withLock { taken in
-            guard !taken else { return }
-            var byte: UInt8 = 1
-            _ = write(STDOUT_FILENO, &byte, 1)
-        }
+        roundTrip(NoResult())
+    }
+
+    /// The conformance lookups a start of `P` makes (`Lifecycle`), each a scan of the image's
+    /// records the first time, cached after.
+    private static func warmLookups<P: Skprocess>(of _: P.Type) {
+        _ = P.Output.self is any Encodable.Type
+        _ = P.self is any RunsWhenStoppedBeforeStart.Type
     }
 
     private static func roundTrip<T: Codable>(_ value: T) {
