@@ -372,3 +372,30 @@ if tourHosts.count < 2 {
     print("   done in \(ContinuousClock.now - placesClock), ssh connections included")
     await remotePool.close()
 }
+
+// MARK: 18. Spare workers: a start without a spawn
+
+struct Ping: Skprocess {                             // as small as a process gets
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> String { "pong" }
+}
+
+print("18. Spare workers: a start without a spawn")
+func startToResult(_ times: Int) async throws -> Duration {
+    var total = Duration.zero
+    for _ in 0..<times {
+        let start = ContinuousClock.now
+        _ = try await Ping().start().result()
+        total += ContinuousClock.now - start
+        try await SpareWorkers.warm()                // between starts, wait for a ready spare
+    }
+    return total / times
+}
+let coldStart = try await startToResult(10)          // each start spawns a worker
+SpareWorkers.keep(1)                                 // one idle worker, replaced when taken
+try await SpareWorkers.warm()
+let warmStart = try await startToResult(10)          // each start takes the spare
+await SpareWorkers.release()                         // end the idle one, keep none
+let milliseconds = { (duration: Duration) in String(format: "%.1f ms", duration / .milliseconds(1)) }
+print("   start → result: \(milliseconds(coldStart)) spawning a worker, \(milliseconds(warmStart)) on a spare")

@@ -599,6 +599,22 @@ await SpareWorkers.release()   // end them all (and keep none)
 }
 }
 
+// MARK: Processing.docc/Spares.md
+
+extension DocExamples {
+/// Compiled, not run here: spares are the whole test process's (SpareWorkerTests runs them in
+/// probe processes).
+enum SpareWorkersArticle {
+    static func overview() async throws {
+SpareWorkers.keep(2)             // two idle workers from now on, each replaced when taken
+try await SpareWorkers.warm(8)   // before a burst: wait until eight are ready
+let total = try await Counter().start().result()   // takes a spare: no spawn on the way
+await SpareWorkers.release()     // end the idle ones, and keep none
+        _ = total
+    }
+}
+}
+
 // MARK: -
 
 @Suite("Doc comment examples")

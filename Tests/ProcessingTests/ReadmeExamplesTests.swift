@@ -260,6 +260,26 @@ let remote = try await system.spawn(Detector.self, on: .ssh("me@host-b"))
 }
 }
 
+// MARK: Spare workers
+
+extension Readme {
+/// Run in a child (`SparesExample`): spares are the whole process's.
+static func spares() async throws -> Int {
+SpareWorkers.keep(2)                          // two idle workers, each replaced when taken
+try await SpareWorkers.warm(8)                // before a burst: wait until eight are ready
+let quick = try await Counter().start()       // takes a spare: no spawn on the way
+let counted = try await quick.result()        // 10
+await SpareWorkers.release()                  // end the idle ones, keep none
+return counted
+}
+
+struct SparesExample: Skprocess {
+    var processConfig = ProcessConfig(runs: 1)
+    mutating func run() async throws {}
+    func result() async throws -> Int { try await Readme.spares() }
+}
+}
+
 // MARK: Pipe pairs
 
 extension Readme {
@@ -402,6 +422,7 @@ struct ReadmeExamplesTests {
         #expect(try await Readme.pipe() == 42)
         #expect(try await Readme.relays() == 338350)
         #expect(try await Readme.messageProcesses() == 2)
+        #expect(try await Readme.SparesExample().start().result() == 10)
     }
 
     @Test("logging, and what children print")
