@@ -9,7 +9,7 @@ import Testing
 /// Its stdout is read on a thread of its own; the async methods poll what arrived, so no
 /// cooperative-pool thread blocks. Every wait is bounded; `deinit` kills the program.
 final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: set in init, then read-only
-    private let process = Foundation.Process()
+    private let process: TestCommand
     private let input = Pipe()
     private let output = Pipe()
     /// The program's stderr: a pipe the test reads (or, to test a full stderr, does not).
@@ -37,27 +37,26 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
     /// side), instead of a pipe; `errors` is then unused.
     init(_ scenario: String, executable: String = FixtureProgram.path, readsStderr: Bool = true,
          stderr: FileHandle? = nil, environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [scenario]
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = stderr ?? errors
         let readsStderr = readsStderr && stderr == nil
         // A binary copied just now can be "busy" (ETXTBSY) for a moment: a child another test
         // spawns meanwhile holds the copy's write descriptor until it execs.
         var attempts = 0
         while true {
             do {
-                try process.run()
+                process = try TestCommand(executable, [scenario], environment: environment,
+                                          stdin: input.fileHandleForReading.fileDescriptor,
+                                          stdout: output.fileHandleForWriting.fileDescriptor,
+                                          stderr: (stderr ?? errors.fileHandleForWriting).fileDescriptor)
                 break
             } catch where attempts < 100 {
                 attempts += 1
                 usleep(10_000)
             }
         }
+        // The program has its own copies: the pipes end when it (and what it started) is done.
+        try input.fileHandleForReading.close()
+        try output.fileHandleForWriting.close()
+        if stderr == nil { try errors.fileHandleForWriting.close() }
         Self.collect(output.fileHandleForReading, into: received)
         if readsStderr {
             Self.collect(errors.fileHandleForReading, into: receivedErrors)
@@ -79,10 +78,10 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.kill()
     }
 
-    var pid: pid_t { process.processIdentifier }
+    var pid: pid_t { process.pid }
 
     /// What the program wrote to stdout so far.
     var stdout: String { received.text }
@@ -127,12 +126,12 @@ final class FixtureProgram: @unchecked Sendable {  // `process` and the pipes: s
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             guard ContinuousClock.now < deadline else {
-                kill(process.processIdentifier, SIGKILL)
+                process.kill()
                 return nil
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
+        return (process.terminationStatus, process.signaled)
     }
 }
 

@@ -49,12 +49,13 @@ enum TestHosts {
     /// `run`, blocking the caller (for a `defer`, where nothing can be awaited).
     @discardableResult
     static func runBlocking(_ arguments: [String]) throws -> String {
-        let process = Foundation.Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script] + arguments
         let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        let null = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/null"))
+        let process = try TestCommand("/bin/bash", [script] + arguments, stdin: null.fileDescriptor,
+                                      stdout: output.fileHandleForWriting.fileDescriptor,
+                                      stderr: FileHandle.standardError.fileDescriptor)
+        try null.close()
+        try output.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {

@@ -179,18 +179,16 @@ func typecheck(_ source: String) throws -> (status: Int32, output: String) {
     defer { try? FileManager.default.removeItem(at: file) }
     let searchPath = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/opt/swift/usr/bin"]
     let compiler = searchPath.map { $0 + "/swiftc" }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "swiftc"
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: compiler)
-    process.arguments = [
+    let output = Pipe()
+    let null = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/null"))
+    let process = try TestCommand(compiler, [
         "-typecheck", "-swift-version", "6",
         "-I", build.appendingPathComponent("Modules").path,
         "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CProcessingShims.build/module.modulemap").path,
         file.path,
-    ]
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
+    ], stdin: null.fileDescriptor, stdout: output.fileHandleForWriting.fileDescriptor, stderr: output.fileHandleForWriting.fileDescriptor)
+    try null.close()
+    try output.fileHandleForWriting.close()
     let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, text)

@@ -433,6 +433,22 @@ struct SparePoolStateTests {
         #expect(machine.idleCount == 0)
     }
 
+    @Test("each spare's setting is checked: a warm one spawned under another environment is ended, not taken")
+    func mixedSettings() {
+        var machine = Machine()
+        _ = machine.keep(3)
+        _ = machine.spawned(10, id: 0)     // fits, still warming
+        _ = machine.spawned(11, id: 1)     // spawned under another setting, warm
+        _ = machine.spawned(12, id: 2)     // fits, warm
+        _ = machine.warmed(1)
+        _ = machine.warmed(2)
+        let (taken, actions) = machine.take { $0 != 11 }
+        #expect(taken == 12, "a spare whose setting no longer fits was taken")
+        #expect(actions.end == [11])
+        #expect(actions.spawn)
+        #expect(machine.idleSpares == [10])
+    }
+
     @Test("warm waiters go on once enough spares are warm; cancellation hands the waiter back")
     func warmWaits() {
         var machine = Machine()

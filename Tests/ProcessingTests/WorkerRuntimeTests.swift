@@ -89,16 +89,13 @@ struct WorkerRuntimeTests {
 
     /// Runs this test binary with the worker marker set (and no control channel) by hand.
     private func runThisBinary(workerMarker: String) throws -> (status: Int32, stderr: String) {
-        let process = Foundation.Process()
-        process.executableURL = URL(fileURLWithPath: Syscall.executablePath())
-        var environment = ProcessInfo.processInfo.environment
-        environment["__SWIFT_PROCESSING_WORKER"] = workerMarker
-        process.environment = environment
         let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let null = try FileHandle(forUpdating: URL(fileURLWithPath: "/dev/null"))
+        let process = try TestCommand(Syscall.executablePath(), environment: ["__SWIFT_PROCESSING_WORKER": workerMarker],
+                                      stdin: null.fileDescriptor, stdout: null.fileDescriptor,
+                                      stderr: stderr.fileHandleForWriting.fileDescriptor)
+        try null.close()
+        try stderr.fileHandleForWriting.close()
         let output = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: output, as: UTF8.self))

@@ -130,6 +130,8 @@ final class SparePool: Sendable {
     /// A local process of type `typeName` (mangled) is being started.
     func noteStart(of typeName: String) {
         // Names longer than this are not worth the marker's room (deeply nested generics).
+        // (`hintLimit` names of this length fit the worker's buffer for them, 2048 bytes in
+        // shims.c; a name cut short there would only fail its lookup.)
         guard typeName.utf8.count <= 256 else { return }
         recentTypeNames.withLock { names in
             if names.first == typeName { return }

@@ -73,15 +73,18 @@ struct SparePoolState<Spare, Waiter> {
         return actions
     }
 
-    /// A spare for a start, if one is idle: the warmest first, the longest idle among those.
+    /// A spare for a start, if one is idle: a warm one first, the longest idle among those.
     /// `fits` says whether a spare still stands in for a fresh spawn (its environment); the
-    /// idle ones that do not are ended (they were spawned before a change) and replaced.
+    /// idle ones that do not are ended (they were spawned before a change) and replaced. Each
+    /// is asked: spares spawned at different moments may hold different settings.
     mutating func take(fitting fits: (Spare) -> Bool) -> (spare: Spare?, actions: Actions) {
         var actions = Actions()
         guard !idle.isEmpty else { return (nil, actions) }
-        if !fits(idle[0].spare) {
-            actions.end = idle.map(\.spare)
-            idle = []
+        if idle.contains(where: { !fits($0.spare) }) {
+            actions.end = idle.filter { !fits($0.spare) }.map(\.spare)
+            idle.removeAll { !fits($0.spare) }
+        }
+        guard !idle.isEmpty else {
             actions.spawn = spawnIfShort()
             return (nil, actions)
         }

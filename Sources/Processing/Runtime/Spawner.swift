@@ -119,11 +119,17 @@ final class Spawner: Sendable {
         // The limit too, so that the child reads even its start frame under the parent's.
         var marker = "\(PROCESSING_WORKER_CONTROL_FD):\(getpid()):\(setting.messageLimit)"
         if case .worker(_, _, _, let hints?) = program { marker += ":1:" + hints.joined(separator: ",") }
-        var environment = inherited.filter { !$0.hasPrefix(PROCESSING_WORKER_ENV + "=") }
+        // Names compared as bytes (a `String` prefix compares characters, and a combining mark
+        // after the `=` would make another one of it).
+        func named(_ name: String) -> (String) -> Bool {
+            let prefix = Array((name + "=").utf8)
+            return { $0.utf8.starts(with: prefix) }
+        }
+        var environment = inherited.filter { !named(PROCESSING_WORKER_ENV)($0) }
         environment.append(PROCESSING_WORKER_ENV + "=" + marker)
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
-        if !environment.contains(where: { $0.hasPrefix("SWIFT_BACKTRACE=") }) { environment.append("SWIFT_BACKTRACE=enable=no") }
+        if !environment.contains(where: named("SWIFT_BACKTRACE")) { environment.append("SWIFT_BACKTRACE=enable=no") }
         // The pidfd's slot is taken before the child exists, so that a full descriptor table
         // fails the start at once instead of leaving a child to kill and reap with the table
         // full. (Dispatch's worker monitor crashes the whole program when it cannot open
