@@ -126,39 +126,35 @@ func descriptorsButDispatchTimers() -> Int {
     descriptorTargets().filter { !$0.hasSuffix("anon_inode:[timerfd]") }.count
 }
 
-/// This process's children that have exited and not been reaped.
-func zombieChildren() -> Int {
-    let me = getpid()
-    return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
-        guard let pid = Int(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 1 && fields[0] == "Z" && Int(fields[1]) == Int(me)
-    }.count
+/// The state letter and parent of process `pid`, from /proc (a zombie's too), or nil.
+func processStat(_ pid: Int) -> (state: Character, parent: Int)? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 1, let state = fields[0].first, let parent = Int(fields[1]) else { return nil }
+    return (state, parent)
 }
+
+/// The states of this process's children (zombies included).
+func childStates() -> [Character] {
+    let me = Int(getpid())
+    return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+        Int(entry).flatMap(processStat).flatMap { $0.parent == me ? $0.state : nil }
+    }
+}
+
+/// This process's children that have exited and not been reaped.
+func zombieChildren() -> Int { childStates().filter { $0 == "Z" }.count }
 
 /// Waits (up to 2 s) until this process has no child: a process ends on its result, and its
 /// child is reaped a moment later.
 func awaitChildrenReaped() async throws {
-    let me = getpid()
-    func children() -> Int {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
-            guard let pid = Int(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int(fields[1]) == Int(me)
-        }.count
-    }
-    for _ in 0..<200 where children() > 0 {
+    for _ in 0..<200 where !childStates().isEmpty {
         try await Task.sleep(for: .milliseconds(10))
     }
 }
 
-func processState(_ pid: Int) -> Character? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return nil }
-    return stat[stat.index(close, offsetBy: 2)]
-}
+func processState(_ pid: Int) -> Character? { processStat(pid)?.state }
 
 // MARK: - Scenarios
 

@@ -41,12 +41,7 @@ func childProcessIDs() -> [pid_t] {
     let me = getpid()
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { entry -> pid_t? in
-        guard let pid = pid_t(entry),
-              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after "(comm)": state, ppid, ...
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 1, let parent = pid_t(fields[1]), parent == me else { return nil }
+        guard let pid = pid_t(entry), processParent(pid) == me else { return nil }
         return pid
     }
 }
@@ -55,6 +50,7 @@ func childProcessIDs() -> [pid_t] {
 func processParent(_ pid: pid_t) -> pid_t? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = stat.lastIndex(of: ")") else { return nil }
+    // Fields after "(comm)": state, ppid, ...
     let fields = stat[stat.index(after: close)...].split(separator: " ")
     return fields.count > 1 ? pid_t(fields[1]) : nil
 }

@@ -41,9 +41,15 @@ final class TestCommand: Sendable {
 
     /// Blocks until it has exited (for helpers that run a command to its end on their thread).
     func waitUntilExit() {
+        let raw = Self.reap(pid)
+        status.withLock { if $0 == nil { $0 = raw } }
+    }
+
+    /// Waits for `pid`'s exit and reaps it: its raw status.
+    private static func reap(_ pid: pid_t) -> Int32 {
         var raw: Int32 = 0
         while waitpid(pid, &raw, 0) == -1 && errno == EINTR {}
-        status.withLock { if $0 == nil { $0 = raw } }
+        return raw
     }
 
     /// Its exit status, or the signal that ended it; meaningful once it has ended.
@@ -69,10 +75,7 @@ final class TestCommand: Sendable {
     deinit {
         guard isRunning else { return }
         Glibc.kill(pid, SIGKILL)
-        let pid = pid
-        Thread {
-            var raw: Int32 = 0
-            while waitpid(pid, &raw, 0) == -1 && errno == EINTR {}
-        }.start()
+        let pid = pid  // not self: the thread outlives it
+        Thread { _ = Self.reap(pid) }.start()
     }
 }

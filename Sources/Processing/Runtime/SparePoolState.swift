@@ -80,10 +80,11 @@ struct SparePoolState<Spare, Waiter> {
     mutating func take(fitting fits: (Spare) -> Bool) -> (spare: Spare?, actions: Actions) {
         var actions = Actions()
         guard !idle.isEmpty else { return (nil, actions) }
-        if idle.contains(where: { !fits($0.spare) }) {
-            actions.end = idle.filter { !fits($0.spare) }.map(\.spare)
-            idle.removeAll { !fits($0.spare) }
+        var fitting: [Entry] = []
+        for entry in idle {
+            if fits(entry.spare) { fitting.append(entry) } else { actions.end.append(entry.spare) }
         }
+        idle = fitting
         guard !idle.isEmpty else {
             actions.spawn = spawnIfShort()
             return (nil, actions)

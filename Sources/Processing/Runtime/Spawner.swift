@@ -125,7 +125,8 @@ final class Spawner: Sendable {
             let prefix = Array((name + "=").utf8)
             return { $0.utf8.starts(with: prefix) }
         }
-        var environment = inherited.filter { !named(PROCESSING_WORKER_ENV)($0) }
+        let isMarker = named(PROCESSING_WORKER_ENV)
+        var environment = inherited.filter { !isMarker($0) }
         environment.append(PROCESSING_WORKER_ENV + "=" + marker)
         // Crashes are reported to the parent with the child's last stderr lines; the
         // backtracer's interactive output only slows a worker's death down.
